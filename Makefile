@@ -1,0 +1,95 @@
+# ngx_http_device_pairing_module — build, run, test, bench.
+#   make run    install dependencies, build, start nginx with conf.example
+#   make test   unit tests, integration tests (t/), browser test, ASan run
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+BUILD      := $(CURDIR)/build
+NGX_SRC    := /usr/share/nginx/src
+NGINX      ?= /usr/sbin/nginx
+MODULE     := $(BUILD)/nginx/objs/ngx_http_device_pairing_module.so
+ASAN_MODULE:= $(BUILD)/nginx-asan/objs/ngx_http_device_pairing_module.so
+CORE_SRCS  := $(wildcard src/core/*.cpp)
+UNIT_SRCS  := $(wildcard t/unit/*.cpp)
+ALL_SRCS   := $(CORE_SRCS) $(wildcard src/ngx/*.cpp src/ngx/*.h src/core/*.h) config
+DEB_PKGS   := nginx nginx-dev libssl-dev libjansson-dev libqrencode-dev libgtest-dev g++ make \
+              perl python3 python3-cryptography openssl wrk chromium zbar-tools \
+              librsvg2-bin valgrind
+CXXFLAGS   := -std=gnu++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -Isrc
+LIBS       := -lcrypto -ljansson -lqrencode
+
+.PHONY: deps build asan run test unit integration test-asan test-valgrind browser-deps bench soak \
+        device-key clean
+
+deps: $(BUILD)/.deps
+$(BUILD)/.deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	@mkdir -p $(BUILD) && touch $@
+
+browser-deps: $(BUILD)/.browser-deps
+$(BUILD)/.browser-deps: $(BUILD)/.deps t/browser/package.json
+	cd t/browser && npm install --no-audit --no-fund --silent
+	@touch $@
+
+# nginx's own build, out of tree: a copy of Debian's nginx-dev source tree,
+# configured with Debian's flags so the module's binary signature matches.
+$(BUILD)/%/Makefile: $(BUILD)/.deps
+	rm -rf $(BUILD)/$*
+	cp -r $(NGX_SRC) $(BUILD)/$*
+	cd $(BUILD)/$* && source ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	    --add-dynamic-module=$(CURDIR) $(if $(findstring asan,$*),--with-cc-opt="-fsanitize=address -fno-omit-frame-pointer" --with-ld-opt="-fsanitize=address") >/dev/null
+
+$(MODULE): $(BUILD)/nginx/Makefile $(ALL_SRCS)
+	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules >/dev/null
+
+$(ASAN_MODULE): $(BUILD)/nginx-asan/Makefile $(ALL_SRCS)
+	$(MAKE) -C $(BUILD)/nginx-asan -f objs/Makefile modules >/dev/null
+
+build: $(MODULE)
+asan: $(ASAN_MODULE)
+
+$(BUILD)/unit_tests: $(BUILD)/.deps $(CORE_SRCS) $(UNIT_SRCS) $(wildcard src/core/*.h t/unit/*.h)
+	$(CXX) $(CXXFLAGS) -o $@ $(CORE_SRCS) $(UNIT_SRCS) $(LIBS) -lgtest -lgtest_main -pthread
+
+unit: $(BUILD)/unit_tests
+	$(BUILD)/unit_tests --gtest_brief=1
+
+integration: $(MODULE) browser-deps
+	DP_MODULE=$(MODULE) prove -I t/lib t/
+
+test-asan: $(ASAN_MODULE) browser-deps
+	DP_MODULE=$(ASAN_MODULE) DP_ASAN=1 prove -I t/lib t/
+
+test-valgrind: $(MODULE) browser-deps
+	DP_MODULE=$(MODULE) DP_VALGRIND=1 prove -I t/lib t/
+
+test: unit integration test-asan
+
+# Start nginx in the foreground with conf.example; the prefix is this folder.
+run: $(MODULE)
+	@mkdir -p $(BUILD)/run
+	@echo "device pairing: nginx on http://127.0.0.1:3001 (Ctrl-C stops it)"
+	$(NGINX) -p $(CURDIR)/ -c conf.example -g 'daemon off; user root;' -e stderr
+
+# make device-key ACCOUNT=alice: print a new key once, keep only its hash.
+KEYS ?= $(BUILD)/run/device-keys
+device-key:
+	@test -n "$(ACCOUNT)" || { echo "usage: make device-key ACCOUNT=name [KEYS=path]"; exit 2; }
+	@mkdir -p $(dir $(KEYS)); key="dk_$$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '=')"; \
+	printf '%s %s\n' "$(ACCOUNT)" "$$(printf %s "$$key" | sha256sum | cut -d' ' -f1)" >> $(KEYS); \
+	echo "device key for $(ACCOUNT) (shown once, keep it safe): $$key"; \
+	echo "its SHA-256 was appended to $(KEYS); reload nginx to use it"
+
+bench: $(MODULE)
+	bench/run.sh
+
+soak: $(MODULE)
+	DP_MODULE=$(MODULE) DP_SOAK_RELOADS=1000 prove -I t/lib t/70-reload-soak.t
+
+clean:
+	rm -rf $(BUILD)

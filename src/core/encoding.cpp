@@ -1,0 +1,160 @@
+#include "core/encoding.h"
+
+#include <cstdio>
+#include <ctime>
+
+namespace dp {
+
+namespace {
+
+const char kStd[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const char kUrl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+std::string encode(std::string_view raw, const char* alphabet, bool pad) {
+    std::string out;
+    out.reserve((raw.size() + 2) / 3 * 4);
+    size_t i = 0;
+    for (; i + 2 < raw.size(); i += 3) {
+        uint32_t v = (uint8_t)raw[i] << 16 | (uint8_t)raw[i + 1] << 8 | (uint8_t)raw[i + 2];
+        out += alphabet[v >> 18];
+        out += alphabet[(v >> 12) & 63];
+        out += alphabet[(v >> 6) & 63];
+        out += alphabet[v & 63];
+    }
+    size_t rest = raw.size() - i;
+    if (rest) {
+        uint32_t v = (uint8_t)raw[i] << 16 | (rest == 2 ? (uint8_t)raw[i + 1] << 8 : 0);
+        out += alphabet[v >> 18];
+        out += alphabet[(v >> 12) & 63];
+        if (rest == 2) out += alphabet[(v >> 6) & 63];
+        if (pad) out.append(rest == 1 ? "==" : "=");
+    }
+    return out;
+}
+
+int std_value(char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const unsigned yoe = (unsigned)(y - era * 400);
+    const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+}  // namespace
+
+std::string base64_encode(std::string_view raw) { return encode(raw, kStd, true); }
+std::string base64url_encode(std::string_view raw) { return encode(raw, kUrl, false); }
+
+std::optional<Bytes> base64_decode_strict(std::string_view text) {
+    if (text.size() % 4 != 0) return std::nullopt;
+    Bytes out;
+    out.reserve(text.size() / 4 * 3);
+    for (size_t i = 0; i < text.size(); i += 4) {
+        bool last = i + 4 == text.size();
+        int v[4];
+        int pads = 0;
+        for (int k = 0; k < 4; k++) {
+            char c = text[i + k];
+            if (c == '=' && last && k >= 2) {
+                v[k] = 0;
+                pads++;
+                continue;
+            }
+            if (pads) return std::nullopt;  // data after padding
+            v[k] = std_value(c);
+            if (v[k] < 0) return std::nullopt;
+        }
+        uint32_t n = v[0] << 18 | v[1] << 12 | v[2] << 6 | v[3];
+        out += (char)(n >> 16);
+        if (pads < 2) out += (char)(n >> 8);
+        if (pads < 1) out += (char)n;
+        // Canonical form: the bits dropped by padding must be zero.
+        if ((pads == 1 && (n & 0xff)) || (pads == 2 && (n & 0xffff))) return std::nullopt;
+    }
+    return out;
+}
+
+std::string hex_encode(std::string_view raw) {
+    static const char digits[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(raw.size() * 2);
+    for (unsigned char c : raw) {
+        out += digits[c >> 4];
+        out += digits[c & 15];
+    }
+    return out;
+}
+
+std::optional<Bytes> hex_decode(std::string_view text) {
+    if (text.size() % 2) return std::nullopt;
+    auto nibble = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    Bytes out;
+    for (size_t i = 0; i < text.size(); i += 2) {
+        int hi = nibble(text[i]), lo = nibble(text[i + 1]);
+        if (hi < 0 || lo < 0) return std::nullopt;
+        out += (char)(hi << 4 | lo);
+    }
+    return out;
+}
+
+std::string iso8601_ms(int64_t epoch_ms) {
+    time_t secs = (time_t)(epoch_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char buf[96];
+    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(epoch_ms % 1000));
+    return buf;
+}
+
+std::optional<int64_t> parse_iso8601_ms(std::string_view t) {
+    // YYYY-MM-DDTHH:MM:SS then optional .f{1,9} then Z
+    if (t.size() < 20) return std::nullopt;
+    auto num = [&](size_t pos, size_t len, int& out) {
+        out = 0;
+        for (size_t i = pos; i < pos + len; i++) {
+            if (t[i] < '0' || t[i] > '9') return false;
+            out = out * 10 + (t[i] - '0');
+        }
+        return true;
+    };
+    int y, mo, d, h, mi, s;
+    if (!num(0, 4, y) || t[4] != '-' || !num(5, 2, mo) || t[7] != '-' || !num(8, 2, d) ||
+        t[10] != 'T' || !num(11, 2, h) || t[13] != ':' || !num(14, 2, mi) || t[16] != ':' ||
+        !num(17, 2, s))
+        return std::nullopt;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59) return std::nullopt;
+    size_t pos = 19;
+    int ms = 0;
+    if (t[pos] == '.') {
+        size_t start = ++pos;
+        while (pos < t.size() && t[pos] >= '0' && t[pos] <= '9') {
+            if (pos - start < 3) ms = ms * 10 + (t[pos] - '0');
+            pos++;
+        }
+        size_t digits = pos - start;
+        if (digits == 0 || digits > 9) return std::nullopt;
+        for (size_t k = digits; k < 3; k++) ms *= 10;
+    }
+    if (pos + 1 != t.size() || t[pos] != 'Z') return std::nullopt;
+    int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+    return ((days * 24 + h) * 60 + mi) * 60000LL + s * 1000LL + ms;
+}
+
+}  // namespace dp

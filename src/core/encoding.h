@@ -1,0 +1,31 @@
+// Text encodings used on the wire: strict standard base64, base64url, hex,
+// ISO-8601 UTC timestamps. Pure C++, no nginx headers.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace dp {
+
+using Bytes = std::string;  // raw octets; std::string keeps it simple and movable
+
+// RFC 4648 section 4 with '=' padding. Decoding is strict: no whitespace,
+// no URL-safe alphabet, padding required, non-zero trailing bits rejected,
+// so every accepted input has exactly one encoding.
+std::string base64_encode(std::string_view raw);
+std::optional<Bytes> base64_decode_strict(std::string_view text);
+
+// RFC 4648 section 5 without padding: used for tokens and ids in URLs.
+std::string base64url_encode(std::string_view raw);
+
+std::string hex_encode(std::string_view raw);
+std::optional<Bytes> hex_decode(std::string_view text);
+
+// "2026-03-12T10:00:00.000Z" from milliseconds since the epoch.
+std::string iso8601_ms(int64_t epoch_ms);
+// Accepts "YYYY-MM-DDTHH:MM:SS[.fff]Z"; nothing else.
+std::optional<int64_t> parse_iso8601_ms(std::string_view text);
+
+}  // namespace dp

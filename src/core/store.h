@@ -1,0 +1,140 @@
+// The records of the pairing state and the store that holds them. Records
+// are plain structs so the nginx glue can keep them in a shared-memory slab
+// (one rbtree per kind); unit tests use MemoryStore.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <type_traits>
+
+#include "core/crypto.h"
+
+namespace dp {
+
+enum class Kind : uint8_t { Device, Limiter, Mailbox, CodeRequest, Nonce, Count };
+constexpr size_t kKindCount = (size_t)Kind::Count;
+
+enum class Role : uint8_t { Owner = 1, Device = 2 };
+enum class PairMethod : uint8_t { Otp = 1, Code = 2, Loaded = 3 };
+
+struct RecordHeader {
+    uint8_t tree_reserved[2];  // the store's own (rbtree colour): never touched by the core
+    Kind kind;
+    uint8_t flags;
+    uint32_t created_s;
+    uint32_t expires_s;        // 0: never expires
+    uint8_t key[32];           // SHA-256 of the labelled identifier or secret
+};
+
+// A paired device, found by the SHA-256 of its bearer token.
+struct DeviceRecord {
+    RecordHeader h;
+    uint32_t last_seen_s;
+    Role role;
+    PairMethod method;
+    uint8_t name_len;
+    uint8_t addr_len;          // 4 or 16, 0 when unknown
+    uint8_t id[8];             // shown as "dev_" + hex
+    uint8_t addr[16];
+    char name[20];
+};
+
+// Failed-attempt counter of one client address for one guessable secret.
+struct LimiterRecord {
+    RecordHeader h;
+    uint32_t failures;
+    int64_t last_failure_ms;
+};
+
+enum MailboxFlags : uint8_t { kMailboxReady = 1 };
+
+// A relay mailbox, found by its pairing id.
+struct MailboxRecord {
+    RecordHeader h;
+    uint8_t write_token_hash[32];
+    uint8_t account_hash[16];
+    uint8_t session_pub[32];
+    uint8_t ecdh_pub[65];
+};
+
+enum class CodeStatus : uint8_t { Pending = 0, Approved = 1, Rejected = 2, Delivered = 3 };
+
+// A human pairing-code request, found by its request id.
+struct CodeRequestRecord {
+    RecordHeader h;
+    uint8_t code_hash[32];
+    CodeStatus status;
+    uint8_t requester_len;
+    uint16_t meta_len;
+    uint32_t code_expires_s;
+    int64_t approved_at_ms;
+    char requester[64];
+    char meta[256];            // compact JSON of the request's "meta"
+};
+
+// An attestation nonce seen by verify, kept for its age window.
+struct NonceRecord {
+    RecordHeader h;
+};
+
+// Zone-wide state that is not a keyed record.
+struct OtpState {
+    uint8_t hash[32];
+    int64_t expires_ms;        // 0: no OTP
+    uint32_t failures;         // failed attempts against this OTP, any address
+    uint8_t burned;
+    uint8_t pad[3];
+    uint64_t generation;
+};
+
+struct SharedState {
+    OtpState otp;
+    uint64_t devices;          // live device records
+    uint64_t dirty;            // bumped on every change worth persisting
+    uint64_t persisted;        // the value of dirty the state file holds
+};
+
+template <typename T>
+constexpr bool kShmSafe = std::is_standard_layout_v<T> && std::is_trivially_copyable_v<T>;
+static_assert(kShmSafe<DeviceRecord> && kShmSafe<LimiterRecord> && kShmSafe<MailboxRecord> &&
+              kShmSafe<CodeRequestRecord> && kShmSafe<NonceRecord> && kShmSafe<SharedState>);
+static_assert(offsetof(DeviceRecord, h) == 0 && offsetof(MailboxRecord, h) == 0);
+
+size_t record_size(Kind kind);
+
+// Access to the records. All calls between lock() and unlock(); the nginx
+// implementation holds the zone's ngx_shmtx for that span.
+class Store {
+   public:
+    virtual ~Store() = default;
+    virtual void lock() = 0;
+    virtual void unlock() = 0;
+    virtual RecordHeader* find(Kind kind, const Digest& key) = 0;
+    // A zeroed record of record_size(kind) with kind and key set, or null
+    // when there is no room even after dropping expired records.
+    virtual RecordHeader* insert(Kind kind, const Digest& key, uint32_t now_s) = 0;
+    virtual void remove(RecordHeader* record) = 0;
+    // Visits every record of a kind; the visitor may remove the one it is given.
+    virtual void for_each(Kind kind, const std::function<void(RecordHeader*)>& visit) = 0;
+    virtual SharedState& shared() = 0;
+};
+
+class StoreLock {
+   public:
+    explicit StoreLock(Store& s) : store_(s) { store_.lock(); }
+    ~StoreLock() { store_.unlock(); }
+    StoreLock(const StoreLock&) = delete;
+    StoreLock& operator=(const StoreLock&) = delete;
+
+   private:
+    Store& store_;
+};
+
+// Removes the expired records of every kind but devices; returns how many.
+size_t drop_expired(Store& store, uint32_t now_s);
+
+template <typename T>
+T* as(RecordHeader* h) { return reinterpret_cast<T*>(h); }
+
+}  // namespace dp

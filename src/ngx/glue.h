@@ -1,0 +1,111 @@
+// The nginx side of ngx_http_device_pairing_module: configuration, the
+// shared-memory zone, and the handlers. Everything nginx calls is noexcept
+// and catches all exceptions; the pairing logic lives in src/core.
+#pragma once
+
+extern "C" {
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+}
+
+#include <string>
+
+#include "core/http.h"
+#include "core/service.h"
+#include "core/store.h"
+
+extern "C" ngx_module_t ngx_http_device_pairing_module;
+
+namespace dpngx {
+
+// Shared memory: one rbtree per record kind plus the zone-wide state.
+struct SharedZone {
+    ngx_rbtree_t trees[dp::kKindCount];
+    ngx_rbtree_node_t sentinels[dp::kKindCount];
+    dp::SharedState state;
+    uint32_t last_sweep_s;
+};
+static_assert(dp::kShmSafe<SharedZone>);
+
+struct MainConf;
+
+// shm_zone->data: one per configuration cycle, in the cycle's pool.
+struct ZoneCtx {
+    SharedZone* sh;
+    ngx_slab_pool_t* shpool;
+    ngx_shm_zone_t* shm_zone;
+    ngx_str_t state_path;  // empty: no persistence
+    MainConf* mcf;
+};
+
+class ZoneStore final : public dp::Store {
+   public:
+    explicit ZoneStore(ZoneCtx* zone) : zone_(zone) {}
+    void lock() override { ngx_shmtx_lock(&zone_->shpool->mutex); }
+    void unlock() override { ngx_shmtx_unlock(&zone_->shpool->mutex); }
+    dp::RecordHeader* find(dp::Kind kind, const dp::Digest& key) override;
+    dp::RecordHeader* insert(dp::Kind kind, const dp::Digest& key, uint32_t now_s) override;
+    void remove(dp::RecordHeader* record) override;
+    void for_each(dp::Kind kind, const std::function<void(dp::RecordHeader*)>& visit) override;
+    dp::SharedState& shared() override { return zone_->sh->state; }
+
+   private:
+    ZoneCtx* zone_;
+};
+
+struct SrvConf {
+    ngx_str_t token_file;
+    ngx_str_t device_keys;
+    ngx_str_t identity;
+    ngx_str_t url;
+    ngx_str_t app_url;
+    ngx_msec_t otp_ttl;
+    time_t mailbox_ttl;
+    ngx_uint_t max_pairings;
+    size_t max_body;
+    dp::Settings* settings;  // built in merge; destroyed by a pool cleanup
+};
+
+struct MainConf {
+    ngx_shm_zone_t* zone;
+    SrvConf* first_pairing_srv;  // whose URL the startup banner shows
+    ngx_flag_t pairing_used;
+};
+
+enum AuthMode : ngx_uint_t { kAuthOff = 0, kAuthBearer, kAuthDeviceKey, kAuthAny };
+
+struct LocConf {
+    ngx_flag_t enable;
+    ngx_uint_t auth;
+};
+
+// Per request: the gate's verdict (for the variables) and the API call state.
+struct RequestCtx {
+    dp::Principal principal;
+    bool authenticated = false;
+    dp::RouteMatch route;
+    int64_t poll_until_ms = 0;
+    bool polling = false;
+    ngx_event_t poll_timer;
+};
+
+RequestCtx* request_ctx(ngx_http_request_t* r);  // created on first use; null on error
+
+int64_t now_ms();
+dp::ClientAddr client_addr(ngx_http_request_t* r);
+std::string header_value(ngx_http_request_t* r, const char* lowercase_name);
+
+ngx_int_t send_response(ngx_http_request_t* r, const dp::Response& resp);
+// Sends a response from a phase that is not the content phase and ends the request.
+ngx_int_t answer_now(ngx_http_request_t* r, const dp::Response& resp);
+
+ngx_int_t content_handler(ngx_http_request_t* r) noexcept;
+ngx_int_t access_handler(ngx_http_request_t* r) noexcept;
+ngx_int_t add_variables(ngx_conf_t* cf) noexcept;
+
+ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept;
+void persist_if_dirty(ZoneCtx* zone, ngx_log_t* log, bool force);
+ZoneCtx* zone_of(ngx_http_request_t* r);
+
+}  // namespace dpngx

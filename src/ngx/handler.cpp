@@ -1,0 +1,295 @@
+// The pairing API: `device_pairing on;` locations. Route, read the body
+// asynchronously, run the core service under the zone lock, persist durable
+// changes, answer; GET ...?wait=N polls the zone on a timer.
+#include <new>
+
+#include "ngx/glue.h"
+
+namespace dpngx {
+
+namespace {
+
+constexpr ngx_msec_t kPollIntervalMs = 100;
+
+std::string to_string(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }
+
+void destroy_ctx(void* data) {
+    auto* ctx = static_cast<RequestCtx*>(data);
+    if (ctx->poll_timer.timer_set) ngx_del_timer(&ctx->poll_timer);
+    ctx->~RequestCtx();
+}
+
+bool json_content_type(ngx_http_request_t* r) {
+    if (!r->headers_in.content_type) return false;
+    std::string type = to_string(r->headers_in.content_type->value);
+    type = type.substr(0, type.find(';'));
+    while (!type.empty() && type.back() == ' ') type.pop_back();
+    for (char& c : type) c = (char)tolower((unsigned char)c);
+    return type == "application/json" || (type.rfind("application/", 0) == 0 && type.size() > 17 &&
+                                           type.compare(type.size() - 5, 5, "+json") == 0);
+}
+
+bool has_body(ngx_http_request_t* r) {
+    return r->headers_in.content_length_n > 0 || r->headers_in.chunked;
+}
+
+// The request body as one string, from memory buffers and temp files alike.
+bool collect_body(ngx_http_request_t* r, std::string* out, size_t limit, bool* too_large) {
+    *too_large = false;
+    if (!r->request_body) return true;
+    for (ngx_chain_t* cl = r->request_body->bufs; cl; cl = cl->next) {
+        ngx_buf_t* b = cl->buf;
+        if (b->in_file) {
+            size_t size = (size_t)(b->file_last - b->file_pos);
+            if (out->size() + size > limit) return *too_large = true, false;
+            size_t old = out->size();
+            out->resize(old + size);
+            ssize_t n = ngx_read_file(b->file, reinterpret_cast<u_char*>(&(*out)[old]), size, b->file_pos);
+            if (n != (ssize_t)size) return false;
+        } else {
+            size_t size = (size_t)(b->last - b->pos);
+            if (out->size() + size > limit) return *too_large = true, false;
+            out->append(reinterpret_cast<char*>(b->pos), size);
+        }
+    }
+    return true;
+}
+
+dp::Response body_too_large(size_t limit) {
+    return dp::problem(413, "body_too_large", "Request body too large",
+                       "the body must be at most " + std::to_string(limit) + " bytes");
+}
+
+dp::Request build_request(ngx_http_request_t* r) {
+    dp::Request req;
+    req.method = to_string(r->method_name);
+    req.path = to_string(r->uri);
+    req.query = to_string(r->args);
+    if (r->headers_in.authorization) req.authorization = to_string(r->headers_in.authorization->value);
+    req.device_key = header_value(r, "x-device-key");
+    if (r->headers_in.user_agent) req.user_agent = to_string(r->headers_in.user_agent->value);
+    if (r->headers_in.host) req.host = to_string(r->headers_in.host->value);
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) req.scheme = "https";
+#endif
+    req.client_addr = to_string(r->connection->addr_text);
+    req.now_ms = now_ms();
+    return req;
+}
+
+// Runs the route and answers, or arms the long-poll timer.
+ngx_int_t run(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
+    auto* scf = static_cast<SrvConf*>(ngx_http_get_module_srv_conf(r, ngx_http_device_pairing_module));
+    ZoneCtx* zone = zone_of(r);
+    dp::Request req = build_request(r);
+    req.body = std::move(body);
+    ZoneStore store(zone);
+    dp::Service service(store, *scf->settings);
+    dp::Response resp = service.handle(ctx->route, req, client_addr(r));
+    for (const std::string& line : resp.notices)
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0, "%s", line.c_str());
+    if (resp.durable) persist_if_dirty(zone, r->connection->log, false);
+
+    if (ctx->poll_until_ms == 0) ctx->poll_until_ms = resp.poll_until_ms;
+    if (resp.poll_until_ms && req.now_ms < ctx->poll_until_ms) {
+        ctx->poll_timer.handler = [](ngx_event_t* ev) {
+            auto* req = static_cast<ngx_http_request_t*>(ev->data);
+            auto* c = static_cast<RequestCtx*>(ngx_http_get_module_ctx(req, ngx_http_device_pairing_module));
+            ngx_int_t rc;
+            try {
+                rc = run(req, c, std::string());
+            } catch (...) {
+                ngx_log_error(NGX_LOG_ALERT, req->connection->log, 0, "device_pairing: long poll failed");
+                rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+            if (rc != NGX_DONE) ngx_http_finalize_request(req, rc);
+            ngx_http_run_posted_requests(req->connection);
+        };
+        ctx->poll_timer.data = r;
+        ctx->poll_timer.log = r->connection->log;
+        ngx_add_timer(&ctx->poll_timer, kPollIntervalMs);
+        if (!ctx->polling) {  // the request now outlives this handler call
+            ctx->polling = true;
+            r->main->count++;
+        }
+        r->read_event_handler = ngx_http_test_reading;  // notice a client that gives up
+        return NGX_DONE;
+    }
+    return send_response(r, resp);
+}
+
+void body_ready(ngx_http_request_t* r) noexcept {
+    ngx_int_t rc;
+    try {
+        auto* ctx = static_cast<RequestCtx*>(ngx_http_get_module_ctx(r, ngx_http_device_pairing_module));
+        auto* scf = static_cast<SrvConf*>(ngx_http_get_module_srv_conf(r, ngx_http_device_pairing_module));
+        std::string body;
+        bool too_large;
+        if (!collect_body(r, &body, scf->max_body, &too_large)) {
+            rc = too_large ? send_response(r, body_too_large(scf->max_body)) : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        } else {
+            rc = run(r, ctx, std::move(body));
+            if (rc == NGX_DONE) return;
+        }
+    } catch (const std::exception& e) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0, "device_pairing: %s", e.what());
+        rc = send_response(r, dp::problem(500, "internal_error", "Internal error", "see the error log"));
+    } catch (...) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ngx_http_finalize_request(r, rc);
+}
+
+}  // namespace
+
+int64_t now_ms() {
+    ngx_time_t* tp = ngx_timeofday();
+    return (int64_t)tp->sec * 1000 + (int64_t)tp->msec;
+}
+
+dp::ClientAddr client_addr(ngx_http_request_t* r) {
+    dp::ClientAddr a;
+    struct sockaddr* sa = r->connection->sockaddr;
+    if (sa->sa_family == AF_INET) {
+        a.len = 4;
+        ngx_memcpy(a.bytes, &reinterpret_cast<struct sockaddr_in*>(sa)->sin_addr, 4);
+    }
+#if (NGX_HAVE_INET6)
+    else if (sa->sa_family == AF_INET6) {
+        a.len = 16;
+        ngx_memcpy(a.bytes, &reinterpret_cast<struct sockaddr_in6*>(sa)->sin6_addr, 16);
+    }
+#endif
+    return a;
+}
+
+std::string header_value(ngx_http_request_t* r, const char* lowercase_name) {
+    size_t len = ngx_strlen(lowercase_name);
+    ngx_list_part_t* part = &r->headers_in.headers.part;
+    auto* h = static_cast<ngx_table_elt_t*>(part->elts);
+    for (ngx_uint_t i = 0;; i++) {
+        if (i >= part->nelts) {
+            if (!part->next) break;
+            part = part->next;
+            h = static_cast<ngx_table_elt_t*>(part->elts);
+            i = 0;
+            if (part->nelts == 0) break;
+        }
+        if (h[i].key.len == len && ngx_strncasecmp(h[i].key.data, (u_char*)lowercase_name, len) == 0)
+            return to_string(h[i].value);
+    }
+    return {};
+}
+
+RequestCtx* request_ctx(ngx_http_request_t* r) {
+    auto* ctx = static_cast<RequestCtx*>(ngx_http_get_module_ctx(r, ngx_http_device_pairing_module));
+    if (ctx) return ctx;
+    ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(r->pool, sizeof(RequestCtx));
+    if (!cln) return nullptr;
+    ctx = new (cln->data) RequestCtx();
+    cln->handler = destroy_ctx;
+    ngx_http_set_ctx(r, ctx, ngx_http_device_pairing_module);
+    return ctx;
+}
+
+ZoneCtx* zone_of(ngx_http_request_t* r) {
+    auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_device_pairing_module));
+    return mcf->zone ? static_cast<ZoneCtx*>(mcf->zone->data) : nullptr;
+}
+
+static ngx_int_t add_header(ngx_http_request_t* r, const std::string& name, const std::string& value) {
+    ngx_table_elt_t* h = static_cast<ngx_table_elt_t*>(ngx_list_push(&r->headers_out.headers));
+    if (!h) return NGX_ERROR;
+    h->hash = 1;
+    h->key.len = name.size();
+    h->key.data = static_cast<u_char*>(ngx_pnalloc(r->pool, name.size() + value.size()));
+    if (!h->key.data) return NGX_ERROR;
+    ngx_memcpy(h->key.data, name.data(), name.size());
+    h->value.len = value.size();
+    h->value.data = h->key.data + name.size();
+    ngx_memcpy(h->value.data, value.data(), value.size());
+#if defined(nginx_version) && nginx_version >= 1023000
+    h->next = nullptr;
+#endif
+    return NGX_OK;
+}
+
+ngx_int_t send_response(ngx_http_request_t* r, const dp::Response& resp) {
+    r->headers_out.status = (ngx_uint_t)resp.status;
+    if (add_header(r, "Cache-Control", "no-store") != NGX_OK) return NGX_ERROR;
+    for (const auto& h : resp.headers)
+        if (add_header(r, h.first, h.second) != NGX_OK) return NGX_ERROR;
+    if (!resp.content_type.empty()) {
+        r->headers_out.content_type.len = resp.content_type.size();
+        r->headers_out.content_type.data = static_cast<u_char*>(ngx_pnalloc(r->pool, resp.content_type.size()));
+        if (!r->headers_out.content_type.data) return NGX_ERROR;
+        ngx_memcpy(r->headers_out.content_type.data, resp.content_type.data(), resp.content_type.size());
+        r->headers_out.content_type_len = resp.content_type.size();
+        r->headers_out.content_type_lowcase = nullptr;
+    }
+    r->headers_out.content_length_n = (off_t)resp.body.size();
+    if (resp.body.empty()) r->header_only = 1;
+
+    ngx_int_t rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) return rc;
+
+    ngx_buf_t* b = ngx_create_temp_buf(r->pool, resp.body.size());
+    if (!b) return NGX_ERROR;
+    b->last = ngx_cpymem(b->pos, resp.body.data(), resp.body.size());
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+    ngx_chain_t out = {b, nullptr};
+    return ngx_http_output_filter(r, &out);
+}
+
+ngx_int_t answer_now(ngx_http_request_t* r, const dp::Response& resp) {
+    if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ngx_http_finalize_request(r, send_response(r, resp));
+    return NGX_DONE;
+}
+
+ngx_int_t content_handler(ngx_http_request_t* r) noexcept {
+    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_device_pairing_module));
+    if (!lcf->enable) return NGX_DECLINED;
+    try {
+        auto* scf = static_cast<SrvConf*>(ngx_http_get_module_srv_conf(r, ngx_http_device_pairing_module));
+        RequestCtx* ctx = request_ctx(r);
+        if (!ctx) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx->route = dp::match_route(to_string(r->method_name), to_string(r->uri));
+
+        dp::Response early;
+        bool answer_early = true;
+        if (ctx->route.outcome == dp::RouteMatch::NotFound) {
+            early = dp::problem(404, "not_found", "Not found", "no pairing API route at this path");
+        } else if (ctx->route.outcome == dp::RouteMatch::MethodNotAllowed) {
+            early = dp::problem(405, "method_not_allowed", "Method not allowed",
+                                "this route accepts " + ctx->route.allow);
+            early.header("Allow", ctx->route.allow);
+        } else if (!ctx->route.has_body) {
+            answer_early = false;
+        } else if (has_body(r) && !json_content_type(r)) {
+            early = dp::problem(415, "unsupported_media_type", "Unsupported media type",
+                                "send the body as Content-Type: application/json");
+        } else if (r->headers_in.content_length_n > (off_t)scf->max_body) {
+            early = body_too_large(scf->max_body);
+        } else {
+            ngx_int_t rc = ngx_http_read_client_request_body(r, body_ready);
+            if (rc >= NGX_HTTP_SPECIAL_RESPONSE) return rc;
+            return NGX_DONE;
+        }
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        if (answer_early) return send_response(r, early);
+        return run(r, ctx, std::string());
+    } catch (const std::exception& e) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0, "device_pairing: %s", e.what());
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0, "device_pairing: unknown exception");
+    }
+    try {
+        return send_response(r, dp::problem(500, "internal_error", "Internal error", "see the error log"));
+    } catch (...) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+}  // namespace dpngx

@@ -1,0 +1,328 @@
+// ngx_http_device_pairing_module: directives, configuration, module tables.
+#include <new>
+
+#include "core/files.h"
+#include "ngx/glue.h"
+
+namespace dpngx {
+
+namespace {
+
+void* create_main_conf(ngx_conf_t* cf) noexcept;
+char* init_main_conf(ngx_conf_t* cf, void* conf) noexcept;
+void* create_srv_conf(ngx_conf_t* cf) noexcept;
+char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept;
+void* create_loc_conf(ngx_conf_t* cf) noexcept;
+char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) noexcept;
+char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept;
+char* pairing_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept;
+ngx_int_t preconfiguration(ngx_conf_t* cf) noexcept;
+ngx_int_t postconfiguration(ngx_conf_t* cf) noexcept;
+ngx_int_t init_process(ngx_cycle_t* cycle) noexcept;
+void exit_process(ngx_cycle_t* cycle) noexcept;
+
+ngx_conf_enum_t auth_modes[] = {
+    {ngx_string("off"), kAuthOff},
+    {ngx_string("bearer"), kAuthBearer},
+    {ngx_string("device_key"), kAuthDeviceKey},
+    {ngx_string("any"), kAuthAny},
+    {ngx_null_string, 0},
+};
+
+ngx_command_t commands[] = {
+    {ngx_string("device_pairing_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12, zone_directive,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
+    {ngx_string("device_pairing"), NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG, pairing_directive,
+     NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, enable), nullptr},
+    {ngx_string("device_pairing_auth"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_enum_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, auth), auth_modes},
+    {ngx_string("device_pairing_token_file"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_str_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, token_file), nullptr},
+    {ngx_string("device_pairing_device_keys"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_str_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, device_keys), nullptr},
+    {ngx_string("device_pairing_identity"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_str_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, identity), nullptr},
+    {ngx_string("device_pairing_url"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_str_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, url), nullptr},
+    {ngx_string("device_pairing_app_url"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_str_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, app_url), nullptr},
+    {ngx_string("device_pairing_otp_ttl"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_msec_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, otp_ttl), nullptr},
+    {ngx_string("device_pairing_mailbox_ttl"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_sec_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, mailbox_ttl), nullptr},
+    {ngx_string("device_pairing_max_pairings"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_num_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, max_pairings), nullptr},
+    {ngx_string("device_pairing_max_body"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_size_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, max_body), nullptr},
+    ngx_null_command,
+};
+
+ngx_http_module_t module_ctx = {
+    preconfiguration,   /* preconfiguration */
+    postconfiguration,  /* postconfiguration */
+    create_main_conf,   /* create main configuration */
+    init_main_conf,     /* init main configuration */
+    create_srv_conf,    /* create server configuration */
+    merge_srv_conf,     /* merge server configuration */
+    create_loc_conf,    /* create location configuration */
+    merge_loc_conf,     /* merge location configuration */
+};
+
+ngx_event_t flush_timer;
+constexpr ngx_msec_t kFlushIntervalMs = 1000;  // short-lived records reach the state file within a second
+
+std::string to_string(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }
+
+void* create_main_conf(ngx_conf_t* cf) noexcept {
+    return ngx_pcalloc(cf->pool, sizeof(MainConf));
+}
+
+char* init_main_conf(ngx_conf_t* cf, void* conf) noexcept { return NGX_CONF_OK; }
+
+void* create_srv_conf(ngx_conf_t* cf) noexcept {
+    auto* conf = static_cast<SrvConf*>(ngx_pcalloc(cf->pool, sizeof(SrvConf)));
+    if (!conf) return nullptr;
+    conf->otp_ttl = NGX_CONF_UNSET_MSEC;
+    conf->mailbox_ttl = NGX_CONF_UNSET;
+    conf->max_pairings = NGX_CONF_UNSET_UINT;
+    conf->max_body = NGX_CONF_UNSET_SIZE;
+    return conf;
+}
+
+// Absolute path, relative ones taken from the nginx prefix.
+bool full_path(ngx_conf_t* cf, ngx_str_t* path, std::string* out) {
+    if (path->len == 0) return false;
+    ngx_str_t copy = *path;
+    if (ngx_conf_full_name(cf->cycle, &copy, 0) != NGX_OK) return false;
+    *out = to_string(copy);
+    return true;
+}
+
+char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
+    auto* prev = static_cast<SrvConf*>(parent);
+    auto* conf = static_cast<SrvConf*>(child);
+    ngx_conf_merge_str_value(conf->token_file, prev->token_file, "");
+    ngx_conf_merge_str_value(conf->device_keys, prev->device_keys, "");
+    ngx_conf_merge_str_value(conf->identity, prev->identity, "");
+    ngx_conf_merge_str_value(conf->url, prev->url, "");
+    ngx_conf_merge_str_value(conf->app_url, prev->app_url, "devicepairing://pair?code=$code&host=$host");
+    ngx_conf_merge_msec_value(conf->otp_ttl, prev->otp_ttl, 600000);
+    ngx_conf_merge_sec_value(conf->mailbox_ttl, prev->mailbox_ttl, 300);
+    ngx_conf_merge_uint_value(conf->max_pairings, prev->max_pairings, 16);
+    ngx_conf_merge_size_value(conf->max_body, prev->max_body, 16384);
+    if (conf->mailbox_ttl < 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing_mailbox_ttl must be at least 1s");
+        return (char*)NGX_CONF_ERROR;
+    }
+    try {
+        ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(cf->pool, sizeof(dp::Settings));
+        if (!cln) return (char*)NGX_CONF_ERROR;
+        auto* s = new (cln->data) dp::Settings();
+        cln->handler = [](void* p) { static_cast<dp::Settings*>(p)->~Settings(); };
+        conf->settings = s;
+        s->public_url = to_string(conf->url);
+        s->app_url = to_string(conf->app_url);
+        s->otp_ttl_ms = (int64_t)conf->otp_ttl;
+        s->mailbox_ttl_s = (uint32_t)conf->mailbox_ttl;
+        s->max_pairings_per_account = (uint32_t)conf->max_pairings;
+
+        std::string path, error;
+        if (full_path(cf, &conf->token_file, &path)) {
+            s->operator_token_hash = dp::load_or_create_token_file(path, &error);
+            if (!s->operator_token_hash) {
+                // nginx still starts; POST /pair answers 501 (seed 000).
+                s->operator_token_unavailable = true;
+                ngx_conf_log_error(NGX_LOG_WARN, cf, 0, "device_pairing_token_file \"%s\": %s; "
+                                   "pairing is unavailable", path.c_str(), error.c_str());
+            }
+        }
+        if (full_path(cf, &conf->device_keys, &path) &&
+            !dp::load_device_keys_file(path, &s->device_keys, &error)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing_device_keys \"%s\": %s", path.c_str(),
+                               error.c_str());
+            return (char*)NGX_CONF_ERROR;
+        }
+        if (full_path(cf, &conf->identity, &path)) {
+            try {
+                s->identity = dp::Ed25519Identity::load_or_create(path);
+            } catch (const dp::CryptoError& e) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing_identity \"%s\": %s", path.c_str(),
+                                   e.what());
+                return (char*)NGX_CONF_ERROR;
+            }
+        }
+    } catch (const std::exception& e) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing: %s", e.what());
+        return (char*)NGX_CONF_ERROR;
+    } catch (...) {
+        return (char*)NGX_CONF_ERROR;
+    }
+    return NGX_CONF_OK;
+}
+
+void* create_loc_conf(ngx_conf_t* cf) noexcept {
+    auto* conf = static_cast<LocConf*>(ngx_pcalloc(cf->pool, sizeof(LocConf)));
+    if (!conf) return nullptr;
+    conf->enable = NGX_CONF_UNSET;
+    conf->auth = NGX_CONF_UNSET_UINT;
+    return conf;
+}
+
+char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
+    auto* prev = static_cast<LocConf*>(parent);
+    auto* conf = static_cast<LocConf*>(child);
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_uint_value(conf->auth, prev->auth, kAuthOff);
+    return NGX_CONF_OK;
+}
+
+// device_pairing_zone zone=NAME:SIZE [state=PATH]
+char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
+    auto* mcf = static_cast<MainConf*>(conf);
+    if (mcf->zone) return (char*)"is duplicate";
+    ngx_str_t* value = static_cast<ngx_str_t*>(cf->args->elts);
+    ngx_str_t name = ngx_null_string, state = ngx_null_string;
+    ssize_t size = 0;
+    for (ngx_uint_t i = 1; i < cf->args->nelts; i++) {
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            name.data = value[i].data + 5;
+            u_char* colon = (u_char*)ngx_strchr(name.data, ':');
+            if (!colon) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid zone \"%V\", expected zone=NAME:SIZE", &value[i]);
+                return (char*)NGX_CONF_ERROR;
+            }
+            name.len = (size_t)(colon - name.data);
+            ngx_str_t s = {(size_t)(value[i].data + value[i].len - colon - 1), colon + 1};
+            size = ngx_parse_size(&s);
+            if (size == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid zone size \"%V\"", &value[i]);
+                return (char*)NGX_CONF_ERROR;
+            }
+            if (size < (ssize_t)(8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zone \"%V\" is too small, at least %uzk is needed",
+                                   &value[i], 8 * ngx_pagesize / 1024);
+                return (char*)NGX_CONF_ERROR;
+            }
+            continue;
+        }
+        if (ngx_strncmp(value[i].data, "state=", 6) == 0) {
+            state.len = value[i].len - 6;
+            state.data = value[i].data + 6;
+            if (state.len == 0 || ngx_conf_full_name(cf->cycle, &state, 0) != NGX_OK) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid state path \"%V\"", &value[i]);
+                return (char*)NGX_CONF_ERROR;
+            }
+            continue;
+        }
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", &value[i]);
+        return (char*)NGX_CONF_ERROR;
+    }
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" must have \"zone=NAME:SIZE\"", &cmd->name);
+        return (char*)NGX_CONF_ERROR;
+    }
+    auto* ctx = static_cast<ZoneCtx*>(ngx_pcalloc(cf->pool, sizeof(ZoneCtx)));
+    if (!ctx) return (char*)NGX_CONF_ERROR;
+    ctx->state_path = state;
+    ctx->mcf = mcf;
+    ngx_shm_zone_t* shm_zone = ngx_shared_memory_add(cf, &name, (size_t)size, &ngx_http_device_pairing_module);
+    if (!shm_zone) return (char*)NGX_CONF_ERROR;
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "duplicate zone \"%V\"", &name);
+        return (char*)NGX_CONF_ERROR;
+    }
+    ctx->shm_zone = shm_zone;
+    shm_zone->init = init_zone;
+    shm_zone->data = ctx;
+    mcf->zone = shm_zone;
+    return NGX_CONF_OK;
+}
+
+// device_pairing on|off: the location serves the pairing API.
+char* pairing_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
+    char* rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) return rv;
+    if (static_cast<LocConf*>(conf)->enable) {
+        auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_device_pairing_module));
+        mcf->pairing_used = 1;
+        if (!mcf->first_pairing_srv)
+            mcf->first_pairing_srv =
+                static_cast<SrvConf*>(ngx_http_conf_get_module_srv_conf(cf, ngx_http_device_pairing_module));
+    }
+    return NGX_CONF_OK;
+}
+
+ngx_int_t preconfiguration(ngx_conf_t* cf) noexcept { return add_variables(cf); }
+
+ngx_int_t postconfiguration(ngx_conf_t* cf) noexcept {
+    auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_device_pairing_module));
+    auto* cmcf = static_cast<ngx_http_core_main_conf_t*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
+    if (!mcf->zone) {
+        if (mcf->pairing_used) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"device_pairing\" needs a \"device_pairing_zone\" in http{}");
+            return NGX_ERROR;
+        }
+        // device_pairing_auth without a zone can still check device keys
+    }
+    auto* h = static_cast<ngx_http_handler_pt*>(ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers));
+    if (!h) return NGX_ERROR;
+    *h = access_handler;
+    h = static_cast<ngx_http_handler_pt*>(ngx_array_push(&cmcf->phases[NGX_HTTP_CONTENT_PHASE].handlers));
+    if (!h) return NGX_ERROR;
+    *h = content_handler;
+    return NGX_OK;
+}
+
+ZoneCtx* cycle_zone(ngx_cycle_t* cycle) {
+    if (!cycle->conf_ctx || !cycle->conf_ctx[ngx_http_module.index]) return nullptr;  // no http{}
+    auto* mcf = static_cast<MainConf*>(ngx_http_cycle_get_module_main_conf(cycle, ngx_http_device_pairing_module));
+    return mcf && mcf->zone ? static_cast<ZoneCtx*>(mcf->zone->data) : nullptr;
+}
+
+void flush_tick(ngx_event_t* ev) noexcept {
+    try {
+        persist_if_dirty(cycle_zone((ngx_cycle_t*)ngx_cycle), ev->log, false);
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ALERT, ev->log, 0, "device_pairing: state flush failed");
+    }
+    if (!ngx_exiting && !ngx_quit && !ngx_terminate) ngx_add_timer(ev, kFlushIntervalMs);
+}
+
+ngx_int_t init_process(ngx_cycle_t* cycle) noexcept {
+    ZoneCtx* zone = cycle_zone(cycle);
+    if (!zone || zone->state_path.len == 0) return NGX_OK;
+    flush_timer.handler = flush_tick;
+    flush_timer.log = cycle->log;
+    flush_timer.data = nullptr;
+    flush_timer.cancelable = 1;  // never holds up a graceful shutdown
+    ngx_add_timer(&flush_timer, kFlushIntervalMs);
+    return NGX_OK;
+}
+
+void exit_process(ngx_cycle_t* cycle) noexcept {
+    try {
+        persist_if_dirty(cycle_zone(cycle), cycle->log, false);
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "device_pairing: final state flush failed");
+    }
+}
+
+}  // namespace
+
+}  // namespace dpngx
+
+extern "C" {
+ngx_module_t ngx_http_device_pairing_module = {
+    NGX_MODULE_V1,
+    &dpngx::module_ctx,       /* module context */
+    dpngx::commands,          /* module directives */
+    NGX_HTTP_MODULE,          /* module type */
+    nullptr,                  /* init master */
+    nullptr,                  /* init module */
+    dpngx::init_process,      /* init process */
+    nullptr,                  /* init thread */
+    nullptr,                  /* exit thread */
+    dpngx::exit_process,      /* exit process */
+    nullptr,                  /* exit master */
+    NGX_MODULE_V1_PADDING};
+}

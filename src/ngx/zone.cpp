@@ -1,0 +1,226 @@
+// device_pairing_zone: records in a slab pool, one rbtree per kind, modelled
+// on limit_req. A node is an ngx_rbtree_node_t whose tail, from the colour
+// byte on, is the core's record (RecordHeader reserves those two bytes).
+#include <vector>
+
+#include "core/state_file.h"
+#include "ngx/glue.h"
+
+namespace dpngx {
+
+namespace {
+
+constexpr size_t kRecordOffset = offsetof(ngx_rbtree_node_t, color);
+
+dp::RecordHeader* record_of(ngx_rbtree_node_t* node) {
+    return reinterpret_cast<dp::RecordHeader*>(reinterpret_cast<u_char*>(node) + kRecordOffset);
+}
+
+ngx_rbtree_node_t* node_of(dp::RecordHeader* record) {
+    return reinterpret_cast<ngx_rbtree_node_t*>(reinterpret_cast<u_char*>(record) - kRecordOffset);
+}
+
+ngx_rbtree_key_t tree_key(const uint8_t* digest) {
+    ngx_rbtree_key_t k;
+    ngx_memcpy(&k, digest, sizeof(k));
+    return k;
+}
+
+void insert_value(ngx_rbtree_node_t* temp, ngx_rbtree_node_t* node, ngx_rbtree_node_t* sentinel) {
+    ngx_rbtree_node_t** p;
+    for (;;) {
+        if (node->key != temp->key) {
+            p = node->key < temp->key ? &temp->left : &temp->right;
+        } else {
+            p = ngx_memcmp(record_of(node)->key, record_of(temp)->key, 32) < 0 ? &temp->left : &temp->right;
+        }
+        if (*p == sentinel) break;
+        temp = *p;
+    }
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+std::string to_string(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }
+
+// On reload with a changed size nginx gives us a new, empty zone while the
+// old one is still mapped: copy its records so nothing is lost.
+ZoneCtx* old_zone_with_same_name(ngx_shm_zone_t* shm_zone) {
+    ngx_list_part_t* part = &((ngx_cycle_t*)ngx_cycle)->shared_memory.part;
+    auto* zones = static_cast<ngx_shm_zone_t*>(part->elts);
+    for (ngx_uint_t i = 0;; i++) {
+        if (i >= part->nelts) {
+            if (!part->next) return nullptr;
+            part = part->next;
+            zones = static_cast<ngx_shm_zone_t*>(part->elts);
+            i = 0;
+            if (part->nelts == 0) return nullptr;
+        }
+        ngx_shm_zone_t* z = &zones[i];
+        if (z->tag == shm_zone->tag && z->shm.name.len == shm_zone->shm.name.len &&
+            ngx_strncmp(z->shm.name.data, shm_zone->shm.name.data, z->shm.name.len) == 0 && z->data &&
+            static_cast<ZoneCtx*>(z->data)->sh)
+            return static_cast<ZoneCtx*>(z->data);
+    }
+}
+
+void start_otp_if_needed(ZoneCtx* ctx, ngx_log_t* log) {
+    if (ngx_test_config || !ctx->mcf->first_pairing_srv) return;
+    const dp::Settings& settings = *ctx->mcf->first_pairing_srv->settings;
+    ZoneStore store(ctx);
+    dp::Service service(store, settings);
+    int64_t now = now_ms();
+    if (service.otp_live(now)) return;  // a reload keeps the live OTP
+    std::string otp = service.new_otp(now);
+    std::string url = settings.public_url.empty() ? "http://localhost" : settings.public_url;
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    for (const std::string& line : service.otp_banner(url, otp, now))
+        ngx_log_error(NGX_LOG_NOTICE, log, 0, "%s", line.c_str());
+}
+
+}  // namespace
+
+dp::RecordHeader* ZoneStore::find(dp::Kind kind, const dp::Digest& key) {
+    ngx_rbtree_t* tree = &zone_->sh->trees[(size_t)kind];
+    ngx_rbtree_key_t hash = tree_key(key.data());
+    ngx_rbtree_node_t* node = tree->root;
+    while (node != tree->sentinel) {
+        if (hash != node->key) {
+            node = hash < node->key ? node->left : node->right;
+            continue;
+        }
+        int rc = ngx_memcmp(key.data(), record_of(node)->key, 32);
+        if (rc == 0) return record_of(node);
+        node = rc < 0 ? node->left : node->right;
+    }
+    return nullptr;
+}
+
+dp::RecordHeader* ZoneStore::insert(dp::Kind kind, const dp::Digest& key, uint32_t now_s) {
+    SharedZone* sh = zone_->sh;
+    if (sh->last_sweep_s != now_s) {  // expire dead records at most once a second
+        sh->last_sweep_s = now_s;
+        dp::drop_expired(*this, now_s);
+    }
+    size_t size = kRecordOffset + dp::record_size(kind);
+    auto* node = static_cast<ngx_rbtree_node_t*>(ngx_slab_calloc_locked(zone_->shpool, size));
+    if (!node && dp::drop_expired(*this, now_s) > 0)
+        node = static_cast<ngx_rbtree_node_t*>(ngx_slab_calloc_locked(zone_->shpool, size));
+    if (!node) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "device_pairing_zone \"%V\" is full",
+                      &zone_->shm_zone->shm.name);
+        return nullptr;
+    }
+    node->key = tree_key(key.data());
+    dp::RecordHeader* record = record_of(node);
+    record->kind = kind;
+    ngx_memcpy(record->key, key.data(), 32);
+    ngx_rbtree_insert(&sh->trees[(size_t)kind], node);
+    return record;
+}
+
+void ZoneStore::remove(dp::RecordHeader* record) {
+    ngx_rbtree_node_t* node = node_of(record);
+    ngx_rbtree_delete(&zone_->sh->trees[(size_t)record->kind], node);
+    ngx_slab_free_locked(zone_->shpool, node);
+}
+
+void ZoneStore::for_each(dp::Kind kind, const std::function<void(dp::RecordHeader*)>& visit) {
+    ngx_rbtree_t* tree = &zone_->sh->trees[(size_t)kind];
+    if (tree->root == tree->sentinel) return;
+    // Collect first: the visitor may delete the node it is given.
+    std::vector<dp::RecordHeader*> records;
+    for (ngx_rbtree_node_t* n = ngx_rbtree_min(tree->root, tree->sentinel); n; n = ngx_rbtree_next(tree, n))
+        records.push_back(record_of(n));
+    for (dp::RecordHeader* r : records) visit(r);
+}
+
+ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
+    auto* ctx = static_cast<ZoneCtx*>(shm_zone->data);
+    ngx_log_t* log = shm_zone->shm.log;
+    try {
+        if (auto* old = static_cast<ZoneCtx*>(data)) {  // reload, same name and size: reuse
+            ctx->sh = old->sh;
+            ctx->shpool = old->shpool;
+            start_otp_if_needed(ctx, log);
+            return NGX_OK;
+        }
+        ctx->shpool = reinterpret_cast<ngx_slab_pool_t*>(shm_zone->shm.addr);
+        if (shm_zone->shm.exists) {
+            ctx->sh = static_cast<SharedZone*>(ctx->shpool->data);
+            return NGX_OK;
+        }
+        ctx->sh = static_cast<SharedZone*>(ngx_slab_calloc(ctx->shpool, sizeof(SharedZone)));
+        if (!ctx->sh) return NGX_ERROR;
+        for (size_t k = 0; k < dp::kKindCount; k++) {
+            ngx_rbtree_init(&ctx->sh->trees[k], &ctx->sh->sentinels[k], insert_value);
+        }
+        ctx->shpool->data = ctx->sh;
+
+        size_t len = sizeof(" in device_pairing_zone \"\"") + shm_zone->shm.name.len;
+        ctx->shpool->log_ctx = static_cast<u_char*>(ngx_slab_alloc(ctx->shpool, len));
+        if (!ctx->shpool->log_ctx) return NGX_ERROR;
+        ngx_sprintf(ctx->shpool->log_ctx, " in device_pairing_zone \"%V\"%Z", &shm_zone->shm.name);
+        ctx->shpool->log_nomem = 0;  // a full zone is reported by the module, once per failure
+
+        ZoneStore store(ctx);
+        const uint32_t now_s = (uint32_t)(now_ms() / 1000);
+        std::string error;
+        if (ZoneCtx* old = old_zone_with_same_name(shm_zone)) {
+            ZoneStore old_store(old);
+            std::string snapshot;
+            {
+                dp::StoreLock lock(old_store);
+                snapshot = dp::serialize_state(old_store);
+            }
+            if (!dp::load_state(store, snapshot, now_s, &error)) {
+                ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": cannot take over the old zone: %s",
+                              &shm_zone->shm.name, error.c_str());
+                return NGX_ERROR;
+            }
+            ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\" resized, %uL devices kept",
+                          &shm_zone->shm.name, (uint64_t)store.shared().devices);
+        } else if (ctx->state_path.len) {
+            std::string path = to_string(ctx->state_path), bytes;
+            if (dp::read_file(path, &bytes, &error)) {
+                if (!dp::load_state(store, bytes, now_s, &error)) {
+                    ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state file \"%s\": %s",
+                                  &shm_zone->shm.name, path.c_str(), error.c_str());
+                    return NGX_ERROR;
+                }
+            } else if (errno != ENOENT) {
+                ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state file \"%s\": %s",
+                              &shm_zone->shm.name, path.c_str(), error.c_str());
+                return NGX_ERROR;
+            }
+        }
+        store.shared().persisted = store.shared().dirty;
+        start_otp_if_needed(ctx, log);
+        return NGX_OK;
+    } catch (const std::exception& e) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone: %s", e.what());
+    } catch (...) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone: unknown error");
+    }
+    return NGX_ERROR;
+}
+
+void persist_if_dirty(ZoneCtx* zone, ngx_log_t* log, bool force) {
+    if (!zone || !zone->sh || zone->state_path.len == 0) return;
+    ZoneStore store(zone);
+    if (!force) {
+        dp::StoreLock lock(store);
+        if (store.shared().dirty == store.shared().persisted) return;
+    }
+    std::string error;
+    static time_t last_alert;  // a failing disk alerts once a minute, not once a second
+    if (!dp::persist_state(store, to_string(zone->state_path), &error) && ngx_time() - last_alert >= 60) {
+        last_alert = ngx_time();
+        ngx_log_error(NGX_LOG_ALERT, log, 0, "device_pairing_zone \"%V\": %s; the old state file is kept "
+                      "and a full rewrite will be retried", &zone->shm_zone->shm.name, error.c_str());
+}
+
+}  // namespace dpngx
