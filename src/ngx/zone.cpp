@@ -221,6 +221,7 @@ void persist_if_dirty(ZoneCtx* zone, ngx_log_t* log, bool force) {
         last_alert = ngx_time();
         ngx_log_error(NGX_LOG_ALERT, log, 0, "device_pairing_zone \"%V\": %s; the old state file is kept "
                       "and a full rewrite will be retried", &zone->shm_zone->shm.name, error.c_str());
+    }
 }
 
 }  // namespace dpngx

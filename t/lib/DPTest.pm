@@ -1,0 +1,338 @@
+package DPTest;
+# A small harness for ngx_http_device_pairing_module integration tests:
+# starts Debian's nginx with the built module in a temp prefix on free
+# 127.0.0.1 ports, talks HTTP to it, and at teardown fails on [alert],
+# [crit], [emerg] or sanitizer lines in the error log.
+#
+# Environment: DP_MODULE (the .so), DP_ASAN=1 (LD_PRELOAD libasan),
+# DP_VALGRIND=1 (nginx under memcheck), DP_KEEP=1 (keep the temp prefix).
+use strict;
+use warnings;
+use File::Spec;
+use File::Temp qw(tempdir);
+use HTTP::Tiny;
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(:sys_wait_h);
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+our $NGINX = $ENV{DP_NGINX} || '/usr/sbin/nginx';
+my $JSON = JSON::PP->new->canonical;
+
+sub operator_token {
+    my ($self) = @_;
+    my $t = $self->read_file('gateway-token') // return undef;
+    $t =~ s/\s+//g;
+    return $t;
+}
+
+sub new {
+    my ($class, %opt) = @_;
+    my $module = $ENV{DP_MODULE} ? File::Spec->rel2abs($ENV{DP_MODULE}) : undef;
+    $module or BAIL_OUT('DP_MODULE is not set: run tests through make');
+    my $self = bless {
+        dir     => tempdir('dp-test-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{DP_KEEP}),
+        module  => $module,
+        workers => 2,
+        allow   => undef,    # regexp of log lines that may carry [alert] etc.
+        %opt,
+    }, $class;
+    $self->{token_file} = "$self->{dir}/gateway-token";
+    $self->{port} = free_port();
+    $self->{port2} = free_port();
+    return $self;
+}
+
+sub dir   { $_[0]{dir} }
+sub port  { $_[0]{port} }
+sub port2 { $_[0]{port2} }
+sub url   { "http://127.0.0.1:$_[0]{port}" }
+
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1, ReuseAddr => 1)
+        or die "no free port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+sub write_file {
+    my ($self, $name, $content, $mode) = @_;
+    my $path = $name =~ m{^/} ? $name : "$self->{dir}/$name";
+    open my $fh, '>', $path or die "$path: $!";
+    print $fh $content;
+    close $fh;
+    chmod $mode, $path if defined $mode;
+    return $path;
+}
+
+sub read_file {
+    my ($self, $name) = @_;
+    my $path = $name =~ m{^/} ? $name : "$self->{dir}/$name";
+    open my $fh, '<', $path or return undef;
+    local $/;
+    return scalar <$fh>;
+}
+
+# The http{} body; %%PORT%%, %%PORT2%% and %%DIR%% are replaced.
+sub config {
+    my ($self, $http) = @_;
+    $http =~ s/%%PORT%%/$self->{port}/g;
+    $http =~ s/%%PORT2%%/$self->{port2}/g;
+    $http =~ s/%%DIR%%/$self->{dir}/g;
+    $self->{http} = $http;
+    my $d = $self->{dir};
+    $self->write_file('nginx.conf', <<"CONF");
+load_module $self->{module};
+user root;
+worker_processes $self->{workers};
+pid $d/nginx.pid;
+error_log $d/error.log notice;
+events { worker_connections 1024; }
+http {
+    access_log $d/access.log;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+$http
+}
+CONF
+    return $self;
+}
+
+# The configuration most tests share: every pairing route, a gated
+# upstream per auth mode, and an echo upstream that shows what the gate set.
+sub standard {
+    my ($self, %opt) = @_;
+    my $zone = $opt{zone} // 'zone=pairing:1m state=%%DIR%%/state';
+    $self->write_file('device-keys', $opt{device_keys} // '') unless -e "$self->{dir}/device-keys";
+    return $self->config(<<"HTTP");
+    device_pairing_zone $zone;
+    device_pairing_token_file @{[ $opt{token_file} // '%%DIR%%/gateway-token' ]};
+    device_pairing_device_keys %%DIR%%/device-keys;
+    device_pairing_identity %%DIR%%/identity.pem;
+    @{[ $opt{http} // '' ]}
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        device_pairing_url http://127.0.0.1:%%PORT%%;
+        @{[ $opt{server} // '' ]}
+        location /pair                  { device_pairing on; }
+        location /api/v1/device-pairing { device_pairing on; }
+        location /api/devices           { device_pairing on; }
+        location = /health              { device_pairing on; }
+        location /api/ {
+            device_pairing_auth bearer;
+            proxy_set_header X-Device-Id \$device_pairing_device_id;
+            proxy_set_header X-Device-Account \$device_pairing_account;
+            proxy_set_header X-Auth-Method \$device_pairing_auth_method;
+            proxy_pass http://127.0.0.1:%%PORT2%%;
+        }
+        location /keyed/ {
+            device_pairing_auth device_key;
+            proxy_set_header X-Device-Account \$device_pairing_account;
+            proxy_set_header X-Auth-Method \$device_pairing_auth_method;
+            proxy_pass http://127.0.0.1:%%PORT2%%;
+        }
+        location /either/ {
+            device_pairing_auth any;
+            proxy_set_header X-Auth-Method \$device_pairing_auth_method;
+            proxy_pass http://127.0.0.1:%%PORT2%%;
+        }
+    }
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+        location / {
+            return 200 "id=\$http_x_device_id account=\$http_x_device_account method=\$http_x_auth_method\\n";
+        }
+    }
+HTTP
+}
+
+sub command {
+    my ($self, @args) = @_;
+    my @cmd = ($NGINX, '-p', "$self->{dir}/", '-c', "$self->{dir}/nginx.conf", '-e', "$self->{dir}/error.log", @args);
+    unshift @cmd, 'valgrind', '--tool=memcheck', '--error-exitcode=42', '--quiet',
+        "--log-file=$self->{dir}/valgrind.%p.log", '--suppressions=' . suppressions()
+        if $ENV{DP_VALGRIND} && !@args;
+    return @cmd;
+}
+
+sub suppressions {
+    my $f = __FILE__;
+    $f =~ s{[^/]+$}{valgrind.supp};
+    return $f;
+}
+
+sub env_prefix {
+    return () unless $ENV{DP_ASAN};
+    my $lib = `gcc -print-file-name=libasan.so`;
+    chomp $lib;
+    return ("LD_PRELOAD=$lib", 'ASAN_OPTIONS=detect_leaks=0');
+}
+
+# nginx -t: returns (exit status, output).
+sub test_config {
+    my ($self) = @_;
+    my $cmd = join ' ', env_prefix(), map { "'$_'" } $self->command('-t');
+    my $out = `$cmd 2>&1`;
+    return ($? >> 8, $out);
+}
+
+sub start {
+    my ($self, %opt) = @_;
+    unlink "$self->{dir}/nginx.pid";
+    my $cmd = join ' ', env_prefix(), map { "'$_'" } $self->command;
+    my $out = `$cmd 2>&1`;
+    if ($? != 0) {
+        return 0 if $opt{may_fail};
+        die "nginx failed to start: $out\n" . ($self->read_file('error.log') // '');
+    }
+    my $deadline = time + ($ENV{DP_VALGRIND} ? 60 : 10);
+    while (time < $deadline) {
+        if (-s "$self->{dir}/nginx.pid" && IO::Socket::INET->new(PeerAddr => "127.0.0.1:$self->{port}")) {
+            $self->{pid} = $self->master_pid;
+            sleep 0.05;
+            return 1;
+        }
+        sleep 0.05;
+    }
+    die "nginx did not come up:\n" . ($self->read_file('error.log') // '');
+}
+
+sub master_pid {
+    my ($self) = @_;
+    my $pid = $self->read_file('nginx.pid') // return undef;
+    chomp $pid;
+    return $pid;
+}
+
+sub worker_pids {
+    my ($self) = @_;
+    my $master = $self->{pid} or return ();
+    my @pids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // next;
+        my ($pid, $ppid) = $line =~ /^(\d+) \(.*?\) \S+ (\d+)/ or next;
+        push @pids, $pid if $ppid == $master && $line =~ /\(nginx\)|\(memcheck/;
+    }
+    return sort @pids;
+}
+
+# HUP, then wait until every old worker has gone and new ones serve.
+sub reload {
+    my ($self) = @_;
+    my %old = map { $_ => 1 } $self->worker_pids;
+    kill 'HUP', $self->{pid};
+    my $deadline = time + ($ENV{DP_VALGRIND} ? 60 : 15);
+    while (time < $deadline) {
+        my @now = $self->worker_pids;
+        return 1 if @now && !grep { $old{$_} } @now;
+        sleep 0.05;
+    }
+    die "reload did not finish";
+}
+
+sub stop {
+    my ($self, $signal) = @_;
+    my $pid = $self->{pid} or return;
+    kill $signal || 'QUIT', $pid;
+    my $deadline = time + ($ENV{DP_VALGRIND} ? 60 : 15);
+    while (time < $deadline && kill 0, $pid) { sleep 0.05 }
+    delete $self->{pid};
+}
+
+# kill -9 of the master and every worker: no exit handler runs.
+sub crash {
+    my ($self) = @_;
+    my @all = ($self->worker_pids, $self->{pid});
+    kill 'KILL', @all;
+    for (1 .. 200) { last unless grep { kill 0, $_ } @all; sleep 0.02 }
+    delete $self->{pid};
+    unlink "$self->{dir}/nginx.pid";
+}
+
+# request(METHOD, PATH, headers => {...}, json => {...} | body => '...', from => '127.0.0.2')
+sub request {
+    my ($self, $method, $path, %opt) = @_;
+    my %headers = %{ $opt{headers} || {} };
+    my $content = $opt{body};
+    if (exists $opt{json}) {
+        $content = ref $opt{json} ? $JSON->encode($opt{json}) : $opt{json};
+        $headers{'Content-Type'} //= 'application/json';
+    }
+    $headers{Authorization} = "Bearer $opt{token}" if defined $opt{token};
+    $headers{'X-DEVICE-KEY'} = $opt{device_key} if defined $opt{device_key};
+    my $http = HTTP::Tiny->new(timeout => $opt{timeout} || 40, keep_alive => 0,
+        ($opt{from} ? (local_address => $opt{from}) : ()));
+    my $url = $path =~ m{^http} ? $path : $self->url . $path;
+    my $res = $http->request($method, $url, { headers => \%headers, (defined $content ? (content => $content) : ()) });
+    my $type = $res->{headers}{'content-type'} // '';
+    $res->{json} = eval { decode_json($res->{content}) } if $type =~ /json/;
+    return $res;
+}
+
+sub get  { my ($s, $p, %o) = @_; $s->request('GET', $p, %o) }
+sub post { my ($s, $p, %o) = @_; $s->request('POST', $p, %o) }
+
+# The newest OTP printed to the error log.
+sub otp {
+    my ($self) = @_;
+    my @codes = ($self->read_file('error.log') // '') =~ /OTP: (\d{6}) /g;
+    return $codes[-1];
+}
+
+sub pair_device {
+    my ($self, %opt) = @_;
+    my $res = $self->post('/pair', json => { otp => $self->otp, %{ $opt{json} || {} } });
+    die "pairing failed: $res->{status} $res->{content}" unless $res->{status} == 200;
+    my $token = $res->{json}{token};
+    # the next device needs a new OTP
+    $self->get('/pair/refresh', token => $token) if $opt{refresh} // 1;
+    return $token;
+}
+
+# Checks a problem+json answer: status, code, the RFC 9457 members.
+sub is_problem {
+    my ($res, $status, $code, $name) = @_;
+    my $ok = $res->{status} == $status
+        && ($res->{headers}{'content-type'} // '') eq 'application/problem+json'
+        && ref $res->{json} eq 'HASH'
+        && ($res->{json}{code} // '') eq $code
+        && ($res->{json}{status} // 0) == $status
+        && defined $res->{json}{title} && defined $res->{json}{detail} && defined $res->{json}{type}
+        && ($res->{headers}{'cache-control'} // '') eq 'no-store';
+    Test::More::ok($ok, $name // "$status $code") or Test::More::diag("got $res->{status}: $res->{content}");
+    return $ok;
+}
+
+# Runs a Python snippet with Debian's python3 (python3-cryptography).
+sub python {
+    my ($self, $code, @args) = @_;
+    my $file = $self->write_file('snippet.py', $code);
+    open my $fh, '-|', '/usr/bin/python3', $file, @args or die "python3: $!";
+    local $/;
+    my $out = <$fh>;
+    close $fh;
+    die "python failed: $out" if $?;
+    return $out;
+}
+
+# Stops nginx and checks the logs: no alert/crit/emerg, no sanitizer report,
+# a clean valgrind.
+sub finish {
+    my ($self) = @_;
+    $self->stop;
+    my $log = $self->read_file('error.log') // '';
+    my $allow = $self->{allow};
+    my @bad = grep { /\[(alert|crit|emerg)\]|Sanitizer|runtime error/ && !($allow && /$allow/) } split /\n/, $log;
+    Test::More::ok(!@bad, 'no alert, crit, emerg or sanitizer lines in the error log')
+        or Test::More::diag(join "\n", @bad[0 .. ($#bad < 20 ? $#bad : 20)]);
+    if ($ENV{DP_VALGRIND}) {
+        my @reports = grep { -s $_ } glob "$self->{dir}/valgrind.*.log";
+        Test::More::ok(!@reports, 'valgrind memcheck found nothing')
+            or Test::More::diag(join "\n", map { $self->read_file($_) } @reports);
+    }
+}
+
+1;
