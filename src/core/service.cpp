@@ -18,6 +18,7 @@ constexpr int64_t kFutureSkewMs = 30000;       // attestation clock skew allowed
 constexpr int64_t kMaxAgeLimitMs = 86400000;   // largest maxAgeMs accepted
 constexpr int64_t kDefaultMaxAgeMs = 300000;
 constexpr uint32_t kMaxWaitS = 30;
+constexpr uint32_t kExpiredVisibleS = 600;     // an expired code request answers "expired" this long
 const char kCodeAlphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";  // no 0/O, 1/I/L
 constexpr size_t kCodeLength = 9;
 
@@ -688,7 +689,7 @@ std::optional<Service::NewRequest> Service::create_code_request(const std::strin
     if (!r) return std::nullopt;
     r->h.created_s = now;
     r->code_expires_s = to_s(out.expires_ms);
-    r->h.expires_s = r->code_expires_s + settings_.code_ttl_s;  // "expired" stays visible a while
+    r->h.expires_s = r->code_expires_s + kExpiredVisibleS;  // "expired" stays visible a while
     memcpy(r->code_hash, code_hash.data(), 32);
     r->requester_len = (uint8_t)std::min(requester.size(), sizeof(r->requester));
     memcpy(r->requester, requester.data(), r->requester_len);

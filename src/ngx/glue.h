@@ -62,6 +62,7 @@ struct SrvConf {
     ngx_str_t app_url;
     ngx_msec_t otp_ttl;
     time_t mailbox_ttl;
+    time_t code_ttl;
     ngx_uint_t max_pairings;
     size_t max_body;
     dp::Settings* settings;  // built in merge; destroyed by a pool cleanup

@@ -50,6 +50,8 @@ ngx_command_t commands[] = {
      ngx_conf_set_msec_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, otp_ttl), nullptr},
     {ngx_string("device_pairing_mailbox_ttl"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_sec_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, mailbox_ttl), nullptr},
+    {ngx_string("device_pairing_code_ttl"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_sec_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, code_ttl), nullptr},
     {ngx_string("device_pairing_max_pairings"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_num_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, max_pairings), nullptr},
     {ngx_string("device_pairing_max_body"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
@@ -84,6 +86,7 @@ void* create_srv_conf(ngx_conf_t* cf) noexcept {
     if (!conf) return nullptr;
     conf->otp_ttl = NGX_CONF_UNSET_MSEC;
     conf->mailbox_ttl = NGX_CONF_UNSET;
+    conf->code_ttl = NGX_CONF_UNSET;
     conf->max_pairings = NGX_CONF_UNSET_UINT;
     conf->max_body = NGX_CONF_UNSET_SIZE;
     return conf;
@@ -108,10 +111,11 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
     ngx_conf_merge_str_value(conf->app_url, prev->app_url, "devicepairing://pair?code=$code&host=$host");
     ngx_conf_merge_msec_value(conf->otp_ttl, prev->otp_ttl, 600000);
     ngx_conf_merge_sec_value(conf->mailbox_ttl, prev->mailbox_ttl, 300);
+    ngx_conf_merge_sec_value(conf->code_ttl, prev->code_ttl, 600);
     ngx_conf_merge_uint_value(conf->max_pairings, prev->max_pairings, 16);
     ngx_conf_merge_size_value(conf->max_body, prev->max_body, 16384);
-    if (conf->mailbox_ttl < 1) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing_mailbox_ttl must be at least 1s");
+    if (conf->mailbox_ttl < 1 || conf->code_ttl < 1 || conf->otp_ttl < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device pairing lifetimes must be at least 1s");
         return (char*)NGX_CONF_ERROR;
     }
     try {
@@ -124,6 +128,7 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
         s->app_url = to_string(conf->app_url);
         s->otp_ttl_ms = (int64_t)conf->otp_ttl;
         s->mailbox_ttl_s = (uint32_t)conf->mailbox_ttl;
+        s->code_ttl_s = (uint32_t)conf->code_ttl;
         s->max_pairings_per_account = (uint32_t)conf->max_pairings;
 
         std::string path, error;

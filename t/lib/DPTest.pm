@@ -18,7 +18,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 
 our $NGINX = $ENV{DP_NGINX} || '/usr/sbin/nginx';
-my $JSON = JSON::PP->new->canonical;
+my $JSON = JSON::PP->new->utf8->canonical;
 
 sub operator_token {
     my ($self) = @_;
@@ -29,8 +29,8 @@ sub operator_token {
 
 sub new {
     my ($class, %opt) = @_;
-    my $module = $ENV{DP_MODULE} ? File::Spec->rel2abs($ENV{DP_MODULE}) : undef;
-    $module or BAIL_OUT('DP_MODULE is not set: run tests through make');
+    my $module = File::Spec->rel2abs($ENV{DP_MODULE} // (__FILE__ =~ s{t/lib/DPTest\.pm$}{}r) . 'build/nginx/objs/ngx_http_device_pairing_module.so');
+    -f $module or BAIL_OUT("no module at $module: run `make build` (or set DP_MODULE)");
     my $self = bless {
         dir     => tempdir('dp-test-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{DP_KEEP}),
         module  => $module,
