@@ -1,0 +1,58 @@
+// An in-process Store for unit tests: the same contract as the nginx zone.
+#pragma once
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "core/store.h"
+
+namespace dp {
+
+class MemoryStore final : public Store {
+   public:
+    size_t capacity = SIZE_MAX;  // records allowed, to exercise the full-zone path
+
+    void lock() override { locked_++; }
+    void unlock() override { locked_--; }
+    RecordHeader* find(Kind kind, const Digest& key) override {
+        auto it = records_[(size_t)kind].find(key);
+        return it == records_[(size_t)kind].end() ? nullptr : header(it->second);
+    }
+    RecordHeader* insert(Kind kind, const Digest& key, uint32_t now_s) override {
+        if (count() >= capacity && drop_expired(*this, now_s) == 0) return nullptr;
+        auto& slot = records_[(size_t)kind][key];
+        slot.assign(record_size(kind), 0);
+        RecordHeader* h = header(slot);
+        h->kind = kind;
+        memcpy(h->key, key.data(), 32);
+        return h;
+    }
+    void remove(RecordHeader* record) override {
+        Digest key;
+        memcpy(key.data(), record->key, 32);
+        records_[(size_t)record->kind].erase(key);
+    }
+    void for_each(Kind kind, const std::function<void(RecordHeader*)>& visit) override {
+        std::vector<RecordHeader*> all;
+        for (auto& kv : records_[(size_t)kind]) all.push_back(header(kv.second));
+        for (RecordHeader* h : all) visit(h);
+    }
+    SharedState& shared() override { return shared_; }
+
+    size_t count() const {
+        size_t n = 0;
+        for (auto& m : records_) n += m.size();
+        return n;
+    }
+    int locked() const { return locked_; }
+
+   private:
+    static RecordHeader* header(std::vector<uint8_t>& v) { return reinterpret_cast<RecordHeader*>(v.data()); }
+    std::map<Digest, std::vector<uint8_t>> records_[kKindCount];
+    SharedState shared_{};
+    int locked_ = 0;
+};
+
+}  // namespace dp
