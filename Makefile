@@ -89,7 +89,7 @@ bench: $(MODULE)
 	bench/run.sh
 
 soak: $(MODULE)
-	DP_MODULE=$(MODULE) DP_SOAK_RELOADS=1000 prove -I t/lib t/70-reload-soak.t
+	DP_MODULE=$(MODULE) DP_SOAK_RELOADS=1000 prove -I t/lib t/08-reload-soak.t
 
 clean:
 	rm -rf $(BUILD)
