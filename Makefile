@@ -38,16 +38,16 @@ $(BUILD)/.browser-deps: $(BUILD)/.deps t/browser/package.json
 
 # nginx's own build, out of tree: a copy of Debian's nginx-dev source tree,
 # configured with Debian's flags so the module's binary signature matches.
-$(BUILD)/%/Makefile: $(BUILD)/.deps
+$(BUILD)/%/objs/Makefile: $(BUILD)/.deps
 	rm -rf $(BUILD)/$*
 	cp -r $(NGX_SRC) $(BUILD)/$*
 	cd $(BUILD)/$* && source ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
 	    --add-dynamic-module=$(CURDIR) $(if $(findstring asan,$*),--with-cc-opt="-fsanitize=address -fno-omit-frame-pointer" --with-ld-opt="-fsanitize=address") >/dev/null
 
-$(MODULE): $(BUILD)/nginx/Makefile $(ALL_SRCS)
+$(MODULE): $(BUILD)/nginx/objs/Makefile $(ALL_SRCS)
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules >/dev/null
 
-$(ASAN_MODULE): $(BUILD)/nginx-asan/Makefile $(ALL_SRCS)
+$(ASAN_MODULE): $(BUILD)/nginx-asan/objs/Makefile $(ALL_SRCS)
 	$(MAKE) -C $(BUILD)/nginx-asan -f objs/Makefile modules >/dev/null
 
 build: $(MODULE)

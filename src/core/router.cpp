@@ -31,6 +31,7 @@ const RouteSpec kRoutes[] = {
     {"GET", "/api/devices/pairing/pending", Route::CodePending, false},
     {"GET", "/api/devices/pairing/qr", Route::CodeQr, false},
     {"POST", "/api/devices/pairing/cleanup", Route::CodeCleanup, false},
+    {"GET", "/api/devices/stats", Route::Stats, false},
     {"GET", "/api/devices", Route::DeviceList, false},
     {"DELETE", "/api/devices/{}", Route::DeviceRevoke, false},
 };

@@ -26,6 +26,7 @@ enum class Route {
     CodeQr,
     CodeCleanup,
     DeviceList,
+    Stats,
     DeviceRevoke,
 };
 

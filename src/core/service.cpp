@@ -280,7 +280,8 @@ Response Service::handle(const RouteMatch& route, const Request& req, const Clie
         route.route == Route::PairRefresh || route.route == Route::Attest ||
         route.route == Route::CodeApprove || route.route == Route::CodeReject ||
         route.route == Route::CodePending || route.route == Route::CodeCleanup ||
-        route.route == Route::DeviceList || route.route == Route::DeviceRevoke;
+        route.route == Route::DeviceList || route.route == Route::DeviceRevoke ||
+        route.route == Route::Stats;
 
     Principal who;
     if (bearer_route) {
@@ -318,6 +319,9 @@ Response Service::handle(const RouteMatch& route, const Request& req, const Clie
         case Route::CodeQr: return code_qr(req);
         case Route::CodeCleanup: return code_cleanup(req);
         case Route::DeviceList: return device_list();
+        case Route::Stats:
+            if (who.role != Role::Owner) return forbidden("zone statistics need the owner role");
+            return stats();
         case Route::DeviceRevoke: return device_revoke(who, route.param);
     }
     return problem(500, "internal_error", "Internal error", "unhandled route");
@@ -864,6 +868,24 @@ Response Service::device_list() {
     Json list(json_array());
     for (Row& r : rows) json_array_append_new(list.get(), r.json);
     return json_response(200, json_pack("{s:O}", "devices", list.get()));
+}
+
+// Record counts and the zone's slab usage, for operators and `make bench`.
+Response Service::stats() {
+    json_t* kinds = json_object();
+    static const char* const names[kKindCount] = {"devices", "limiters", "mailboxes", "codeRequests", "nonces"};
+    StoreLock lock(store_);
+    for (size_t k = 0; k < kKindCount; k++) {
+        json_int_t n = 0;
+        if ((Kind)k == Kind::Device)
+            n = (json_int_t)store_.shared().devices;  // a counter: no walk over a million devices
+        else
+            store_.for_each((Kind)k, [&](RecordHeader*) { n++; });
+        json_object_set_new(kinds, names[k], json_integer(n));
+    }
+    return json_response(200, json_pack("{s:o, s:I, s:I}", "records", kinds, "zoneBytes",
+                                        (json_int_t)store_.total_bytes(), "zoneFreeBytes",
+                                        (json_int_t)store_.free_bytes()));
 }
 
 Response Service::device_revoke(const Principal& who, const std::string& id) {

@@ -88,6 +88,7 @@ class Service {
     Response code_qr(const Request& req);
     Response code_cleanup(const Request& req);
     Response device_list();
+    Response stats();
     Response device_revoke(const Principal& who, const std::string& id);
 
     struct NewRequest {

@@ -118,6 +118,9 @@ class Store {
     // Visits every record of a kind; the visitor may remove the one it is given.
     virtual void for_each(Kind kind, const std::function<void(RecordHeader*)>& visit) = 0;
     virtual SharedState& shared() = 0;
+    // Bytes of the store in all, and of them still free (the zone's slab counters).
+    virtual size_t total_bytes() = 0;
+    virtual size_t free_bytes() = 0;
 };
 
 class StoreLock {

@@ -49,6 +49,8 @@ class ZoneStore final : public dp::Store {
     void remove(dp::RecordHeader* record) override;
     void for_each(dp::Kind kind, const std::function<void(dp::RecordHeader*)>& visit) override;
     dp::SharedState& shared() override { return zone_->sh->state; }
+    size_t total_bytes() override { return zone_->shm_zone->shm.size; }
+    size_t free_bytes() override { return zone_->shpool->pfree * ngx_pagesize; }
 
    private:
     ZoneCtx* zone_;

@@ -94,6 +94,7 @@ ngx_int_t run(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
     if (resp.poll_until_ms && req.now_ms < ctx->poll_until_ms) {
         ctx->poll_timer.handler = [](ngx_event_t* ev) {
             auto* req = static_cast<ngx_http_request_t*>(ev->data);
+            ngx_connection_t* conn = req->connection;  // req may be freed by finalize
             auto* c = static_cast<RequestCtx*>(ngx_http_get_module_ctx(req, ngx_http_device_pairing_module));
             ngx_int_t rc;
             try {
@@ -103,7 +104,7 @@ ngx_int_t run(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
                 rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
             if (rc != NGX_DONE) ngx_http_finalize_request(req, rc);
-            ngx_http_run_posted_requests(req->connection);
+            ngx_http_run_posted_requests(conn);
         };
         ctx->poll_timer.data = r;
         ctx->poll_timer.log = r->connection->log;

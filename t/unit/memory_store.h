@@ -1,6 +1,7 @@
 // An in-process Store for unit tests: the same contract as the nginx zone.
 #pragma once
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -40,6 +41,8 @@ class MemoryStore final : public Store {
         for (RecordHeader* h : all) visit(h);
     }
     SharedState& shared() override { return shared_; }
+    size_t total_bytes() override { return capacity == SIZE_MAX ? 1 << 20 : capacity * 128; }
+    size_t free_bytes() override { return total_bytes() - std::min(total_bytes(), count() * 128); }
 
     size_t count() const {
         size_t n = 0;
