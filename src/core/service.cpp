@@ -479,21 +479,22 @@ Response Service::mailbox_mint(const Request& req) {
     Digest token_hash = sha256(write_token);
 
     StoreLock lock(store_);
-    uint32_t live_count = 0;
-    store_.for_each(Kind::Mailbox, [&](RecordHeader* h) {
-        auto* m = as<MailboxRecord>(h);
-        if (live(h, now) && ct_equal(m->account_hash, owner.data(), sizeof(m->account_hash))) live_count++;
-    });
+    sweep_expired(store_, now);  // expired mailboxes must not count against the cap
+    uint32_t live_count = live_mailboxes(store_, owner.data());
     if (live_count >= settings_.max_pairings_per_account)
         return problem(429, "too_many_pairings", "Too many pairings",
                        "this account already has " + std::to_string(live_count) +
                            " live pairings; cancel one or let it expire");
     auto* m = as<MailboxRecord>(store_.insert(Kind::Mailbox, key_of("mailbox", id), now));
     if (!m) return zone_full();
+    memcpy(m->account_hash, owner.data(), sizeof(m->account_hash));
+    if (!count_mailbox(store_, m, now)) {
+        store_.remove(&m->h);
+        return zone_full();
+    }
     m->h.created_s = now;
     m->h.expires_s = now + settings_.mailbox_ttl_s;
     memcpy(m->write_token_hash, token_hash.data(), 32);
-    memcpy(m->account_hash, owner.data(), sizeof(m->account_hash));
     store_.shared().dirty++;
     return json_response(201, json_pack("{s:s, s:s, s:i}", "pairing_id", id.c_str(), "write_token",
                                         write_token.c_str(), "expires_in_secs",
@@ -570,7 +571,7 @@ Response Service::mailbox_cancel(const Request& req, const std::string& id) {
     StoreLock lock(store_);
     MailboxRecord* m = find_mailbox_locked(id, who.account, to_s(req.now_ms));
     if (!m) return pairing_not_found();
-    store_.remove(&m->h);
+    remove_record(store_, &m->h);
     store_.shared().dirty++;
     return no_content();
 }
@@ -831,7 +832,7 @@ Response Service::code_cleanup(const Request& req) {
     StoreLock lock(store_);
     store_.for_each(Kind::CodeRequest, [&](RecordHeader* h) {
         if (as<CodeRequestRecord>(h)->code_expires_s <= now) {
-            store_.remove(h);
+            remove_record(store_, h);
             removed++;
         }
     });
@@ -873,7 +874,8 @@ Response Service::device_list() {
 // Record counts and the zone's slab usage, for operators and `make bench`.
 Response Service::stats() {
     json_t* kinds = json_object();
-    static const char* const names[kKindCount] = {"devices", "limiters", "mailboxes", "codeRequests", "nonces"};
+    static const char* const names[kKindCount] = {"devices", "limiters", "mailboxes", "codeRequests", "nonces",
+                                                  "accountCounters"};
     StoreLock lock(store_);
     for (size_t k = 0; k < kKindCount; k++) {
         json_int_t n = 0;
@@ -897,8 +899,7 @@ Response Service::device_revoke(const Principal& who, const std::string& id) {
         if (device_id_text(as<DeviceRecord>(h)->id) == id) target = h;
     });
     if (!target) return problem(404, "device_not_found", "Device not found", "no paired device has this id");
-    store_.remove(target);
-    store_.shared().devices--;
+    remove_record(store_, target);
     store_.shared().dirty++;
     Response r = no_content();
     r.durable = true;

@@ -81,7 +81,8 @@ bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::str
         }
         RecordHeader h;
         memcpy(&h, bytes.data() + pos, sizeof(h));
-        if (h.expires_s == 0 || h.expires_s > now_s) {
+        // Account counters are derived: rebuilt below from the live mailboxes.
+        if ((Kind)kind != Kind::AccountCount && (h.expires_s == 0 || h.expires_s > now_s)) {
             Digest key;
             memcpy(key.data(), h.key, 32);
             RecordHeader* rec = store.insert((Kind)kind, key, now_s);
@@ -92,6 +93,10 @@ bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::str
             // Everything after the store's reserved bytes comes from the file.
             memcpy(reinterpret_cast<char*>(rec) + 2, bytes.data() + pos + 2, size - 2u);
             if ((Kind)kind == Kind::Device) store.shared().devices++;
+            if ((Kind)kind == Kind::Mailbox && !count_mailbox(store, as<MailboxRecord>(rec), now_s)) {
+                *error = "the zone is too small for the records in the state file";
+                return false;
+            }
         }
         pos += size;
     }

@@ -11,6 +11,7 @@ size_t record_size(Kind kind) {
         case Kind::Mailbox: return sizeof(MailboxRecord);
         case Kind::CodeRequest: return sizeof(CodeRequestRecord);
         case Kind::Nonce: return sizeof(NonceRecord);
+        case Kind::AccountCount: return sizeof(AccountCountRecord);
         case Kind::Count: break;
     }
     return 0;
@@ -22,12 +23,51 @@ size_t drop_expired(Store& store, uint32_t now_s) {
         if ((Kind)k == Kind::Device) continue;  // devices live until revoked
         store.for_each((Kind)k, [&](RecordHeader* h) {
             if (h->expires_s != 0 && h->expires_s <= now_s) {
-                store.remove(h);
+                remove_record(store, h);
                 dropped++;
             }
         });
     }
     return dropped;
+}
+
+void sweep_expired(Store& store, uint32_t now_s) {
+    if (store.shared().last_sweep_s == now_s) return;
+    store.shared().last_sweep_s = now_s;
+    drop_expired(store, now_s);
+}
+
+namespace {
+
+Digest account_count_key(const uint8_t account_hash[16]) {
+    return sha256_labeled("account-count", std::string_view((const char*)account_hash, 16));
+}
+
+}  // namespace
+
+uint32_t live_mailboxes(Store& store, const uint8_t account_hash[16]) {
+    auto* c = as<AccountCountRecord>(store.find(Kind::AccountCount, account_count_key(account_hash)));
+    return c ? c->live : 0;
+}
+
+bool count_mailbox(Store& store, const MailboxRecord* mailbox, uint32_t now_s) {
+    Digest key = account_count_key(mailbox->account_hash);
+    auto* c = as<AccountCountRecord>(store.find(Kind::AccountCount, key));
+    if (!c) c = as<AccountCountRecord>(store.insert(Kind::AccountCount, key, now_s));
+    if (!c) return false;
+    c->live++;
+    return true;
+}
+
+void remove_record(Store& store, RecordHeader* record) {
+    if (record->kind == Kind::Device) {
+        store.shared().devices--;
+    } else if (record->kind == Kind::Mailbox) {
+        Digest key = account_count_key(as<MailboxRecord>(record)->account_hash);
+        auto* c = as<AccountCountRecord>(store.find(Kind::AccountCount, key));
+        if (c && --c->live == 0) store.remove(&c->h);
+    }
+    store.remove(record);
 }
 
 }  // namespace dp

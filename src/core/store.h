@@ -12,7 +12,7 @@
 
 namespace dp {
 
-enum class Kind : uint8_t { Device, Limiter, Mailbox, CodeRequest, Nonce, Count };
+enum class Kind : uint8_t { Device, Limiter, Mailbox, CodeRequest, Nonce, AccountCount, Count };
 constexpr size_t kKindCount = (size_t)Kind::Count;
 
 enum class Role : uint8_t { Owner = 1, Device = 2 };
@@ -78,6 +78,13 @@ struct NonceRecord {
     RecordHeader h;
 };
 
+// Live mailboxes of one account, so the per-account cap costs one lookup.
+// Derived state: rebuilt from the mailboxes when a state file is loaded.
+struct AccountCountRecord {
+    RecordHeader h;
+    uint32_t live;
+};
+
 // Zone-wide state that is not a keyed record.
 struct OtpState {
     uint8_t hash[32];
@@ -93,12 +100,15 @@ struct SharedState {
     uint64_t devices;          // live device records
     uint64_t dirty;            // bumped on every change worth persisting
     uint64_t persisted;        // the value of dirty the state file holds
+    uint32_t last_sweep_s;     // when expired records were last dropped
+    uint32_t pad;
 };
 
 template <typename T>
 constexpr bool kShmSafe = std::is_standard_layout_v<T> && std::is_trivially_copyable_v<T>;
 static_assert(kShmSafe<DeviceRecord> && kShmSafe<LimiterRecord> && kShmSafe<MailboxRecord> &&
-              kShmSafe<CodeRequestRecord> && kShmSafe<NonceRecord> && kShmSafe<SharedState>);
+              kShmSafe<CodeRequestRecord> && kShmSafe<NonceRecord> && kShmSafe<AccountCountRecord> &&
+              kShmSafe<SharedState>);
 static_assert(offsetof(DeviceRecord, h) == 0 && offsetof(MailboxRecord, h) == 0);
 
 size_t record_size(Kind kind);
@@ -136,6 +146,17 @@ class StoreLock {
 
 // Removes the expired records of every kind but devices; returns how many.
 size_t drop_expired(Store& store, uint32_t now_s);
+// drop_expired at most once a second: cheap enough for every insert.
+void sweep_expired(Store& store, uint32_t now_s);
+
+// Removes a record and keeps the counters that depend on it right (the
+// device count, an account's live mailboxes). Every removal goes through here.
+void remove_record(Store& store, RecordHeader* record);
+
+// Live mailboxes of the account that owns account_hash.
+uint32_t live_mailboxes(Store& store, const uint8_t account_hash[16]);
+// Counts a new mailbox for its account; false when the zone has no room.
+bool count_mailbox(Store& store, const MailboxRecord* mailbox, uint32_t now_s);
 
 template <typename T>
 T* as(RecordHeader* h) { return reinterpret_cast<T*>(h); }

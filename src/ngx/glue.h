@@ -24,7 +24,6 @@ struct SharedZone {
     ngx_rbtree_t trees[dp::kKindCount];
     ngx_rbtree_node_t sentinels[dp::kKindCount];
     dp::SharedState state;
-    uint32_t last_sweep_s;
 };
 static_assert(dp::kShmSafe<SharedZone>);
 

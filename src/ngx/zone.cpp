@@ -101,10 +101,7 @@ dp::RecordHeader* ZoneStore::find(dp::Kind kind, const dp::Digest& key) {
 
 dp::RecordHeader* ZoneStore::insert(dp::Kind kind, const dp::Digest& key, uint32_t now_s) {
     SharedZone* sh = zone_->sh;
-    if (sh->last_sweep_s != now_s) {  // expire dead records at most once a second
-        sh->last_sweep_s = now_s;
-        dp::drop_expired(*this, now_s);
-    }
+    dp::sweep_expired(*this, now_s);
     size_t size = kRecordOffset + dp::record_size(kind);
     auto* node = static_cast<ngx_rbtree_node_t*>(ngx_slab_calloc_locked(zone_->shpool, size));
     if (!node && dp::drop_expired(*this, now_s) > 0)

@@ -305,3 +305,32 @@ TEST(StateFile, DropsExpiredRecordsOnLoad) {
     ASSERT_TRUE(load_state(copy, serialize_state(h.store), (uint32_t)(kT0 / 1000) + 301, &err));
     EXPECT_EQ(copy.count(), 0u);
 }
+
+TEST(Mailbox, AccountCapFollowsCancelExpiryAndReload) {
+    Harness h;
+    h.settings.max_pairings_per_account = 2;
+    h.settings.mailbox_ttl_s = 10;
+    h.settings.device_keys.push_back({sha256("ka"), "alice"});
+    h.settings.device_keys.push_back({sha256("kb"), "bob"});
+    auto mint = [&](const char* key, int64_t now) { return h.call("POST", "/api/v1/device-pairing", "", now, "", key); };
+    std::string first = field(mint("ka", kT0), "pairing_id");
+    EXPECT_EQ(mint("ka", kT0).status, 201);
+    EXPECT_EQ(mint("ka", kT0).status, 429);
+    EXPECT_EQ(mint("kb", kT0).status, 201) << "the cap is per account";
+    EXPECT_EQ(h.call("DELETE", "/api/v1/device-pairing/" + first, "", kT0, "", "ka").status, 204);
+    EXPECT_EQ(mint("ka", kT0).status, 201) << "a cancel frees a slot";
+    EXPECT_EQ(mint("ka", kT0).status, 429);
+
+    MemoryStore reloaded;
+    std::string err;
+    ASSERT_TRUE(load_state(reloaded, serialize_state(h.store), (uint32_t)(kT0 / 1000), &err)) << err;
+    Service again(reloaded, h.settings);
+    Request req;
+    req.method = "POST";
+    req.device_key = "ka";
+    req.now_ms = kT0;
+    EXPECT_EQ(again.handle(match_route("POST", "/api/v1/device-pairing"), req, h.addr).status, 429)
+        << "the count is rebuilt from the loaded mailboxes";
+
+    EXPECT_EQ(mint("ka", kT0 + 11000).status, 201) << "expired mailboxes free their slots";
+}
