@@ -85,11 +85,14 @@ device-key:
 	echo "device key for $(ACCOUNT) (shown once, keep it safe): $$key"; \
 	echo "its SHA-256 was appended to $(KEYS); reload nginx to use it"
 
-bench: $(MODULE)
-	bench/run.sh
+bench: $(MODULE) $(BUILD)/make_state
+	/usr/bin/python3 bench/run.py
 
 soak: $(MODULE)
 	DP_MODULE=$(MODULE) DP_SOAK_RELOADS=1000 prove -I t/lib t/08-reload-soak.t
 
 clean:
 	rm -rf $(BUILD)
+
+$(BUILD)/make_state: bench/make_state.cpp $(CORE_SRCS) $(wildcard src/core/*.h)
+	$(CXX) $(CXXFLAGS) -o $@ bench/make_state.cpp $(CORE_SRCS) $(LIBS)

@@ -97,43 +97,53 @@ const char* const kSmallOrder[] = {
     "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
 };
 
+// Curve constants of edwards25519, computed once per thread (workers are
+// single-threaded): p = 2^255 - 19, d = -121665/121666, e = (p - 1) / 2.
+struct Ed25519Field {
+    std::unique_ptr<BN_CTX, BnCtxDeleter> bn{BN_CTX_new()};
+    BnPtr p{BN_new()}, d{BN_new()}, e{BN_new()};
+    std::unique_ptr<BN_MONT_CTX, void (*)(BN_MONT_CTX*)> mont{BN_MONT_CTX_new(), BN_MONT_CTX_free};
+
+    Ed25519Field() {
+        BnPtr t(BN_new());
+        if (!bn || !p || !d || !e || !t || !mont) throw CryptoError("BN alloc failed");
+        BN_set_bit(p.get(), 255);
+        BN_sub_word(p.get(), 19);
+        BN_set_word(t.get(), 121666);
+        BN_mod_inverse(d.get(), t.get(), p.get(), bn.get());
+        BN_set_word(t.get(), 121665);
+        BN_mod_sub(t.get(), p.get(), t.get(), p.get(), bn.get());
+        BN_mod_mul(d.get(), d.get(), t.get(), p.get(), bn.get());
+        BN_copy(e.get(), p.get());
+        BN_sub_word(e.get(), 1);
+        BN_rshift1(e.get(), e.get());
+        if (BN_MONT_CTX_set(mont.get(), p.get(), bn.get()) != 1) throw CryptoError("BN_MONT_CTX_set failed");
+    }
+};
+
 // True when y (little-endian, sign bit cleared) is below p and some x
 // satisfies -x^2 + y^2 = 1 + d x^2 y^2, i.e. the point decompresses.
 bool ed25519_decompresses(const unsigned char* enc) {
+    thread_local Ed25519Field f;
     unsigned char be[32];
     for (int i = 0; i < 32; i++) be[i] = enc[31 - i];
     const bool x_negative = be[0] & 0x80;
     be[0] &= 0x7f;
 
-    std::unique_ptr<BN_CTX, BnCtxDeleter> bn(BN_CTX_new());
-    BnPtr p(BN_new()), y(BN_bin2bn(be, 32, nullptr)), d(BN_new()), t(BN_new()), u(BN_new()),
-        v(BN_new()), e(BN_new());
-    if (!bn || !p || !y || !d || !t || !u || !v || !e) throw CryptoError("BN alloc failed");
-    // p = 2^255 - 19
-    BN_set_bit(p.get(), 255);
-    BN_sub_word(p.get(), 19);
-    if (BN_cmp(y.get(), p.get()) >= 0) return false;  // non-canonical y
-    // d = -121665 / 121666 mod p
-    BN_set_word(t.get(), 121666);
-    BN_mod_inverse(d.get(), t.get(), p.get(), bn.get());
-    BN_set_word(t.get(), 121665);
-    BN_mod_sub(t.get(), p.get(), t.get(), p.get(), bn.get());
-    BN_mod_mul(d.get(), d.get(), t.get(), p.get(), bn.get());
-    // u = y^2 - 1, v = d y^2 + 1, x^2 = u / v
-    BN_mod_sqr(t.get(), y.get(), p.get(), bn.get());
-    BN_copy(u.get(), t.get());
-    BN_sub_word(u.get(), 1);
-    BN_mod_mul(v.get(), d.get(), t.get(), p.get(), bn.get());
-    BN_add_word(v.get(), 1);
-    BN_mod(v.get(), v.get(), p.get(), bn.get());
-    if (!BN_mod_inverse(v.get(), v.get(), p.get(), bn.get())) return false;
-    BN_mod_mul(t.get(), u.get(), v.get(), p.get(), bn.get());  // x^2
-    if (BN_is_zero(t.get())) return !x_negative;               // x = 0 has no "negative" twin
-    // Euler's criterion: x^2 is a square iff (x^2)^((p-1)/2) == 1.
-    BN_copy(e.get(), p.get());
-    BN_sub_word(e.get(), 1);
-    BN_rshift1(e.get(), e.get());
-    BN_mod_exp(u.get(), t.get(), e.get(), p.get(), bn.get());
+    BnPtr y(BN_bin2bn(be, 32, nullptr)), t(BN_new()), u(BN_new()), v(BN_new());
+    if (!y || !t || !u || !v) throw CryptoError("BN alloc failed");
+    if (BN_cmp(y.get(), f.p.get()) >= 0) return false;  // non-canonical y
+    // x^2 = u / v with u = y^2 - 1, v = d y^2 + 1
+    BN_mod_sqr(t.get(), y.get(), f.p.get(), f.bn.get());
+    BN_mod_sub(u.get(), t.get(), BN_value_one(), f.p.get(), f.bn.get());
+    BN_mod_mul(v.get(), f.d.get(), t.get(), f.p.get(), f.bn.get());
+    BN_mod_add(v.get(), v.get(), BN_value_one(), f.p.get(), f.bn.get());
+    if (BN_is_zero(v.get())) return false;
+    if (BN_is_zero(u.get())) return !x_negative;  // x = 0 has no "negative" twin
+    // u/v is a square iff u*v is (Legendre symbols multiply; v^-1 has v's):
+    // Euler's criterion, (u v)^((p-1)/2) == 1, one exponentiation.
+    BN_mod_mul(t.get(), u.get(), v.get(), f.p.get(), f.bn.get());
+    BN_mod_exp_mont(u.get(), t.get(), f.e.get(), f.p.get(), f.bn.get(), f.mont.get());
     return BN_is_one(u.get());
 }
 
@@ -159,8 +169,10 @@ bool ed25519_public_key_ok(std::string_view raw) {
 
 bool p256_public_key_ok(std::string_view raw) {
     if (raw.size() != 65 || (uint8_t)raw[0] != 0x04) return false;
-    std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
-    if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1) throw CryptoError("EC context failed");
+    // One fromdata context per thread: fetching the EC provider costs more than the check.
+    thread_local std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+    thread_local bool ready = ctx && EVP_PKEY_fromdata_init(ctx.get()) == 1;
+    if (!ready) throw CryptoError("EC context failed");
     char group[] = "prime256v1";
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
@@ -170,7 +182,9 @@ bool p256_public_key_ok(std::string_view raw) {
     if (EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params) != 1 || !key) return false;
     std::unique_ptr<EVP_PKEY, PkeyDeleter> owned(key);
     std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> check(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
-    return check && EVP_PKEY_public_check(check.get()) == 1;
+    // On the curve is enough: P-256 has cofactor 1, so every such point but
+    // infinity (which 0x04 || X || Y cannot encode) has prime order.
+    return check && EVP_PKEY_public_check_quick(check.get()) == 1;
 }
 
 bool ed25519_verify(std::string_view public_raw, std::string_view message,

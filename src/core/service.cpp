@@ -238,11 +238,13 @@ Principal authenticate_device_key(const Settings& settings, std::string_view key
     return p;
 }
 
-Response unauthorized(const Principal& p, bool device_key) {
+namespace {
+
+Response build_unauthorized(bool missing, bool device_key) {
     const char* scheme = device_key ? "DeviceKey" : "Bearer";
     Response r;
     std::string challenge = std::string(scheme) + " realm=\"device-pairing\"";
-    if (p.status == Principal::Missing) {
+    if (missing) {
         r = problem(401, "authentication_required", "Authentication required",
                     device_key ? "send the device key in X-DEVICE-KEY"
                                : "send a device token as \"Authorization: Bearer <token>\"");
@@ -255,6 +257,17 @@ Response unauthorized(const Principal& p, bool device_key) {
     }
     r.header("WWW-Authenticate", challenge);
     return r;
+}
+
+}  // namespace
+
+const Response& unauthorized(const Principal& p, bool device_key) {
+    // Built once: the gate answers these on its reject path.
+    static const Response answers[2][2] = {
+        {build_unauthorized(false, false), build_unauthorized(false, true)},
+        {build_unauthorized(true, false), build_unauthorized(true, true)},
+    };
+    return answers[p.status == Principal::Missing][device_key];
 }
 
 std::string normalize_code(std::string_view input) {

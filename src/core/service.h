@@ -53,7 +53,7 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
 Principal authenticate_device_key(const Settings& settings, std::string_view key);
 
 // Problem answers for a failed credential check (RFC 6750 header included).
-Response unauthorized(const Principal& p, bool device_key);
+const Response& unauthorized(const Principal& p, bool device_key);
 
 std::string device_id_text(const uint8_t id[8]);
 

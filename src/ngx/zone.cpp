@@ -1,6 +1,8 @@
 // device_pairing_zone: records in a slab pool, one rbtree per kind, modelled
 // on limit_req. A node is an ngx_rbtree_node_t whose tail, from the colour
 // byte on, is the core's record (RecordHeader reserves those two bytes).
+#include <malloc.h>
+
 #include <vector>
 
 #include "core/state_file.h"
@@ -195,6 +197,9 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
             }
         }
         store.shared().persisted = store.shared().dirty;
+        // The master's heap held the whole file; give it back before workers
+        // fork, or each would start with it resident.
+        malloc_trim(0);
         start_otp_if_needed(ctx, log);
         return NGX_OK;
     } catch (const std::exception& e) {

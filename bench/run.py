@@ -1,0 +1,326 @@
+#!/usr/bin/python3
+"""make bench: the gate and the pairing routes against bare nginx and the
+alternatives, in one run.
+
+Primary figure: nginx worker CPU time per request (utime+stime from
+/proc/PID/stat), with nginx pinned to CPU 0 (worker_processes 1,
+worker_cpu_affinity) and wrk pinned to CPU 1. Configurations are
+interleaved (A B C ... A B C ...) and medians of BENCH_ROUNDS rounds are
+reported beside req/s and p99. Writes bench/results.md.
+"""
+import json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE = os.environ.get('DP_MODULE', f'{ROOT}/build/nginx/objs/ngx_http_device_pairing_module.so')
+NGINX = '/usr/sbin/nginx'
+SECONDS = int(os.environ.get('BENCH_SECONDS', '4'))
+ROUNDS = int(os.environ.get('BENCH_ROUNDS', '3'))
+CONNS = 32
+TICK = os.sysconf('SC_CLK_TCK')
+TOKEN = 'dp_tok_bench_0'  # device 0 of the generated state files
+WORK = tempfile.mkdtemp(prefix='dp-bench-')
+LUA_MODULES = ['/usr/lib/nginx/modules/ndk_http_module.so', '/usr/lib/nginx/modules/ngx_http_lua_module.so']
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Nginx:
+    def __init__(self, name, http, workers=1, pinned=True, modules=()):
+        self.name, self.dir, self.port = name, f'{WORK}/{name}', free_port()
+        os.makedirs(self.dir)
+        http = http.replace('%PORT%', str(self.port)).replace('%DIR%', self.dir)
+        loads = ''.join(f'load_module {m};\n' for m in list(modules) + [MODULE])
+        affinity = 'worker_cpu_affinity 01;' if pinned else ''
+        with open(f'{self.dir}/nginx.conf', 'w') as f:
+            f.write(f"""{loads}user root;
+worker_processes {workers};
+{affinity}
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {self.dir}/body;
+{http}
+}}
+""")
+
+    def start(self):
+        cmd = [NGINX, '-p', self.dir + '/', '-c', f'{self.dir}/nginx.conf', '-e', f'{self.dir}/error.log']
+        subprocess.run(['taskset', '-c', '0'] + cmd, check=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                socket.create_connection(('127.0.0.1', self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f'{self.name} did not start: ' + open(f'{self.dir}/error.log').read())
+
+    def workers(self):
+        master = int(open(f'{self.dir}/nginx.pid').read())
+        pids = []
+        for pid in os.listdir('/proc'):
+            if pid.isdigit():
+                try:
+                    stat = open(f'/proc/{pid}/stat').read()
+                except OSError:
+                    continue
+                if int(stat.rsplit(')', 1)[1].split()[1]) == master:
+                    pids.append(int(pid))
+        return pids
+
+    def cpu_ticks(self):
+        total = 0
+        for pid in self.workers():
+            fields = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total
+
+    def rss_kb(self):
+        """Private (anonymous) and shared-memory RSS of the workers, in KiB."""
+        anon = shmem = 0
+        for pid in self.workers():
+            for line in open(f'/proc/{pid}/status'):
+                if line.startswith('RssAnon:'):
+                    anon += int(line.split()[1])
+                elif line.startswith('RssShmem:'):
+                    shmem += int(line.split()[1])
+        return anon, shmem
+
+    def stop(self):
+        try:
+            os.kill(int(open(f'{self.dir}/nginx.pid').read()), signal.SIGQUIT)
+        except OSError:
+            pass
+
+    def get_json(self, path, token):
+        req = urllib.request.Request(f'http://127.0.0.1:{self.port}{path}', headers={'Authorization': f'Bearer {token}'})
+        return json.load(urllib.request.urlopen(req, timeout=30))
+
+
+def wrk(url, headers=(), threads=1, conns=CONNS, script=None, cpu='1'):
+    cmd = ['wrk', f'-t{threads}', f'-c{conns}', f'-d{SECONDS}s', '--latency']
+    for h in headers:
+        cmd += ['-H', h]
+    if script:
+        cmd += ['-s', script]
+    cmd = (['taskset', '-c', cpu] if cpu else []) + cmd + [url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    requests = int(re.search(r'(\d+) requests in', out).group(1))
+    rps = float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1))
+    p99 = re.search(r'99%\s+([\d.]+)(us|ms|s)\b', out)
+    p99_us = float(p99.group(1)) * {'us': 1, 'ms': 1000, 's': 1e6}[p99.group(2)] if p99 else float('nan')
+    non2xx = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
+    return requests, rps, p99_us, int(non2xx.group(1)) if non2xx else 0
+
+
+def state_file(n):
+    path = f'{WORK}/state-{n}'
+    subprocess.run([f'{ROOT}/build/make_state', str(n), path], check=True)
+    return path
+
+
+def gate_conf(state, zone_size):
+    return f"""
+    device_pairing_zone zone=pairing:{zone_size} state={state};
+    device_pairing_token_file %DIR%/operator-token;
+    server {{
+        listen 127.0.0.1:%PORT% backlog=4096;
+        location /t {{ device_pairing_auth bearer; empty_gif; }}
+        location /api/devices {{ device_pairing on; }}
+    }}"""
+
+
+def main():
+    subprocess.run(['make', '-s', '-C', ROOT, 'build', f'{ROOT}/build/make_state'], check=True)
+    cpu_model = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), '?')
+    nginx_version = subprocess.run([NGINX, '-v'], capture_output=True, text=True).stderr.strip()
+    lua_ok = all(os.path.exists(m) for m in LUA_MODULES)
+    token_sha = subprocess.run(['sha256sum'], input=TOKEN, capture_output=True, text=True).stdout.split()[0]
+
+    print(f'bench: generating state files in {WORK}', flush=True)
+    servers = {
+        'floor': Nginx('floor', """
+    server { listen 127.0.0.1:%PORT% backlog=4096; location /t { empty_gif; } }"""),
+        'gate_1': Nginx('gate_1', gate_conf(state_file(1), '1m')),
+        'gate_100k': Nginx('gate_100k', gate_conf(state_file(100000), '32m')),
+        'gate_1m': Nginx('gate_1m', gate_conf(state_file(1000000), '256m')),
+        'auth_request_internal': Nginx('auth_request_internal', f"""
+    server {{
+        listen 127.0.0.1:%PORT% backlog=4096;
+        location /t {{ auth_request /auth; empty_gif; }}
+        location = /auth {{
+            internal;
+            if ($http_authorization != "Bearer {TOKEN}") {{ return 401; }}
+            return 204;
+        }}
+    }}"""),
+        'auth_request_backend': Nginx('auth_request_backend', f"""
+    upstream auth_backend {{ server 127.0.0.1:%BACKEND%; keepalive 32; }}
+    server {{
+        listen 127.0.0.1:%PORT% backlog=4096;
+        location /t {{ auth_request /auth; empty_gif; }}
+        location = /auth {{
+            internal;
+            proxy_pass http://auth_backend/check;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:%BACKEND%;
+        location = /check {{
+            if ($http_authorization != "Bearer {TOKEN}") {{ return 401; }}
+            return 204;
+        }}
+    }}""".replace('%BACKEND%', str(free_port()))),
+    }
+    if lua_ok:
+        servers['lua_sha256'] = Nginx('lua_sha256', f"""
+    init_by_lua_block {{
+        ffi = require "ffi"
+        ffi.cdef[[unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md);]]
+        crypto = ffi.load("crypto")
+        digest = ffi.new("unsigned char[32]")
+        expected = ("{token_sha}"):gsub("..", function(c) return string.char(tonumber(c, 16)) end)
+    }}
+    server {{
+        listen 127.0.0.1:%PORT% backlog=4096;
+        location /t {{
+            access_by_lua_block {{
+                local h = ngx.var.http_authorization
+                if not h or h:sub(1, 7) ~= "Bearer " then return ngx.exit(401) end
+                local tok = h:sub(8)
+                crypto.SHA256(tok, #tok, digest)
+                if ffi.string(digest, 32) ~= expected then return ngx.exit(401) end
+            }}
+            empty_gif;
+        }}
+    }}""", modules=LUA_MODULES)
+    for s in servers.values():
+        s.start()
+
+    auth = f'Authorization: Bearer {TOKEN}'
+    cases = [
+        ('floor', 'floor: empty_gif, no auth', []),
+        ('gate_1', 'gate accepts, 1 device', [auth]),
+        ('gate_100k', 'gate accepts, 100 000 devices', [auth]),
+        ('gate_1m', 'gate accepts, 1 000 000 devices', [auth]),
+        ('gate_100k', 'gate rejects: no header', []),
+        ('gate_100k', 'gate rejects: wrong token', ['Authorization: Bearer dp_tok_wrong_token_0000000000000000000000000']),
+        ('auth_request_internal', 'auth_request, internal location', [auth]),
+        ('auth_request_backend', 'auth_request, backend over keepalive', [auth]),
+    ]
+    if lua_ok:
+        cases.append(('lua_sha256', 'Lua access_by_lua SHA-256 (FFI)', [auth]))
+
+    results = {label: [] for _, label, _ in cases}
+    for rnd in range(ROUNDS):
+        for name, label, headers in cases:
+            s = servers[name]
+            before = s.cpu_ticks()
+            n, rps, p99, bad = wrk(f'http://127.0.0.1:{s.port}/t', headers)
+            cpu_us = (s.cpu_ticks() - before) / TICK * 1e6 / max(n, 1)
+            results[label].append((cpu_us, rps, p99, bad, n))
+            print(f'round {rnd + 1} {label:42s} {cpu_us:6.2f} us/req {rps:9.0f} req/s p99 {p99:7.0f} us non-2xx {bad}', flush=True)
+
+    floor = statistics.median(r[0] for r in results['floor: empty_gif, no auth'])
+    rows = []
+    for _, label, _ in cases:
+        cpu = statistics.median(r[0] for r in results[label])
+        rows.append((label, cpu, cpu - floor, statistics.median(r[1] for r in results[label]),
+                     statistics.median(r[2] for r in results[label]), results[label][-1][3] > 0))
+
+    # Pairing routes on 2 workers (not pinned): wrk Lua scripts drive each.
+    routes = Nginx('routes', f"""
+    device_pairing_zone zone=pairing:64m;
+    device_pairing_device_keys %DIR%/keys;
+    device_pairing_token_file %DIR%/operator-token;
+    device_pairing_mailbox_ttl 30s;
+    device_pairing_max_pairings 100000000;
+    server {{
+        listen 127.0.0.1:%PORT% backlog=4096;
+        location /pair {{ device_pairing on; }}
+        location /api/v1/device-pairing {{ device_pairing on; }}
+        location /api/devices {{ device_pairing on; }}
+    }}""", workers=2, pinned=False)
+    bench_key = 'dk_bench_key_0000000000000000000000'
+    with open(f'{routes.dir}/keys', 'w') as f:
+        f.write('bench ' + subprocess.run(['sha256sum'], input=bench_key, capture_output=True, text=True).stdout.split()[0] + '\n')
+    routes.start()
+    keys = subprocess.run(['/usr/bin/python3', '-c', """
+import base64
+from cryptography.hazmat.primitives.asymmetric import ed25519, ec
+from cryptography.hazmat.primitives import serialization as s
+print(base64.b64encode(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw)).decode(),
+      base64.b64encode(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(s.Encoding.X962, s.PublicFormat.UncompressedPoint)).decode())
+"""], capture_output=True, text=True, check=True).stdout.split()
+    os.environ.update(DP_BENCH_KEY=bench_key, DP_BENCH_SESSION=keys[0], DP_BENCH_ECDH=keys[1])
+    route_rows = []
+    base = f'http://127.0.0.1:{routes.port}'
+    for label, script in [('mint (POST /api/v1/device-pairing)', 'mint.lua'),
+                          ('mint + deposit + poll, as a flow', 'flow.lua'),
+                          ('POST /pair failure path (wrong OTP)', 'pair_fail.lua')]:
+        env_script = f'{ROOT}/bench/{script}'
+        n, rps, p99, bad = wrk(base + '/', threads=2, conns=64, script=env_script, cpu=None)
+        route_rows.append((label, rps, p99))
+        print(f'route {label:42s} {rps:9.0f} req/s p99 {p99:7.0f} us', flush=True)
+
+    # Memory: zone bytes per device and per pending mailbox from the zone's counters.
+    def used(s):
+        st = s.get_json('/api/devices/stats', open(f'{s.dir}/operator-token').read().strip())
+        return st['zoneBytes'] - st['zoneFreeBytes'], st['records']
+    used_1, _ = used(servers['gate_1'])
+    used_100k, rec100k = used(servers['gate_100k'])
+    per_device = (used_100k - used_1) / (rec100k['devices'] - 1)
+    probe_key = {'Authorization': 'Bearer ' + open(f'{routes.dir}/operator-token').read().strip()}
+    def routes_used():
+        req = urllib.request.Request(f'{base}/api/devices/stats', headers=probe_key)
+        st = json.load(urllib.request.urlopen(req, timeout=30))
+        return st['zoneBytes'] - st['zoneFreeBytes'], st['records']['mailboxes']
+    before, mb_before = routes_used()
+    for _ in range(5000):
+        urllib.request.urlopen(urllib.request.Request(f'{base}/api/v1/device-pairing', method='POST',
+                                                      headers={'X-DEVICE-KEY': bench_key}), timeout=30)
+    after, mb_after = routes_used()
+    per_mailbox = (after - before) / max(mb_after - mb_before, 1)
+    floor_anon, _ = servers['floor'].rss_kb()
+    gate_anon, gate_shm = servers['gate_1'].rss_kb()
+    gate1m_anon, gate1m_shm = servers['gate_1m'].rss_kb()
+
+    for s in list(servers.values()) + [routes]:
+        s.stop()
+
+    md = [f'# make bench results', '',
+          f'- date: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}',
+          f'- CPU: {cpu_model}, {os.cpu_count()} cores; nginx pinned to CPU 0, wrk to CPU 1',
+          f'- {nginx_version}; wrk -t1 -c{CONNS} -d{SECONDS}s; median of {ROUNDS} interleaved rounds', '',
+          '| configuration | nginx CPU µs/request | over the floor | req/s | p99 µs |', '|---|---:|---:|---:|---:|']
+    for label, cpu, delta, rps, p99, rejected in rows:
+        md.append(f'| {label}{" (401s)" if rejected else ""} | {cpu:.2f} | {delta:+.2f} | {rps:,.0f} | {p99:,.0f} |')
+    md += ['', '| pairing route (2 workers, unpinned) | req/s | p99 µs |', '|---|---:|---:|']
+    md += [f'| {label} | {rps:,.0f} | {p99:,.0f} |' for label, rps, p99 in route_rows]
+    md += ['', '| memory | value |', '|---|---:|',
+           f'| zone bytes per device (slab pages used, 100 000 vs 1 device) | {per_device:.0f} |',
+           f'| zone bytes per pending mailbox (slab pages used, 5 000 more) | {per_mailbox:.0f} |',
+           f'| worker private RSS (RssAnon), bare nginx | {floor_anon} KiB |',
+           f'| worker private RSS (RssAnon), module + zone, 1 device | {gate_anon} KiB ({gate_anon - floor_anon:+d} KiB) |',
+           f'| worker private RSS (RssAnon), 1 000 000 devices | {gate1m_anon} KiB ({gate1m_anon - floor_anon:+d} KiB); zone pages touched (RssShmem) {gate1m_shm} KiB |']
+    text = '\n'.join(md) + '\n'
+    with open(f'{ROOT}/bench/results.md', 'w') as f:
+        f.write(text)
+    print('\n' + text)
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()
