@@ -219,7 +219,9 @@ void persist_if_dirty(ZoneCtx* zone, ngx_log_t* log, bool force) {
     }
     std::string error;
     static time_t last_alert;  // a failing disk alerts once a minute, not once a second
-    if (!dp::persist_state(store, to_string(zone->state_path), &error) && ngx_time() - last_alert >= 60) {
+    bool ok = dp::persist_state(store, to_string(zone->state_path), &error);
+    malloc_trim(0);  // the snapshot of a large zone must not stay resident in the worker
+    if (!ok && ngx_time() - last_alert >= 60) {
         last_alert = ngx_time();
         ngx_log_error(NGX_LOG_ALERT, log, 0, "device_pairing_zone \"%V\": %s; the old state file is kept "
                       "and a full rewrite will be retried", &zone->shm_zone->shm.name, error.c_str());
