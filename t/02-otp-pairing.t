@@ -22,26 +22,9 @@ DPTest::is_problem($t->post('/pair', json => {}), 400, 'invalid_request', 'missi
 DPTest::is_problem($t->post('/pair', json => { otp => 847291 }), 400, 'invalid_request', 'otp as a number');
 
 # The race: 20 concurrent correct redemptions, exactly one 200.
-my @kids;
-for my $i (1 .. 20) {
-    pipe my $rd, my $wr or die;
-    my $pid = fork // die;
-    if (!$pid) {
-        close $rd;
-        my $r = $t->post('/pair', json => { otp => $otp }, from => '127.0.0.' . (20 + $i));
-        print $wr $r->{status};
-        exit 0;
-    }
-    close $wr;
-    push @kids, [ $pid, $rd ];
-}
-my %count;
-for (@kids) {
-    my ($pid, $rd) = @$_;
-    my $status = <$rd>;
-    waitpid $pid, 0;
-    $count{$status}++;
-}
+my %count = %{ DPTest::concurrently(20, sub {
+    $t->post('/pair', json => { otp => $otp }, from => '127.0.0.' . (20 + $_[0]))->{status};
+}) };
 is($count{200}, 1, 'exactly one of 20 concurrent redemptions succeeds');
 is($count{401}, 19, 'the others get 401');
 

@@ -275,6 +275,32 @@ sub request {
 sub get  { my ($s, $p, %o) = @_; $s->request('GET', $p, %o) }
 sub post { my ($s, $p, %o) = @_; $s->request('POST', $p, %o) }
 
+# Runs $code->($i) for i = 1..$n in $n processes at once; returns a hash
+# of the statuses they returned, counted.
+sub concurrently {
+    my ($n, $code) = @_;
+    my @kids;
+    for my $i (1 .. $n) {
+        pipe my $rd, my $wr or die "pipe: $!";
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            close $rd;
+            print $wr $code->($i);
+            close $wr;    # flush: _exit skips Perl's buffers
+            POSIX::_exit(0);
+        }
+        close $wr;
+        push @kids, [ $pid, $rd ];
+    }
+    my %count;
+    for (@kids) {
+        my $status = readline $_->[1];
+        waitpid $_->[0], 0;
+        $count{ $status // 'none' }++;
+    }
+    return \%count;
+}
+
 # The newest OTP printed to the error log.
 sub otp {
     my ($self) = @_;
