@@ -160,7 +160,7 @@ sub command {
 sub suppressions {
     my $f = __FILE__;
     $f =~ s{[^/]+$}{valgrind.supp};
-    return $f;
+    return File::Spec->rel2abs($f);
 }
 
 sub env_prefix {
