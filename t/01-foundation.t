@@ -52,6 +52,18 @@ DPTest::is_problem($r, 401, 'invalid_code', 'a +json media type is accepted as J
     like($resp, qr{^HTTP/1.1 401.*"code":"invalid_code"}s, 'chunked body is read and parsed');
 }
 
+# Bodies that nginx buffers to a temp file are read from the file.
+{
+    my $f = DPTest->new;
+    $f->standard(server => 'client_body_in_file_only clean;');
+    $f->start;
+    DPTest::is_problem($f->post('/pair', json => { otp => 'nope' }), 401, 'invalid_code', 'a body in a temp file is parsed');
+    my $big = { data => { blob => 'y' x 3000 } };
+    my $res = $f->post('/api/devices/attest', token => $f->operator_token, json => $big);
+    is($res->{json}{attestation}{attestation}{data}{blob}, 'y' x 3000, 'a 3 KB body from a temp file arrives whole');
+    $f->finish;
+}
+
 # The gate: no credential, a malformed one, a wrong one.
 $r = $t->get('/api/things');
 DPTest::is_problem($r, 401, 'authentication_required', 'gated location without a token');
