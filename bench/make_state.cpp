@@ -17,7 +17,10 @@ class DeviceVector final : public dp::Store {
     void lock() override {}
     void unlock() override {}
     dp::RecordHeader* find(dp::Kind, const dp::Digest&) override { return nullptr; }
-    dp::RecordHeader* insert(dp::Kind, const dp::Digest&, uint32_t) override { return nullptr; }
+    dp::RecordHeader* insert(dp::Kind, const dp::Digest&, uint32_t,
+                             const std::function<void(dp::RecordHeader*)>&) override {
+        return nullptr;
+    }
     void remove(dp::RecordHeader*) override {}
     void for_each(dp::Kind kind, const std::function<void(dp::RecordHeader*)>& visit) override {
         if (kind == dp::Kind::Device)

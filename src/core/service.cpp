@@ -86,7 +86,7 @@ class Limiter {
 
     void failed(int64_t now_ms) {
         auto* rec = as<LimiterRecord>(store_.find(Kind::Limiter, key_));
-        if (!rec) rec = as<LimiterRecord>(store_.insert(Kind::Limiter, key_, to_s(now_ms)));
+        if (!rec) rec = insert_record<LimiterRecord>(store_, Kind::Limiter, key_, to_s(now_ms), [](LimiterRecord*) {});
         if (!rec) return;  // zone full: the per-secret budget still bounds guessing
         if (now_ms - rec->last_failure_ms >= kLimitWindowMs) rec->failures = 0;
         rec->failures++;
@@ -440,16 +440,16 @@ std::optional<std::string> Service::issue_device_locked(Role role, PairMethod me
                                                         const ClientAddr& addr, uint32_t now_s) {
     std::string token = random_token("dp_tok_", 32);
     Bytes id = random_bytes(8);
-    auto* d = as<DeviceRecord>(store_.insert(Kind::Device, sha256(token), now_s));
+    auto* d = insert_record<DeviceRecord>(store_, Kind::Device, sha256(token), now_s, [&](DeviceRecord* d) {
+        d->last_seen_s = now_s;
+        d->role = role;
+        d->method = method;
+        memcpy(d->id, id.data(), 8);
+        d->addr_len = addr.len;
+        memcpy(d->addr, addr.bytes, sizeof(d->addr));
+        copy_name(d, name);
+    });
     if (!d) return std::nullopt;
-    d->h.created_s = now_s;
-    d->last_seen_s = now_s;
-    d->role = role;
-    d->method = method;
-    memcpy(d->id, id.data(), 8);
-    d->addr_len = addr.len;
-    memcpy(d->addr, addr.bytes, sizeof(d->addr));
-    copy_name(d, name);
     store_.shared().devices++;
     store_.shared().dirty++;
     return token;
@@ -498,16 +498,16 @@ Response Service::mailbox_mint(const Request& req) {
         return problem(429, "too_many_pairings", "Too many pairings",
                        "this account already has " + std::to_string(live_count) +
                            " live pairings; cancel one or let it expire");
-    auto* m = as<MailboxRecord>(store_.insert(Kind::Mailbox, key_of("mailbox", id), now));
+    auto* m = insert_record<MailboxRecord>(store_, Kind::Mailbox, key_of("mailbox", id), now, [&](MailboxRecord* m) {
+        m->h.expires_s = now + settings_.mailbox_ttl_s;
+        memcpy(m->write_token_hash, token_hash.data(), 32);
+        memcpy(m->account_hash, owner.data(), sizeof(m->account_hash));
+    });
     if (!m) return zone_full();
-    memcpy(m->account_hash, owner.data(), sizeof(m->account_hash));
     if (!count_mailbox(store_, m, now)) {
         store_.remove(&m->h);
         return zone_full();
     }
-    m->h.created_s = now;
-    m->h.expires_s = now + settings_.mailbox_ttl_s;
-    memcpy(m->write_token_hash, token_hash.data(), 32);
     store_.shared().dirty++;
     return json_response(201, json_pack("{s:s, s:s, s:i}", "pairing_id", id.c_str(), "write_token",
                                         write_token.c_str(), "expires_in_secs",
@@ -682,11 +682,13 @@ Response Service::verify(const Request& req) {
     Digest nonce_key = key_of("nonce", *device_id + "\n" + *nonce);
     if (RecordHeader* seen = store_.find(Kind::Nonce, nonce_key); seen && live(seen, to_s(req.now_ms)))
         return verdict(false, "replay");
-    RecordHeader* n = store_.find(Kind::Nonce, nonce_key);
-    if (!n) n = store_.insert(Kind::Nonce, nonce_key, to_s(req.now_ms));
-    if (!n) return zone_full();
-    n->created_s = to_s(req.now_ms);
-    n->expires_s = to_s(*when + max_age + kFutureSkewMs) + 1;
+    const uint32_t nonce_expires = to_s(*when + max_age + kFutureSkewMs) + 1;
+    if (RecordHeader* stale = store_.find(Kind::Nonce, nonce_key)) {
+        stale->expires_s = nonce_expires;  // seen long ago: its window starts again
+    } else if (!insert_record<NonceRecord>(store_, Kind::Nonce, nonce_key, to_s(req.now_ms),
+                                           [&](NonceRecord* n) { n->h.expires_s = nonce_expires; })) {
+        return zone_full();
+    }
     return verdict(true, nullptr);
 }
 
@@ -703,16 +705,17 @@ std::optional<Service::NewRequest> Service::create_code_request(const std::strin
     const uint32_t now = to_s(now_ms);
 
     StoreLock lock(store_);
-    auto* r = as<CodeRequestRecord>(store_.insert(Kind::CodeRequest, key_of("request", out.request_id), now));
+    auto* r = insert_record<CodeRequestRecord>(
+        store_, Kind::CodeRequest, key_of("request", out.request_id), now, [&](CodeRequestRecord* r) {
+            r->code_expires_s = to_s(out.expires_ms);
+            r->h.expires_s = r->code_expires_s + kExpiredVisibleS;  // "expired" stays visible a while
+            memcpy(r->code_hash, code_hash.data(), 32);
+            r->requester_len = (uint8_t)std::min(requester.size(), sizeof(r->requester));
+            memcpy(r->requester, requester.data(), r->requester_len);
+            r->meta_len = (uint16_t)meta.size();
+            memcpy(r->meta, meta.data(), meta.size());
+        });
     if (!r) return std::nullopt;
-    r->h.created_s = now;
-    r->code_expires_s = to_s(out.expires_ms);
-    r->h.expires_s = r->code_expires_s + kExpiredVisibleS;  // "expired" stays visible a while
-    memcpy(r->code_hash, code_hash.data(), 32);
-    r->requester_len = (uint8_t)std::min(requester.size(), sizeof(r->requester));
-    memcpy(r->requester, requester.data(), r->requester_len);
-    r->meta_len = (uint16_t)meta.size();
-    memcpy(r->meta, meta.data(), meta.size());
     store_.shared().dirty++;
     return out;
 }

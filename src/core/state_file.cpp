@@ -85,13 +85,15 @@ bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::str
         if ((Kind)kind != Kind::AccountCount && (h.expires_s == 0 || h.expires_s > now_s)) {
             Digest key;
             memcpy(key.data(), h.key, 32);
-            RecordHeader* rec = store.insert((Kind)kind, key, now_s);
+            // Everything after the store's reserved bytes comes from the file.
+            const char* from = bytes.data() + pos + 2;
+            RecordHeader* rec = store.insert((Kind)kind, key, now_s, [&](RecordHeader* r) {
+                memcpy(reinterpret_cast<char*>(r) + 2, from, size - 2u);
+            });
             if (!rec) {
                 *error = "the zone is too small for the records in the state file";
                 return false;
             }
-            // Everything after the store's reserved bytes comes from the file.
-            memcpy(reinterpret_cast<char*>(rec) + 2, bytes.data() + pos + 2, size - 2u);
             if ((Kind)kind == Kind::Device) store.shared().devices++;
             if ((Kind)kind == Kind::Mailbox && !count_mailbox(store, as<MailboxRecord>(rec), now_s)) {
                 *error = "the zone is too small for the records in the state file";

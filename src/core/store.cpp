@@ -53,7 +53,7 @@ uint32_t live_mailboxes(Store& store, const uint8_t account_hash[16]) {
 bool count_mailbox(Store& store, const MailboxRecord* mailbox, uint32_t now_s) {
     Digest key = account_count_key(mailbox->account_hash);
     auto* c = as<AccountCountRecord>(store.find(Kind::AccountCount, key));
-    if (!c) c = as<AccountCountRecord>(store.insert(Kind::AccountCount, key, now_s));
+    if (!c) c = insert_record<AccountCountRecord>(store, Kind::AccountCount, key, now_s, [](AccountCountRecord*) {});
     if (!c) return false;
     c->live++;
     return true;

@@ -121,9 +121,12 @@ class Store {
     virtual void lock() = 0;
     virtual void unlock() = 0;
     virtual RecordHeader* find(Kind kind, const Digest& key) = 0;
-    // A zeroed record of record_size(kind) with kind and key set, or null
-    // when there is no room even after dropping expired records.
-    virtual RecordHeader* insert(Kind kind, const Digest& key, uint32_t now_s) = 0;
+    // A zeroed record of record_size(kind) with kind and key set, filled by
+    // init, and only then made visible to find(): a worker killed inside init
+    // leaves no half-built record. Null when there is no room even after
+    // dropping expired records.
+    virtual RecordHeader* insert(Kind kind, const Digest& key, uint32_t now_s,
+                                 const std::function<void(RecordHeader*)>& init) = 0;
     virtual void remove(RecordHeader* record) = 0;
     // Visits every record of a kind; the visitor may remove the one it is given.
     virtual void for_each(Kind kind, const std::function<void(RecordHeader*)>& visit) = 0;
@@ -160,5 +163,14 @@ bool count_mailbox(Store& store, const MailboxRecord* mailbox, uint32_t now_s);
 
 template <typename T>
 T* as(RecordHeader* h) { return reinterpret_cast<T*>(h); }
+
+// Typed Store::insert: fill(T*) builds the record before it becomes visible.
+template <typename T, typename Fill>
+T* insert_record(Store& store, Kind kind, const Digest& key, uint32_t now_s, Fill&& fill) {
+    return as<T>(store.insert(kind, key, now_s, [&](RecordHeader* h) {
+        h->created_s = now_s;
+        fill(as<T>(h));
+    }));
+}
 
 }  // namespace dp

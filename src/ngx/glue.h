@@ -41,10 +41,13 @@ struct ZoneCtx {
 class ZoneStore final : public dp::Store {
    public:
     explicit ZoneStore(ZoneCtx* zone) : zone_(zone) {}
+    // A worker killed while holding this mutex does not wedge the zone: the
+    // master's ngx_unlock_mutexes() releases it when it reaps the worker.
     void lock() override { ngx_shmtx_lock(&zone_->shpool->mutex); }
     void unlock() override { ngx_shmtx_unlock(&zone_->shpool->mutex); }
     dp::RecordHeader* find(dp::Kind kind, const dp::Digest& key) override;
-    dp::RecordHeader* insert(dp::Kind kind, const dp::Digest& key, uint32_t now_s) override;
+    dp::RecordHeader* insert(dp::Kind kind, const dp::Digest& key, uint32_t now_s,
+                             const std::function<void(dp::RecordHeader*)>& init) override;
     void remove(dp::RecordHeader* record) override;
     void for_each(dp::Kind kind, const std::function<void(dp::RecordHeader*)>& visit) override;
     dp::SharedState& shared() override { return zone_->sh->state; }

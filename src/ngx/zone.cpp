@@ -101,7 +101,8 @@ dp::RecordHeader* ZoneStore::find(dp::Kind kind, const dp::Digest& key) {
     return nullptr;
 }
 
-dp::RecordHeader* ZoneStore::insert(dp::Kind kind, const dp::Digest& key, uint32_t now_s) {
+dp::RecordHeader* ZoneStore::insert(dp::Kind kind, const dp::Digest& key, uint32_t now_s,
+                                    const std::function<void(dp::RecordHeader*)>& init) {
     SharedZone* sh = zone_->sh;
     dp::sweep_expired(*this, now_s);
     size_t size = kRecordOffset + dp::record_size(kind);
@@ -117,7 +118,13 @@ dp::RecordHeader* ZoneStore::insert(dp::Kind kind, const dp::Digest& key, uint32
     dp::RecordHeader* record = record_of(node);
     record->kind = kind;
     ngx_memcpy(record->key, key.data(), 32);
-    ngx_rbtree_insert(&sh->trees[(size_t)kind], node);
+    try {
+        init(record);
+    } catch (...) {
+        ngx_slab_free_locked(zone_->shpool, node);
+        throw;
+    }
+    ngx_rbtree_insert(&sh->trees[(size_t)kind], node);  // visible only once complete
     return record;
 }
 

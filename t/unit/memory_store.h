@@ -21,14 +21,17 @@ class MemoryStore final : public Store {
         auto it = records_[(size_t)kind].find(key);
         return it == records_[(size_t)kind].end() ? nullptr : header(it->second);
     }
-    RecordHeader* insert(Kind kind, const Digest& key, uint32_t now_s) override {
+    RecordHeader* insert(Kind kind, const Digest& key, uint32_t now_s,
+                         const std::function<void(RecordHeader*)>& init) override {
         if (count() >= capacity && drop_expired(*this, now_s) == 0) return nullptr;
-        auto& slot = records_[(size_t)kind][key];
-        slot.assign(record_size(kind), 0);
-        RecordHeader* h = header(slot);
+        std::vector<uint8_t> record(record_size(kind), 0);
+        RecordHeader* h = header(record);
         h->kind = kind;
         memcpy(h->key, key.data(), 32);
-        return h;
+        init(h);
+        auto& slot = records_[(size_t)kind][key];
+        slot = std::move(record);  // visible only once built
+        return header(slot);
     }
     void remove(RecordHeader* record) override {
         Digest key;
