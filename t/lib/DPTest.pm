@@ -245,9 +245,12 @@ sub stop {
 # kill -9 of the master and every worker: no exit handler runs.
 sub crash {
     my ($self) = @_;
-    my @all = ($self->worker_pids, $self->{pid});
-    kill 'KILL', @all;
-    for (1 .. 200) { last unless grep { kill 0, $_ } @all; sleep 0.02 }
+    # The master first, so that it cannot reap (and log) its workers' deaths.
+    my @workers = $self->worker_pids;
+    kill 'KILL', $self->{pid};
+    for (1 .. 200) { last unless kill 0, $self->{pid}; sleep 0.01 }
+    kill 'KILL', @workers;
+    for (1 .. 200) { last unless grep { kill 0, $_ } @workers; sleep 0.02 }
     delete $self->{pid};
     unlink "$self->{dir}/nginx.pid";
 }
