@@ -9,31 +9,34 @@ struct RouteSpec {
     const char* pattern;  // "{}" stands for one id segment
     Route route;
     bool has_body;
+    RouteAuth auth;
 };
+
+constexpr RouteAuth kNone = RouteAuth::None, kBearer = RouteAuth::Bearer, kKey = RouteAuth::DeviceKey;
 
 // Literal patterns come before parameterised ones that could also match.
 const RouteSpec kRoutes[] = {
-    {"GET", "/health", Route::Health, false},
-    {"POST", "/pair", Route::PairOtp, true},
-    {"GET", "/pair", Route::PairPage, false},
-    {"GET", "/pair/refresh", Route::PairRefresh, false},
-    {"POST", "/api/v1/device-pairing", Route::MailboxMint, false},
-    {"PUT", "/api/v1/device-pairing/{}", Route::MailboxDeposit, true},
-    {"GET", "/api/v1/device-pairing/{}", Route::MailboxPoll, false},
-    {"DELETE", "/api/v1/device-pairing/{}", Route::MailboxCancel, false},
-    {"GET", "/api/devices/identity", Route::Identity, false},
-    {"POST", "/api/devices/attest", Route::Attest, true},
-    {"POST", "/api/devices/verify", Route::Verify, true},
-    {"POST", "/api/devices/pairing/request", Route::CodeRequest, true},
-    {"POST", "/api/devices/pairing/approve", Route::CodeApprove, true},
-    {"POST", "/api/devices/pairing/reject", Route::CodeReject, true},
-    {"GET", "/api/devices/pairing/status/{}", Route::CodeStatus, false},
-    {"GET", "/api/devices/pairing/pending", Route::CodePending, false},
-    {"GET", "/api/devices/pairing/qr", Route::CodeQr, false},
-    {"POST", "/api/devices/pairing/cleanup", Route::CodeCleanup, false},
-    {"GET", "/api/devices/stats", Route::Stats, false},
-    {"GET", "/api/devices", Route::DeviceList, false},
-    {"DELETE", "/api/devices/{}", Route::DeviceRevoke, false},
+    {"GET", "/health", Route::Health, false, kNone},
+    {"POST", "/pair", Route::PairOtp, true, kNone},
+    {"GET", "/pair", Route::PairPage, false, kNone},
+    {"GET", "/pair/refresh", Route::PairRefresh, false, kBearer},
+    {"POST", "/api/v1/device-pairing", Route::MailboxMint, false, kKey},
+    {"PUT", "/api/v1/device-pairing/{}", Route::MailboxDeposit, true, kNone},
+    {"GET", "/api/v1/device-pairing/{}", Route::MailboxPoll, false, kKey},
+    {"DELETE", "/api/v1/device-pairing/{}", Route::MailboxCancel, false, kKey},
+    {"GET", "/api/devices/identity", Route::Identity, false, kNone},
+    {"POST", "/api/devices/attest", Route::Attest, true, kBearer},
+    {"POST", "/api/devices/verify", Route::Verify, true, kNone},
+    {"POST", "/api/devices/pairing/request", Route::CodeRequest, true, kNone},
+    {"POST", "/api/devices/pairing/approve", Route::CodeApprove, true, kBearer},
+    {"POST", "/api/devices/pairing/reject", Route::CodeReject, true, kBearer},
+    {"GET", "/api/devices/pairing/status/{}", Route::CodeStatus, false, kNone},
+    {"GET", "/api/devices/pairing/pending", Route::CodePending, false, kBearer},
+    {"GET", "/api/devices/pairing/qr", Route::CodeQr, false, kNone},
+    {"POST", "/api/devices/pairing/cleanup", Route::CodeCleanup, false, kBearer},
+    {"GET", "/api/devices/stats", Route::Stats, false, kBearer},
+    {"GET", "/api/devices", Route::DeviceList, false, kBearer},
+    {"DELETE", "/api/devices/{}", Route::DeviceRevoke, false, kBearer},
 };
 
 bool id_char(char c) {
@@ -65,6 +68,7 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
             m.route = spec.route;
             m.param = std::move(param);
             m.has_body = spec.has_body;
+            m.auth = spec.auth;
             return m;
         }
         if (m.allow.find(spec.method) == std::string::npos) {

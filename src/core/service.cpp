@@ -286,21 +286,11 @@ std::string format_code(const std::string& code, char sep) {
 // ---------------------------------------------------------------- dispatch
 
 Response Service::handle(const RouteMatch& route, const Request& req, const ClientAddr& addr) {
-    const bool device_key_route = route.route == Route::MailboxMint ||
-                                  route.route == Route::MailboxPoll ||
-                                  route.route == Route::MailboxCancel;
-    const bool bearer_route =
-        route.route == Route::PairRefresh || route.route == Route::Attest ||
-        route.route == Route::CodeApprove || route.route == Route::CodeReject ||
-        route.route == Route::CodePending || route.route == Route::CodeCleanup ||
-        route.route == Route::DeviceList || route.route == Route::DeviceRevoke ||
-        route.route == Route::Stats;
-
     Principal who;
-    if (bearer_route) {
+    if (route.auth == RouteAuth::Bearer) {
         who = authenticate_bearer(&store_, settings_, req.authorization, addr, to_s(req.now_ms));
         if (who.status != Principal::Ok) return unauthorized(who, false);
-    } else if (device_key_route) {
+    } else if (route.auth == RouteAuth::DeviceKey) {
         who = authenticate_device_key(settings_, req.device_key);
         if (who.status != Principal::Ok) return unauthorized(who, true);
     }
@@ -315,16 +305,16 @@ Response Service::handle(const RouteMatch& route, const Request& req, const Clie
             return r;
         }
         case Route::PairRefresh: return pair_refresh(req);
-        case Route::MailboxMint: return mailbox_mint(req);
+        case Route::MailboxMint: return mailbox_mint(req, *who.account);
         case Route::MailboxDeposit: return mailbox_deposit(req, route.param);
-        case Route::MailboxPoll: return mailbox_poll(req, route.param);
-        case Route::MailboxCancel: return mailbox_cancel(req, route.param);
+        case Route::MailboxPoll: return mailbox_poll(req, route.param, *who.account);
+        case Route::MailboxCancel: return mailbox_cancel(req, route.param, *who.account);
         case Route::Identity: return identity();
         case Route::Attest: return attest(req);
         case Route::Verify: return verify(req);
         case Route::CodeRequest: return code_request(req);
-        case Route::CodeApprove: return code_decide(req, who, true, addr);
-        case Route::CodeReject: return code_decide(req, who, false, addr);
+        case Route::CodeApprove: return code_decide(req, true, addr);
+        case Route::CodeReject: return code_decide(req, false, addr);
         case Route::CodeStatus: return code_status(req, route.param, addr);
         case Route::CodePending:
             if (who.role != Role::Owner) return forbidden("listing pending requests needs the owner role");
@@ -483,10 +473,9 @@ Response invalid_write_token(const char* detail) {
 
 }  // namespace
 
-Response Service::mailbox_mint(const Request& req) {
-    Principal who = authenticate_device_key(settings_, req.device_key);
+Response Service::mailbox_mint(const Request& req, const std::string& account) {
     const uint32_t now = to_s(req.now_ms);
-    Digest owner = key_of("account", *who.account);
+    Digest owner = key_of("account", account);
     std::string id = random_token("", 16);
     std::string write_token = random_token("dp_wt_", 32);
     Digest token_hash = sha256(write_token);
@@ -556,8 +545,7 @@ Response Service::mailbox_deposit(const Request& req, const std::string& id) {
     return no_content();
 }
 
-Response Service::mailbox_poll(const Request& req, const std::string& id) {
-    Principal who = authenticate_device_key(settings_, req.device_key);
+Response Service::mailbox_poll(const Request& req, const std::string& id, const std::string& account) {
     std::string wait_arg = req.query_arg("wait");
     uint32_t wait = 0;
     if (!wait_arg.empty()) {
@@ -566,7 +554,7 @@ Response Service::mailbox_poll(const Request& req, const std::string& id) {
             return bad_request("wait must be a whole number of seconds from 0 to 30");
     }
     StoreLock lock(store_);
-    MailboxRecord* m = find_mailbox_locked(id, who.account, to_s(req.now_ms));
+    MailboxRecord* m = find_mailbox_locked(id, &account, to_s(req.now_ms));
     if (!m) return pairing_not_found();
     if (!(m->h.flags & kMailboxReady)) {
         Response r = json_response(200, json_pack("{s:s}", "status", "pending"));
@@ -579,10 +567,9 @@ Response Service::mailbox_poll(const Request& req, const std::string& id) {
                                         base64_encode(std::string_view((char*)m->ecdh_pub, 65)).c_str()));
 }
 
-Response Service::mailbox_cancel(const Request& req, const std::string& id) {
-    Principal who = authenticate_device_key(settings_, req.device_key);
+Response Service::mailbox_cancel(const Request& req, const std::string& id, const std::string& account) {
     StoreLock lock(store_);
-    MailboxRecord* m = find_mailbox_locked(id, who.account, to_s(req.now_ms));
+    MailboxRecord* m = find_mailbox_locked(id, &account, to_s(req.now_ms));
     if (!m) return pairing_not_found();
     remove_record(store_, &m->h);
     store_.shared().dirty++;
@@ -740,9 +727,7 @@ Response Service::code_request(const Request& req) {
                                         iso8601_ms(created->expires_ms).c_str()));
 }
 
-Response Service::code_decide(const Request& req, const Principal& who, bool approve,
-                              const ClientAddr& addr) {
-    (void)who;
+Response Service::code_decide(const Request& req, bool approve, const ClientAddr& addr) {
     Response error;
     Json body = body_object(req, &error);
     if (!body) return error;

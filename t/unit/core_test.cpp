@@ -127,6 +127,10 @@ TEST(Router, MethodsAndParams) {
     EXPECT_EQ(match_route("GET", "/api/v1/device-pairing/a%2e").outcome, RouteMatch::NotFound);
     EXPECT_EQ(match_route("GET", "/api/devices/identity").route, Route::Identity);
     EXPECT_EQ(match_route("DELETE", "/api/devices/dev_1").route, Route::DeviceRevoke);
+    EXPECT_EQ(match_route("DELETE", "/api/devices/dev_1").auth, RouteAuth::Bearer);
+    EXPECT_EQ(match_route("GET", "/api/v1/device-pairing/x").auth, RouteAuth::DeviceKey);
+    EXPECT_EQ(match_route("PUT", "/api/v1/device-pairing/x").auth, RouteAuth::None);  // write token, in the handler
+    EXPECT_EQ(match_route("GET", "/api/devices/pairing/status/x").auth, RouteAuth::None);  // the id is the capability
 }
 
 TEST(Crypto, RandomAndKeys) {
