@@ -97,6 +97,21 @@ struct RequestCtx {
 
 RequestCtx* request_ctx(ngx_http_request_t* r);  // created on first use; null on error
 
+inline std::string to_string(const ngx_str_t& s) {
+    return std::string(reinterpret_cast<const char*>(s.data), s.len);
+}
+
+// The first element of an ngx_list_t that satisfies pred, or null.
+template <typename T, typename Pred>
+T* find_in_list(ngx_list_t* list, Pred&& pred) {
+    for (ngx_list_part_t* part = &list->part; part; part = part->next) {
+        T* elts = static_cast<T*>(part->elts);
+        for (ngx_uint_t i = 0; i < part->nelts; i++)
+            if (pred(elts[i])) return &elts[i];
+    }
+    return nullptr;
+}
+
 int64_t now_ms();
 dp::ClientAddr client_addr(ngx_http_request_t* r);
 std::string header_value(ngx_http_request_t* r, const char* lowercase_name);

@@ -11,7 +11,6 @@ namespace {
 
 constexpr ngx_msec_t kPollIntervalMs = 100;
 
-std::string to_string(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }
 
 void destroy_ctx(void* data) {
     auto* ctx = static_cast<RequestCtx*>(data);
@@ -166,20 +165,10 @@ dp::ClientAddr client_addr(ngx_http_request_t* r) {
 
 std::string header_value(ngx_http_request_t* r, const char* lowercase_name) {
     size_t len = ngx_strlen(lowercase_name);
-    ngx_list_part_t* part = &r->headers_in.headers.part;
-    auto* h = static_cast<ngx_table_elt_t*>(part->elts);
-    for (ngx_uint_t i = 0;; i++) {
-        if (i >= part->nelts) {
-            if (!part->next) break;
-            part = part->next;
-            h = static_cast<ngx_table_elt_t*>(part->elts);
-            i = 0;
-            if (part->nelts == 0) break;
-        }
-        if (h[i].key.len == len && ngx_strncasecmp(h[i].key.data, (u_char*)lowercase_name, len) == 0)
-            return to_string(h[i].value);
-    }
-    return {};
+    ngx_table_elt_t* h = find_in_list<ngx_table_elt_t>(&r->headers_in.headers, [&](ngx_table_elt_t& e) {
+        return e.key.len == len && ngx_strncasecmp(e.key.data, (u_char*)lowercase_name, len) == 0;
+    });
+    return h ? to_string(h->value) : std::string();
 }
 
 RequestCtx* request_ctx(ngx_http_request_t* r) {

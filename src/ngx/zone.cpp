@@ -46,27 +46,17 @@ void insert_value(ngx_rbtree_node_t* temp, ngx_rbtree_node_t* node, ngx_rbtree_n
     ngx_rbt_red(node);
 }
 
-std::string to_string(const ngx_str_t& s) { return std::string(reinterpret_cast<const char*>(s.data), s.len); }
 
 // On reload with a changed size nginx gives us a new, empty zone while the
 // old one is still mapped: copy its records so nothing is lost.
 ZoneCtx* old_zone_with_same_name(ngx_shm_zone_t* shm_zone) {
-    ngx_list_part_t* part = &((ngx_cycle_t*)ngx_cycle)->shared_memory.part;
-    auto* zones = static_cast<ngx_shm_zone_t*>(part->elts);
-    for (ngx_uint_t i = 0;; i++) {
-        if (i >= part->nelts) {
-            if (!part->next) return nullptr;
-            part = part->next;
-            zones = static_cast<ngx_shm_zone_t*>(part->elts);
-            i = 0;
-            if (part->nelts == 0) return nullptr;
-        }
-        ngx_shm_zone_t* z = &zones[i];
-        if (z->tag == shm_zone->tag && z->shm.name.len == shm_zone->shm.name.len &&
-            ngx_strncmp(z->shm.name.data, shm_zone->shm.name.data, z->shm.name.len) == 0 && z->data &&
-            static_cast<ZoneCtx*>(z->data)->sh)
-            return static_cast<ZoneCtx*>(z->data);
-    }
+    ngx_shm_zone_t* old = find_in_list<ngx_shm_zone_t>(
+        &((ngx_cycle_t*)ngx_cycle)->shared_memory, [&](ngx_shm_zone_t& z) {
+            return z.tag == shm_zone->tag && z.shm.name.len == shm_zone->shm.name.len &&
+                   ngx_strncmp(z.shm.name.data, shm_zone->shm.name.data, z.shm.name.len) == 0 && z.data &&
+                   static_cast<ZoneCtx*>(z.data)->sh;
+        });
+    return old ? static_cast<ZoneCtx*>(old->data) : nullptr;
 }
 
 void start_otp_if_needed(ZoneCtx* ctx, ngx_log_t* log) {
