@@ -667,11 +667,11 @@ Response Service::verify(const Request& req) {
 
     StoreLock lock(store_);
     Digest nonce_key = key_of("nonce", *device_id + "\n" + *nonce);
-    if (RecordHeader* seen = store_.find(Kind::Nonce, nonce_key); seen && live(seen, to_s(req.now_ms)))
-        return verdict(false, "replay");
+    RecordHeader* seen = store_.find(Kind::Nonce, nonce_key);
+    if (seen && live(seen, to_s(req.now_ms))) return verdict(false, "replay");
     const uint32_t nonce_expires = to_s(*when + max_age + kFutureSkewMs) + 1;
-    if (RecordHeader* stale = store_.find(Kind::Nonce, nonce_key)) {
-        stale->expires_s = nonce_expires;  // seen long ago: its window starts again
+    if (seen) {
+        seen->expires_s = nonce_expires;  // seen long ago: its window starts again
     } else if (!insert_record<NonceRecord>(store_, Kind::Nonce, nonce_key, to_s(req.now_ms),
                                            [&](NonceRecord* n) { n->h.expires_s = nonce_expires; })) {
         return zone_full();
@@ -894,12 +894,15 @@ Response Service::stats() {
 Response Service::device_revoke(const Principal& who, const std::string& id) {
     if (who.role != Role::Owner && id != who.device_id)
         return forbidden("only an owner may revoke another device");
+    Response not_found = problem(404, "device_not_found", "Device not found", "no paired device has this id");
+    auto raw = id.size() == 20 && id.compare(0, 4, "dev_") == 0 ? hex_decode(id.substr(4)) : std::nullopt;
+    if (!raw) return not_found;
     StoreLock lock(store_);
     RecordHeader* target = nullptr;
     store_.for_each(Kind::Device, [&](RecordHeader* h) {
-        if (device_id_text(as<DeviceRecord>(h)->id) == id) target = h;
+        if (memcmp(as<DeviceRecord>(h)->id, raw->data(), 8) == 0) target = h;
     });
-    if (!target) return problem(404, "device_not_found", "Device not found", "no paired device has this id");
+    if (!target) return not_found;
     remove_record(store_, target);
     store_.shared().dirty++;
     Response r = no_content();

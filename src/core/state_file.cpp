@@ -90,15 +90,11 @@ bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::str
             RecordHeader* rec = store.insert((Kind)kind, key, now_s, [&](RecordHeader* r) {
                 memcpy(reinterpret_cast<char*>(r) + 2, from, size - 2u);
             });
-            if (!rec) {
+            if (!rec || ((Kind)kind == Kind::Mailbox && !count_mailbox(store, as<MailboxRecord>(rec), now_s))) {
                 *error = "the zone is too small for the records in the state file";
                 return false;
             }
             if ((Kind)kind == Kind::Device) store.shared().devices++;
-            if ((Kind)kind == Kind::Mailbox && !count_mailbox(store, as<MailboxRecord>(rec), now_s)) {
-                *error = "the zone is too small for the records in the state file";
-                return false;
-            }
         }
         pos += size;
     }

@@ -43,17 +43,22 @@ Digest account_count_key(const uint8_t account_hash[16]) {
     return sha256_labeled("account-count", std::string_view((const char*)account_hash, 16));
 }
 
+AccountCountRecord* account_counter(Store& store, const uint8_t account_hash[16]) {
+    return as<AccountCountRecord>(store.find(Kind::AccountCount, account_count_key(account_hash)));
+}
+
 }  // namespace
 
 uint32_t live_mailboxes(Store& store, const uint8_t account_hash[16]) {
-    auto* c = as<AccountCountRecord>(store.find(Kind::AccountCount, account_count_key(account_hash)));
+    AccountCountRecord* c = account_counter(store, account_hash);
     return c ? c->live : 0;
 }
 
 bool count_mailbox(Store& store, const MailboxRecord* mailbox, uint32_t now_s) {
-    Digest key = account_count_key(mailbox->account_hash);
-    auto* c = as<AccountCountRecord>(store.find(Kind::AccountCount, key));
-    if (!c) c = insert_record<AccountCountRecord>(store, Kind::AccountCount, key, now_s, [](AccountCountRecord*) {});
+    AccountCountRecord* c = account_counter(store, mailbox->account_hash);
+    if (!c)
+        c = insert_record<AccountCountRecord>(store, Kind::AccountCount, account_count_key(mailbox->account_hash),
+                                              now_s, [](AccountCountRecord*) {});
     if (!c) return false;
     c->live++;
     return true;
@@ -63,8 +68,7 @@ void remove_record(Store& store, RecordHeader* record) {
     if (record->kind == Kind::Device) {
         store.shared().devices--;
     } else if (record->kind == Kind::Mailbox) {
-        Digest key = account_count_key(as<MailboxRecord>(record)->account_hash);
-        auto* c = as<AccountCountRecord>(store.find(Kind::AccountCount, key));
+        AccountCountRecord* c = account_counter(store, as<MailboxRecord>(record)->account_hash);
         if (c && --c->live == 0) store.remove(&c->h);
     }
     store.remove(record);

@@ -11,7 +11,6 @@ namespace {
 
 constexpr ngx_msec_t kPollIntervalMs = 100;
 
-
 void destroy_ctx(void* data) {
     auto* ctx = static_cast<RequestCtx*>(data);
     if (ctx->poll_timer.timer_set) ngx_del_timer(&ctx->poll_timer);

@@ -73,7 +73,6 @@ ngx_http_module_t module_ctx = {
 ngx_event_t flush_timer;
 constexpr ngx_msec_t kFlushIntervalMs = 1000;  // short-lived records reach the state file within a second
 
-
 void* create_main_conf(ngx_conf_t* cf) noexcept {
     return ngx_pcalloc(cf->pool, sizeof(MainConf));
 }

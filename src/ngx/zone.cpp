@@ -46,7 +46,6 @@ void insert_value(ngx_rbtree_node_t* temp, ngx_rbtree_node_t* node, ngx_rbtree_n
     ngx_rbt_red(node);
 }
 
-
 // On reload with a changed size nginx gives us a new, empty zone while the
 // old one is still mapped: copy its records so nothing is lost.
 ZoneCtx* old_zone_with_same_name(ngx_shm_zone_t* shm_zone) {
