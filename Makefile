@@ -9,9 +9,10 @@ NGX_SRC    := /usr/share/nginx/src
 NGINX      ?= /usr/sbin/nginx
 MODULE     := $(BUILD)/nginx/objs/ngx_http_device_pairing_module.so
 ASAN_MODULE:= $(BUILD)/nginx-asan/objs/ngx_http_device_pairing_module.so
-CORE_SRCS  := $(wildcard src/core/*.cpp)
+CORE_SRCS  := $(wildcard src/core/*.cpp src/core/persist/*.cpp)
 UNIT_SRCS  := $(wildcard t/unit/*.cpp)
-ALL_SRCS   := $(CORE_SRCS) $(wildcard src/ngx/*.cpp src/ngx/*.h src/core/*.h) config
+CORE_HDRS  := $(wildcard src/core/*.h src/core/persist/*.h)
+ALL_SRCS   := $(CORE_SRCS) $(CORE_HDRS) $(wildcard src/ngx/*.cpp src/ngx/*.h) config
 DEB_PKGS   := nginx nginx-dev libssl-dev libjansson-dev libqrencode-dev libgtest-dev g++ make \
               perl python3 python3-cryptography openssl wrk chromium zbar-tools \
               librsvg2-bin valgrind
@@ -38,7 +39,7 @@ $(BUILD)/.browser-deps: $(BUILD)/.deps t/browser/package.json
 
 # nginx's own build, out of tree: a copy of Debian's nginx-dev source tree,
 # configured with Debian's flags so the module's binary signature matches.
-$(BUILD)/%/objs/Makefile: $(BUILD)/.deps
+$(BUILD)/%/objs/Makefile: $(BUILD)/.deps config
 	rm -rf $(BUILD)/$*
 	cp -r $(NGX_SRC) $(BUILD)/$*
 	cd $(BUILD)/$* && source ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
@@ -53,7 +54,7 @@ $(ASAN_MODULE): $(BUILD)/nginx-asan/objs/Makefile $(ALL_SRCS)
 build: $(MODULE)
 asan: $(ASAN_MODULE)
 
-$(BUILD)/unit_tests: $(BUILD)/.deps $(CORE_SRCS) $(UNIT_SRCS) $(wildcard src/core/*.h t/unit/*.h)
+$(BUILD)/unit_tests: $(BUILD)/.deps $(CORE_SRCS) $(UNIT_SRCS) $(CORE_HDRS) $(wildcard t/unit/*.h)
 	$(CXX) $(CXXFLAGS) -o $@ $(CORE_SRCS) $(UNIT_SRCS) $(LIBS) -lgtest -lgtest_main -pthread
 
 unit: $(BUILD)/unit_tests
@@ -94,5 +95,5 @@ soak: $(MODULE)
 clean:
 	rm -rf $(BUILD)
 
-$(BUILD)/make_state: bench/make_state.cpp $(CORE_SRCS) $(wildcard src/core/*.h)
+$(BUILD)/make_state: bench/make_state.cpp $(CORE_SRCS) $(CORE_HDRS)
 	$(CXX) $(CXXFLAGS) -o $@ bench/make_state.cpp $(CORE_SRCS) $(LIBS)

@@ -222,24 +222,29 @@ std::shared_ptr<Ed25519Identity> Ed25519Identity::generate() {
     return std::shared_ptr<Ed25519Identity>(new Ed25519Identity(key));
 }
 
-std::shared_ptr<Ed25519Identity> Ed25519Identity::load_or_create(const std::string& path) {
+std::shared_ptr<Ed25519Identity> Ed25519Identity::load_or_create(const std::string& path, std::string* error) {
     FILE* f = fopen(path.c_str(), "r");
     if (f) {
         EVP_PKEY* key = PEM_read_PrivateKey(f, nullptr, nullptr, nullptr);
         fclose(f);
         if (!key || EVP_PKEY_get_base_id(key) != EVP_PKEY_ED25519) {
             EVP_PKEY_free(key);
-            throw CryptoError("not a PEM Ed25519 private key");
+            *error = "not a PEM Ed25519 private key";
+            return nullptr;
         }
         return std::shared_ptr<Ed25519Identity>(new Ed25519Identity(key));
     }
-    if (errno != ENOENT) throw CryptoError(std::string("cannot read: ") + strerror(errno));
+    if (errno != ENOENT) {
+        *error = std::string("cannot read: ") + strerror(errno);
+        return nullptr;
+    }
 
     auto identity = generate();
     BIO* mem = BIO_new(BIO_s_mem());
     if (!mem || PEM_write_bio_PrivateKey(mem, identity->key_, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
         BIO_free(mem);
-        throw CryptoError("cannot encode key");
+        *error = "cannot encode key";
+        return nullptr;
     }
     char* pem = nullptr;
     long pem_len = BIO_get_mem_data(mem, &pem);
@@ -250,7 +255,8 @@ std::shared_ptr<Ed25519Identity> Ed25519Identity::load_or_create(const std::stri
     BIO_free(mem);
     if (!ok) {
         if (fd >= 0) unlink(path.c_str());
-        throw CryptoError(std::string("cannot create: ") + strerror(saved));
+        *error = std::string("cannot create: ") + strerror(saved);
+        return nullptr;
     }
     return identity;
 }

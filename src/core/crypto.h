@@ -46,8 +46,8 @@ bool ed25519_verify(std::string_view public_raw, std::string_view message,
 class Ed25519Identity {
    public:
     // Reads the PEM private key at path, or generates one and writes it with
-    // mode 0600 when the file does not exist. Throws CryptoError with a reason.
-    static std::shared_ptr<Ed25519Identity> load_or_create(const std::string& path);
+    // mode 0600 when the file does not exist. Null with *error set on failure.
+    static std::shared_ptr<Ed25519Identity> load_or_create(const std::string& path, std::string* error);
     static std::shared_ptr<Ed25519Identity> generate();
     ~Ed25519Identity();
 

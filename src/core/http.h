@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <jansson.h>
@@ -19,9 +20,10 @@ struct Request {
     std::string query;
     std::string authorization;  // "Authorization" header value, empty if absent
     std::string device_key;     // "X-DEVICE-KEY" header value, empty if absent
-    std::string content_type;
+    std::string content_type;   // "Content-Type" header value, empty if absent
+    int64_t content_length = -1;  // declared length; -1 when absent (chunked or no body)
+    bool has_body = false;      // a body was announced (a length above 0, or chunked)
     std::string body;
-    std::string client_addr;    // text form of the client address ($remote_addr)
     std::string user_agent;
     std::string host;           // Host header, for URLs when no public URL is set
     std::string scheme = "http";
@@ -43,6 +45,29 @@ struct Response {
     void header(std::string name, std::string value) {
         headers.emplace_back(std::move(name), std::move(value));
     }
+};
+
+// The client's address, raw: limiter keys and the device list.
+struct ClientAddr {
+    uint8_t len = 0;  // 4, 16, or 0 when unknown
+    uint8_t bytes[16] = {};
+};
+
+// A value or the problem answer that explains why there is none: the one
+// error style of the core's handlers and their helpers.
+template <typename T>
+class Result {
+   public:
+    Result(T value) : v_(std::move(value)) {}
+    Result(Response error) : v_(std::move(error)) {}
+    bool ok() const { return v_.index() == 0; }
+    explicit operator bool() const { return ok(); }
+    T& operator*() { return std::get<0>(v_); }
+    T* operator->() { return &std::get<0>(v_); }
+    Response& error() { return std::get<1>(v_); }
+
+   private:
+    std::variant<T, Response> v_;
 };
 
 // RFC 9457 problem. legacy_error adds the "error" member seed 000's clients read.

@@ -16,8 +16,6 @@ struct JsonDeleter {
 };
 using Json = std::unique_ptr<json_t, JsonDeleter>;
 
-inline Json json_take(json_t* j) { return Json(j); }
-
 struct JsonLimits {
     size_t max_depth = 16;
 };

@@ -1,7 +1,7 @@
 // GET /pair: the browser pairing page. Self-contained (no external assets):
 // six-digit entry, or automatic pairing when opened from the QR URL
 // (/pair#otp=NNNNNN; a fragment never reaches the server's access log).
-#include "core/service.h"
+#include "core/otp.h"
 
 namespace dp {
 

@@ -1,6 +1,8 @@
-// Table-driven routing of the pairing API on method + URI path.
+// Table-driven routing on method + URI path: "{}" in a pattern stands for
+// one id segment. The pairing API's own table lives in api.cpp.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -32,15 +34,30 @@ enum class Route {
 
 enum class RouteAuth { None, Bearer, DeviceKey };
 
+struct Call;
+struct Response;
+using Handler = Response (*)(Call&);
+
+struct RouteSpec {
+    const char* method;
+    const char* pattern;
+    Route route;
+    bool has_body;     // the route reads a JSON request body
+    RouteAuth auth;    // the credential the route requires before its handler runs
+    bool owner_only;   // the device role gets 403
+    Handler handler;
+};
+
 struct RouteMatch {
     enum Outcome { Found, NotFound, MethodNotAllowed } outcome = NotFound;
+    const RouteSpec* spec = nullptr;
     Route route = Route::Health;
     std::string param;  // the {id} segment, if the pattern has one
     std::string allow;  // for MethodNotAllowed: "GET, POST"
-    bool has_body = false;  // the route reads a JSON request body
+    bool has_body = false;
     RouteAuth auth = RouteAuth::None;
 };
 
-RouteMatch match_route(std::string_view method, std::string_view path);
+RouteMatch match_route(const RouteSpec* table, size_t count, std::string_view method, std::string_view path);
 
 }  // namespace dp

@@ -1,7 +1,5 @@
 #include "core/store.h"
 
-#include <vector>
-
 namespace dp {
 
 size_t record_size(Kind kind) {
@@ -21,9 +19,9 @@ size_t drop_expired(Store& store, uint32_t now_s) {
     size_t dropped = 0;
     for (size_t k = 0; k < kKindCount; k++) {
         if ((Kind)k == Kind::Device) continue;  // devices live until revoked
-        store.for_each((Kind)k, [&](RecordHeader* h) {
-            if (h->expires_s != 0 && h->expires_s <= now_s) {
-                remove_record(store, h);
+        store.for_each((Kind)k, [&](const RecordHeader* h) {
+            if (!record_live(h, now_s)) {
+                store.remove(h);
                 dropped++;
             }
         });
@@ -32,9 +30,25 @@ size_t drop_expired(Store& store, uint32_t now_s) {
 }
 
 void sweep_expired(Store& store, uint32_t now_s) {
-    if (store.shared().last_sweep_s == now_s) return;
-    store.shared().last_sweep_s = now_s;
+    SharedState& state = store.raw_shared();
+    if (state.last_sweep_s == now_s) return;
+    state.last_sweep_s = now_s;
     drop_expired(store, now_s);
+}
+
+RecordHeader* Store::insert(Kind kind, const Digest& key, uint32_t now_s,
+                            const std::function<void(RecordHeader*)>& init) {
+    if (do_find(kind, key)) return nullptr;
+    sweep_expired(*this, now_s);
+    RecordHeader* record = do_insert(kind, key, init);
+    if (!record && drop_expired(*this, now_s) > 0) record = do_insert(kind, key, init);
+    if (!record) {
+        report_full(kind);
+        return nullptr;
+    }
+    if (kind == Kind::Device) raw_shared().devices++;
+    mark_written();
+    return record;
 }
 
 namespace {
@@ -43,35 +57,41 @@ Digest account_count_key(const uint8_t account_hash[16]) {
     return sha256_labeled("account-count", std::string_view((const char*)account_hash, 16));
 }
 
-AccountCountRecord* account_counter(Store& store, const uint8_t account_hash[16]) {
+const AccountCountRecord* account_counter(Store& store, const uint8_t account_hash[16]) {
     return as<AccountCountRecord>(store.find(Kind::AccountCount, account_count_key(account_hash)));
 }
 
 }  // namespace
 
+void Store::remove(const RecordHeader* record) {
+    RecordHeader* r = update(record);
+    if (r->kind == Kind::Device) {
+        raw_shared().devices--;
+    } else if (r->kind == Kind::Mailbox) {
+        if (const AccountCountRecord* c = account_counter(*this, as<MailboxRecord>(r)->account_hash)) {
+            if (c->live <= 1)
+                do_remove(update(&c->h));
+            else
+                update_record(*this, c)->live--;
+        }
+    }
+    do_remove(r);
+}
+
 uint32_t live_mailboxes(Store& store, const uint8_t account_hash[16]) {
-    AccountCountRecord* c = account_counter(store, account_hash);
+    const AccountCountRecord* c = account_counter(store, account_hash);
     return c ? c->live : 0;
 }
 
 bool count_mailbox(Store& store, const MailboxRecord* mailbox, uint32_t now_s) {
-    AccountCountRecord* c = account_counter(store, mailbox->account_hash);
-    if (!c)
-        c = insert_record<AccountCountRecord>(store, Kind::AccountCount, account_count_key(mailbox->account_hash),
+    const AccountCountRecord* c = account_counter(store, mailbox->account_hash);
+    AccountCountRecord* counter =
+        c ? update_record(store, c)
+          : insert_record<AccountCountRecord>(store, Kind::AccountCount, account_count_key(mailbox->account_hash),
                                               now_s, [](AccountCountRecord*) {});
-    if (!c) return false;
-    c->live++;
+    if (!counter) return false;
+    counter->live++;
     return true;
-}
-
-void remove_record(Store& store, RecordHeader* record) {
-    if (record->kind == Kind::Device) {
-        store.shared().devices--;
-    } else if (record->kind == Kind::Mailbox) {
-        AccountCountRecord* c = account_counter(store, as<MailboxRecord>(record)->account_hash);
-        if (c && --c->live == 0) store.remove(&c->h);
-    }
-    store.remove(record);
 }
 
 }  // namespace dp

@@ -92,7 +92,6 @@ struct OtpState {
     uint32_t failures;         // failed attempts against this OTP, any address
     uint8_t burned;
     uint8_t pad[3];
-    uint64_t generation;
 };
 
 struct SharedState {
@@ -113,33 +112,77 @@ static_assert(offsetof(DeviceRecord, h) == 0 && offsetof(MailboxRecord, h) == 0)
 
 size_t record_size(Kind kind);
 
-// Access to the records. All calls between lock() and unlock(); the nginx
-// implementation holds the zone's ngx_shmtx for that span.
+// Access to the records. Every call happens inside a StoreLock; the nginx
+// implementation holds the zone's ngx_shmtx for that span. Reads hand out
+// const records; a change goes through insert(), remove(), update() or
+// otp_for_update(), which mark the state dirty, so nothing reaches the
+// state file by a call site remembering to say so.
 class Store {
    public:
     virtual ~Store() = default;
-    virtual void lock() = 0;
-    virtual void unlock() = 0;
-    virtual RecordHeader* find(Kind kind, const Digest& key) = 0;
+
+    const RecordHeader* find(Kind kind, const Digest& key) { return do_find(kind, key); }
     // A zeroed record of record_size(kind) with kind and key set, filled by
     // init, and only then made visible to find(): a worker killed inside init
-    // leaves no half-built record. Null when there is no room even after
-    // dropping expired records.
-    virtual RecordHeader* insert(Kind kind, const Digest& key, uint32_t now_s,
-                                 const std::function<void(RecordHeader*)>& init) = 0;
-    virtual void remove(RecordHeader* record) = 0;
+    // leaves no half-built record. Expired records are swept first (at most
+    // once a second) and dropped when there is no room. Null when the key is
+    // already present or there is no room even after dropping expired records.
+    RecordHeader* insert(Kind kind, const Digest& key, uint32_t now_s,
+                         const std::function<void(RecordHeader*)>& init);
+    // Removes a record and keeps the counters that depend on it right (the
+    // device count, an account's live mailboxes): the only way records go.
+    void remove(const RecordHeader* record);
+    // The writable form of a record found by find().
+    RecordHeader* update(const RecordHeader* record) {
+        mark_written();
+        return const_cast<RecordHeader*>(record);
+    }
+    const SharedState& shared() { return raw_shared(); }
+    OtpState& otp_for_update() {
+        mark_written();
+        return raw_shared().otp;
+    }
     // Visits every record of a kind; the visitor may remove the one it is given.
-    virtual void for_each(Kind kind, const std::function<void(RecordHeader*)>& visit) = 0;
-    virtual SharedState& shared() = 0;
+    virtual void for_each(Kind kind, const std::function<void(const RecordHeader*)>& visit) = 0;
     // Bytes of the store in all, and of them still free (the zone's slab counters).
     virtual size_t total_bytes() = 0;
     virtual size_t free_bytes() = 0;
+
+    // StoreLock's: the lock itself, and the dirty mark made when it ends.
+    void begin() {
+        lock();
+        written_ = false;
+    }
+    void commit() {
+        if (written_) raw_shared().dirty++;
+        written_ = false;
+        unlock();
+    }
+    // For the state loader and the persistence writer, which own the counters.
+    SharedState& shared_for_persistence() { return raw_shared(); }
+    friend void sweep_expired(Store& store, uint32_t now_s);
+
+   protected:
+    virtual void lock() = 0;
+    virtual void unlock() = 0;
+    virtual RecordHeader* do_find(Kind kind, const Digest& key) = 0;
+    // Allocates, initialises and links a record; null when there is no room.
+    virtual RecordHeader* do_insert(Kind kind, const Digest& key,
+                                    const std::function<void(RecordHeader*)>& init) = 0;
+    virtual void do_remove(RecordHeader* record) = 0;
+    virtual SharedState& raw_shared() = 0;
+    virtual void report_full(Kind) {}
+
+   private:
+    void mark_written() { written_ = true; }
+    bool written_ = false;
 };
 
+// One write transaction: the store's lock, and the dirty mark when it ends.
 class StoreLock {
    public:
-    explicit StoreLock(Store& s) : store_(s) { store_.lock(); }
-    ~StoreLock() { store_.unlock(); }
+    explicit StoreLock(Store& s) : store_(s) { store_.begin(); }
+    ~StoreLock() { store_.commit(); }
     StoreLock(const StoreLock&) = delete;
     StoreLock& operator=(const StoreLock&) = delete;
 
@@ -152,15 +195,13 @@ size_t drop_expired(Store& store, uint32_t now_s);
 // drop_expired at most once a second: cheap enough for every insert.
 void sweep_expired(Store& store, uint32_t now_s);
 
-// Removes a record and keeps the counters that depend on it right (the
-// device count, an account's live mailboxes). Every removal goes through here.
-void remove_record(Store& store, RecordHeader* record);
-
 // Live mailboxes of the account that owns account_hash.
 uint32_t live_mailboxes(Store& store, const uint8_t account_hash[16]);
 // Counts a new mailbox for its account; false when the zone has no room.
 bool count_mailbox(Store& store, const MailboxRecord* mailbox, uint32_t now_s);
 
+template <typename T>
+const T* as(const RecordHeader* h) { return reinterpret_cast<const T*>(h); }
 template <typename T>
 T* as(RecordHeader* h) { return reinterpret_cast<T*>(h); }
 
@@ -172,5 +213,13 @@ T* insert_record(Store& store, Kind kind, const Digest& key, uint32_t now_s, Fil
         fill(as<T>(h));
     }));
 }
+
+// The writable form of a typed record found by find().
+template <typename T>
+T* update_record(Store& store, const T* record) {
+    return as<T>(store.update(&record->h));
+}
+
+inline bool record_live(const RecordHeader* h, uint32_t now_s) { return h->expires_s == 0 || h->expires_s > now_s; }
 
 }  // namespace dp

@@ -9,7 +9,7 @@ namespace {
 // What a gated request proved, or why it failed: one lock and one tree
 // lookup for a bearer token, a hash compare for a device key.
 dp::Principal check(ngx_http_request_t* r, ngx_uint_t mode, bool* device_key) {
-    auto* scf = static_cast<SrvConf*>(ngx_http_get_module_srv_conf(r, ngx_http_device_pairing_module));
+    SrvConf* scf = srv_conf(r);
     ngx_table_elt_t* auth = r->headers_in.authorization;
     *device_key = mode == kAuthDeviceKey || (mode == kAuthAny && !auth);
     if (*device_key) return dp::authenticate_device_key(*scf->settings, header_value(r, "x-device-key"));

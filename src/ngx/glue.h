@@ -11,8 +11,9 @@ extern "C" {
 
 #include <string>
 
+#include "core/api.h"
 #include "core/http.h"
-#include "core/service.h"
+#include "core/settings.h"
 #include "core/store.h"
 
 extern "C" ngx_module_t ngx_http_device_pairing_module;
@@ -41,18 +42,21 @@ struct ZoneCtx {
 class ZoneStore final : public dp::Store {
    public:
     explicit ZoneStore(ZoneCtx* zone) : zone_(zone) {}
+    void for_each(dp::Kind kind, const std::function<void(const dp::RecordHeader*)>& visit) override;
+    size_t total_bytes() override { return zone_->shm_zone->shm.size; }
+    size_t free_bytes() override { return zone_->shpool->pfree * ngx_pagesize; }
+
+   protected:
     // A worker killed while holding this mutex does not wedge the zone: the
     // master's ngx_unlock_mutexes() releases it when it reaps the worker.
     void lock() override { ngx_shmtx_lock(&zone_->shpool->mutex); }
     void unlock() override { ngx_shmtx_unlock(&zone_->shpool->mutex); }
-    dp::RecordHeader* find(dp::Kind kind, const dp::Digest& key) override;
-    dp::RecordHeader* insert(dp::Kind kind, const dp::Digest& key, uint32_t now_s,
-                             const std::function<void(dp::RecordHeader*)>& init) override;
-    void remove(dp::RecordHeader* record) override;
-    void for_each(dp::Kind kind, const std::function<void(dp::RecordHeader*)>& visit) override;
-    dp::SharedState& shared() override { return zone_->sh->state; }
-    size_t total_bytes() override { return zone_->shm_zone->shm.size; }
-    size_t free_bytes() override { return zone_->shpool->pfree * ngx_pagesize; }
+    dp::RecordHeader* do_find(dp::Kind kind, const dp::Digest& key) override;
+    dp::RecordHeader* do_insert(dp::Kind kind, const dp::Digest& key,
+                                const std::function<void(dp::RecordHeader*)>& init) override;
+    void do_remove(dp::RecordHeader* record) override;
+    dp::SharedState& raw_shared() override { return zone_->sh->state; }
+    void report_full(dp::Kind kind) override;
 
    private:
     ZoneCtx* zone_;
@@ -115,17 +119,30 @@ T* find_in_list(ngx_list_t* list, Pred&& pred) {
 int64_t now_ms();
 dp::ClientAddr client_addr(ngx_http_request_t* r);
 std::string header_value(ngx_http_request_t* r, const char* lowercase_name);
+SrvConf* srv_conf(ngx_http_request_t* r);
 
+// content.cpp: the API's content handler and the answer it sends.
+ngx_int_t content_handler(ngx_http_request_t* r) noexcept;
 ngx_int_t send_response(ngx_http_request_t* r, const dp::Response& resp);
 // Sends a response from a phase that is not the content phase and ends the request.
 ngx_int_t answer_now(ngx_http_request_t* r, const dp::Response& resp);
+// Runs the matched route with the body read so far and answers, or parks a long poll.
+ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body);
 
-ngx_int_t content_handler(ngx_http_request_t* r) noexcept;
+// poll.cpp: GET ...?wait=N asks the zone again on a timer until ready or due.
+ngx_int_t park_poll(ngx_http_request_t* r, RequestCtx* ctx);
+
+// access.cpp: the gate and its variables.
 ngx_int_t access_handler(ngx_http_request_t* r) noexcept;
 ngx_int_t add_variables(ngx_conf_t* cf) noexcept;
 
+// zone.cpp
 ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept;
-void persist_if_dirty(ZoneCtx* zone, ngx_log_t* log, bool force);
 ZoneCtx* zone_of(ngx_http_request_t* r);
+
+// persist.cpp: state= writes (durable answers, the flush timer, worker exit).
+void persist_if_dirty(ZoneCtx* zone, ngx_log_t* log);
+ngx_int_t start_flush_timer(ngx_cycle_t* cycle, ZoneCtx* zone);
+void flush_at_exit(ngx_cycle_t* cycle, ZoneCtx* zone);
 
 }  // namespace dpngx

@@ -9,7 +9,6 @@ namespace dpngx {
 namespace {
 
 void* create_main_conf(ngx_conf_t* cf) noexcept;
-char* init_main_conf(ngx_conf_t* cf, void* conf) noexcept;
 void* create_srv_conf(ngx_conf_t* cf) noexcept;
 char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept;
 void* create_loc_conf(ngx_conf_t* cf) noexcept;
@@ -63,21 +62,16 @@ ngx_http_module_t module_ctx = {
     preconfiguration,   /* preconfiguration */
     postconfiguration,  /* postconfiguration */
     create_main_conf,   /* create main configuration */
-    init_main_conf,     /* init main configuration */
+    nullptr,            /* init main configuration */
     create_srv_conf,    /* create server configuration */
     merge_srv_conf,     /* merge server configuration */
     create_loc_conf,    /* create location configuration */
     merge_loc_conf,     /* merge location configuration */
 };
 
-ngx_event_t flush_timer;
-constexpr ngx_msec_t kFlushIntervalMs = 1000;  // short-lived records reach the state file within a second
-
 void* create_main_conf(ngx_conf_t* cf) noexcept {
     return ngx_pcalloc(cf->pool, sizeof(MainConf));
 }
-
-char* init_main_conf(ngx_conf_t* cf, void* conf) noexcept { return NGX_CONF_OK; }
 
 void* create_srv_conf(ngx_conf_t* cf) noexcept {
     auto* conf = static_cast<SrvConf*>(ngx_pcalloc(cf->pool, sizeof(SrvConf)));
@@ -128,6 +122,7 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
         s->mailbox_ttl_s = (uint32_t)conf->mailbox_ttl;
         s->code_ttl_s = (uint32_t)conf->code_ttl;
         s->max_pairings_per_account = (uint32_t)conf->max_pairings;
+        s->max_body = conf->max_body;
 
         std::string path, error;
         if (full_path(cf, &conf->token_file, &path)) {
@@ -145,14 +140,11 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
                                error.c_str());
             return (char*)NGX_CONF_ERROR;
         }
-        if (full_path(cf, &conf->identity, &path)) {
-            try {
-                s->identity = dp::Ed25519Identity::load_or_create(path);
-            } catch (const dp::CryptoError& e) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing_identity \"%s\": %s", path.c_str(),
-                                   e.what());
-                return (char*)NGX_CONF_ERROR;
-            }
+        if (full_path(cf, &conf->identity, &path) &&
+            !(s->identity = dp::Ed25519Identity::load_or_create(path, &error))) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing_identity \"%s\": %s", path.c_str(),
+                               error.c_str());
+            return (char*)NGX_CONF_ERROR;
         }
     } catch (const std::exception& e) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing: %s", e.what());
@@ -282,33 +274,9 @@ ZoneCtx* cycle_zone(ngx_cycle_t* cycle) {
     return mcf && mcf->zone ? static_cast<ZoneCtx*>(mcf->zone->data) : nullptr;
 }
 
-void flush_tick(ngx_event_t* ev) noexcept {
-    try {
-        persist_if_dirty(cycle_zone((ngx_cycle_t*)ngx_cycle), ev->log, false);
-    } catch (...) {
-        ngx_log_error(NGX_LOG_ALERT, ev->log, 0, "device_pairing: state flush failed");
-    }
-    if (!ngx_exiting && !ngx_quit && !ngx_terminate) ngx_add_timer(ev, kFlushIntervalMs);
-}
+ngx_int_t init_process(ngx_cycle_t* cycle) noexcept { return start_flush_timer(cycle, cycle_zone(cycle)); }
 
-ngx_int_t init_process(ngx_cycle_t* cycle) noexcept {
-    ZoneCtx* zone = cycle_zone(cycle);
-    if (!zone || zone->state_path.len == 0) return NGX_OK;
-    flush_timer.handler = flush_tick;
-    flush_timer.log = cycle->log;
-    flush_timer.data = nullptr;
-    flush_timer.cancelable = 1;  // never holds up a graceful shutdown
-    ngx_add_timer(&flush_timer, kFlushIntervalMs);
-    return NGX_OK;
-}
-
-void exit_process(ngx_cycle_t* cycle) noexcept {
-    try {
-        persist_if_dirty(cycle_zone(cycle), cycle->log, false);
-    } catch (...) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "device_pairing: final state flush failed");
-    }
-}
+void exit_process(ngx_cycle_t* cycle) noexcept { flush_at_exit(cycle, cycle_zone(cycle)); }
 
 }  // namespace
 

@@ -5,7 +5,9 @@
 
 #include <vector>
 
-#include "core/state_file.h"
+#include "core/otp.h"
+#include "core/persist/disk.h"
+#include "core/persist/snapshot.h"
 #include "ngx/glue.h"
 
 namespace dpngx {
@@ -60,21 +62,14 @@ ZoneCtx* old_zone_with_same_name(ngx_shm_zone_t* shm_zone) {
 
 void start_otp_if_needed(ZoneCtx* ctx, ngx_log_t* log) {
     if (ngx_test_config || !ctx->mcf->first_pairing_srv) return;
-    const dp::Settings& settings = *ctx->mcf->first_pairing_srv->settings;
     ZoneStore store(ctx);
-    dp::Service service(store, settings);
-    int64_t now = now_ms();
-    if (service.otp_live(now)) return;  // a reload keeps the live OTP
-    std::string otp = service.new_otp(now);
-    std::string url = settings.public_url.empty() ? "http://localhost" : settings.public_url;
-    while (!url.empty() && url.back() == '/') url.pop_back();
-    for (const std::string& line : service.otp_banner(url, otp, now))
+    for (const std::string& line : dp::otp_at_start(store, *ctx->mcf->first_pairing_srv->settings, now_ms()))
         ngx_log_error(NGX_LOG_NOTICE, log, 0, "%s", line.c_str());
 }
 
 }  // namespace
 
-dp::RecordHeader* ZoneStore::find(dp::Kind kind, const dp::Digest& key) {
+dp::RecordHeader* ZoneStore::do_find(dp::Kind kind, const dp::Digest& key) {
     ngx_rbtree_t* tree = &zone_->sh->trees[(size_t)kind];
     ngx_rbtree_key_t hash = tree_key(key.data());
     ngx_rbtree_node_t* node = tree->root;
@@ -90,19 +85,16 @@ dp::RecordHeader* ZoneStore::find(dp::Kind kind, const dp::Digest& key) {
     return nullptr;
 }
 
-dp::RecordHeader* ZoneStore::insert(dp::Kind kind, const dp::Digest& key, uint32_t now_s,
-                                    const std::function<void(dp::RecordHeader*)>& init) {
+void ZoneStore::report_full(dp::Kind) {
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "device_pairing_zone \"%V\" is full", &zone_->shm_zone->shm.name);
+}
+
+dp::RecordHeader* ZoneStore::do_insert(dp::Kind kind, const dp::Digest& key,
+                                       const std::function<void(dp::RecordHeader*)>& init) {
     SharedZone* sh = zone_->sh;
-    dp::sweep_expired(*this, now_s);
     size_t size = kRecordOffset + dp::record_size(kind);
     auto* node = static_cast<ngx_rbtree_node_t*>(ngx_slab_calloc_locked(zone_->shpool, size));
-    if (!node && dp::drop_expired(*this, now_s) > 0)
-        node = static_cast<ngx_rbtree_node_t*>(ngx_slab_calloc_locked(zone_->shpool, size));
-    if (!node) {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "device_pairing_zone \"%V\" is full",
-                      &zone_->shm_zone->shm.name);
-        return nullptr;
-    }
+    if (!node) return nullptr;
     node->key = tree_key(key.data());
     dp::RecordHeader* record = record_of(node);
     record->kind = kind;
@@ -117,13 +109,13 @@ dp::RecordHeader* ZoneStore::insert(dp::Kind kind, const dp::Digest& key, uint32
     return record;
 }
 
-void ZoneStore::remove(dp::RecordHeader* record) {
+void ZoneStore::do_remove(dp::RecordHeader* record) {
     ngx_rbtree_node_t* node = node_of(record);
     ngx_rbtree_delete(&zone_->sh->trees[(size_t)record->kind], node);
     ngx_slab_free_locked(zone_->shpool, node);
 }
 
-void ZoneStore::for_each(dp::Kind kind, const std::function<void(dp::RecordHeader*)>& visit) {
+void ZoneStore::for_each(dp::Kind kind, const std::function<void(const dp::RecordHeader*)>& visit) {
     ngx_rbtree_t* tree = &zone_->sh->trees[(size_t)kind];
     if (tree->root == tree->sentinel) return;
     // Collect first: the visitor may delete the node it is given.
@@ -180,7 +172,8 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
                           &shm_zone->shm.name, (uint64_t)store.shared().devices);
         } else if (ctx->state_path.len) {
             std::string path = to_string(ctx->state_path), bytes;
-            if (dp::read_file(path, &bytes, &error)) {
+            dp::PosixDisk disk;
+            if (disk.read_file(path, &bytes, &error)) {
                 if (!dp::load_state(store, bytes, now_s, &error)) {
                     ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state file \"%s\": %s",
                                   &shm_zone->shm.name, path.c_str(), error.c_str());
@@ -192,7 +185,7 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
                 return NGX_ERROR;
             }
         }
-        store.shared().persisted = store.shared().dirty;
+        store.shared_for_persistence().persisted = store.shared().dirty;
         // The master's heap held the whole file; give it back before workers
         // fork, or each would start with it resident.
         malloc_trim(0);
@@ -206,22 +199,9 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
     return NGX_ERROR;
 }
 
-void persist_if_dirty(ZoneCtx* zone, ngx_log_t* log, bool force) {
-    if (!zone || !zone->sh || zone->state_path.len == 0) return;
-    ZoneStore store(zone);
-    if (!force) {
-        dp::StoreLock lock(store);
-        if (store.shared().dirty == store.shared().persisted) return;
-    }
-    std::string error;
-    static time_t last_alert;  // a failing disk alerts once a minute, not once a second
-    bool ok = dp::persist_state(store, to_string(zone->state_path), &error);
-    malloc_trim(0);  // the snapshot of a large zone must not stay resident in the worker
-    if (!ok && ngx_time() - last_alert >= 60) {
-        last_alert = ngx_time();
-        ngx_log_error(NGX_LOG_ALERT, log, 0, "device_pairing_zone \"%V\": %s; the old state file is kept "
-                      "and a full rewrite will be retried", &zone->shm_zone->shm.name, error.c_str());
-    }
+ZoneCtx* zone_of(ngx_http_request_t* r) {
+    auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_device_pairing_module));
+    return mcf->zone ? static_cast<ZoneCtx*>(mcf->zone->data) : nullptr;
 }
 
 }  // namespace dpngx

@@ -1,10 +1,13 @@
-// An in-process Store for unit tests: the same contract as the nginx zone.
+// An in-process Store for unit tests with the zone's contract: the same
+// base class does expiry, eviction, duplicate refusal and the dirty mark;
+// every access outside a StoreLock fails the test.
 #pragma once
+
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstring>
 #include <map>
-#include <memory>
 #include <vector>
 
 #include "core/store.h"
@@ -15,15 +18,39 @@ class MemoryStore final : public Store {
    public:
     size_t capacity = SIZE_MAX;  // records allowed, to exercise the full-zone path
 
-    void lock() override { locked_++; }
+    void for_each(Kind kind, const std::function<void(const RecordHeader*)>& visit) override {
+        must_hold_lock("for_each");
+        std::vector<RecordHeader*> all;
+        for (auto& kv : records_[(size_t)kind]) all.push_back(header(kv.second));
+        for (RecordHeader* h : all) visit(h);
+    }
+    size_t total_bytes() override { return capacity == SIZE_MAX ? 1 << 20 : capacity * 128; }
+    size_t free_bytes() override { return total_bytes() - std::min(total_bytes(), count() * 128); }
+
+    size_t count() const {
+        size_t n = 0;
+        for (auto& m : records_) n += m.size();
+        return n;
+    }
+    size_t count(Kind kind) const { return records_[(size_t)kind].size(); }
+    int locked() const { return locked_; }
+    // The test's own look at the zone-wide state, outside any lock.
+    const SharedState& state() const { return shared_; }
+
+   protected:
+    void lock() override {
+        EXPECT_EQ(locked_, 0) << "the store lock is not reentrant";
+        locked_++;
+    }
     void unlock() override { locked_--; }
-    RecordHeader* find(Kind kind, const Digest& key) override {
+    RecordHeader* do_find(Kind kind, const Digest& key) override {
+        must_hold_lock("find");
         auto it = records_[(size_t)kind].find(key);
         return it == records_[(size_t)kind].end() ? nullptr : header(it->second);
     }
-    RecordHeader* insert(Kind kind, const Digest& key, uint32_t now_s,
-                         const std::function<void(RecordHeader*)>& init) override {
-        if (count() >= capacity && drop_expired(*this, now_s) == 0) return nullptr;
+    RecordHeader* do_insert(Kind kind, const Digest& key, const std::function<void(RecordHeader*)>& init) override {
+        must_hold_lock("insert");
+        if (count() >= capacity) return nullptr;
         std::vector<uint8_t> record(record_size(kind), 0);
         RecordHeader* h = header(record);
         h->kind = kind;
@@ -33,28 +60,21 @@ class MemoryStore final : public Store {
         slot = std::move(record);  // visible only once built
         return header(slot);
     }
-    void remove(RecordHeader* record) override {
+    void do_remove(RecordHeader* record) override {
+        must_hold_lock("remove");
         Digest key;
         memcpy(key.data(), record->key, 32);
         records_[(size_t)record->kind].erase(key);
     }
-    void for_each(Kind kind, const std::function<void(RecordHeader*)>& visit) override {
-        std::vector<RecordHeader*> all;
-        for (auto& kv : records_[(size_t)kind]) all.push_back(header(kv.second));
-        for (RecordHeader* h : all) visit(h);
+    SharedState& raw_shared() override {
+        must_hold_lock("shared state");
+        return shared_;
     }
-    SharedState& shared() override { return shared_; }
-    size_t total_bytes() override { return capacity == SIZE_MAX ? 1 << 20 : capacity * 128; }
-    size_t free_bytes() override { return total_bytes() - std::min(total_bytes(), count() * 128); }
-
-    size_t count() const {
-        size_t n = 0;
-        for (auto& m : records_) n += m.size();
-        return n;
-    }
-    int locked() const { return locked_; }
 
    private:
+    void must_hold_lock(const char* what) {
+        if (locked_ == 0) ADD_FAILURE() << "store " << what << " outside a StoreLock";
+    }
     static RecordHeader* header(std::vector<uint8_t>& v) { return reinterpret_cast<RecordHeader*>(v.data()); }
     std::map<Digest, std::vector<uint8_t>> records_[kKindCount];
     SharedState shared_{};

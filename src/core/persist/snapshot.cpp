@@ -1,10 +1,5 @@
-#include "core/state_file.h"
+#include "core/persist/snapshot.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 
 namespace dp {
@@ -19,11 +14,6 @@ void put(std::string& out, const T& v) {
     out.append(reinterpret_cast<const char*>(&v), sizeof(v));
 }
 
-std::string dirname_of(const std::string& path) {
-    size_t slash = path.rfind('/');
-    return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
-
 }  // namespace
 
 std::string serialize_state(Store& store) {
@@ -32,7 +22,7 @@ std::string serialize_state(Store& store) {
     put(out, (uint32_t)0);
     put(out, store.shared().otp);
     for (size_t k = 0; k < kKindCount; k++) {
-        store.for_each((Kind)k, [&](RecordHeader* h) {
+        store.for_each((Kind)k, [&](const RecordHeader* h) {
             size_t size = record_size(h->kind);
             put(out, (uint8_t)h->kind);
             put(out, (uint16_t)size);
@@ -67,7 +57,8 @@ bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::str
     OtpState otp;
     memcpy(&otp, bytes.data() + pos, sizeof(otp));
     pos += sizeof(otp);
-    store.shared().otp = otp;
+    StoreLock lock(store);
+    store.shared_for_persistence().otp = otp;
     while (pos < body) {
         uint8_t kind = (uint8_t)bytes[pos++];
         if (kind == 0xff) break;
@@ -94,7 +85,6 @@ bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::str
                 *error = "the zone is too small for the records in the state file";
                 return false;
             }
-            if ((Kind)kind == Kind::Device) store.shared().devices++;
         }
         pos += size;
     }
@@ -103,62 +93,6 @@ bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::str
         return false;
     }
     return true;
-}
-
-bool write_file_atomically(const std::string& path, const std::string& bytes, std::string* error) {
-    std::string tmp = path + ".tmp." + std::to_string(getpid());
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        *error = "cannot create " + tmp + ": " + strerror(errno);
-        return false;
-    }
-    size_t done = 0;
-    while (done < bytes.size()) {
-        ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += (size_t)n;
-    }
-    bool ok = done == bytes.size() && fsync(fd) == 0;
-    int saved = errno;
-    close(fd);
-    if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
-        if (ok) saved = errno;
-        unlink(tmp.c_str());
-        *error = "cannot write " + path + ": " + strerror(saved);
-        return false;
-    }
-    int dir = open(dirname_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir >= 0) {
-        fsync(dir);
-        close(dir);
-    }
-    return true;
-}
-
-bool persist_state(Store& store, const std::string& path, std::string* error) {
-    std::string lock_path = path + ".lock";
-    int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock_fd < 0) {
-        *error = "cannot open " + lock_path + ": " + strerror(errno);
-        return false;
-    }
-    flock(lock_fd, LOCK_EX);
-    std::string bytes;
-    uint64_t version;
-    {
-        StoreLock lock(store);
-        version = store.shared().dirty;
-        bytes = serialize_state(store);
-    }
-    bool ok = write_file_atomically(path, bytes, error);
-    if (ok) {
-        StoreLock lock(store);
-        if (store.shared().persisted < version) store.shared().persisted = version;
-    }
-    flock(lock_fd, LOCK_UN);
-    close(lock_fd);
-    return ok;
 }
 
 }  // namespace dp

@@ -1,6 +1,6 @@
-// The pairing API: `device_pairing on;` locations. Route, read the body
-// asynchronously, run the core service under the zone lock, persist durable
-// changes, answer; GET ...?wait=N polls the zone on a timer.
+// The pairing API's content handler (`device_pairing on;` locations): match
+// the route, let the core decide what the request line and headers already
+// decide, read the body asynchronously, run the route, send the answer.
 #include <new>
 
 #include "ngx/glue.h"
@@ -9,26 +9,10 @@ namespace dpngx {
 
 namespace {
 
-constexpr ngx_msec_t kPollIntervalMs = 100;
-
 void destroy_ctx(void* data) {
     auto* ctx = static_cast<RequestCtx*>(data);
     if (ctx->poll_timer.timer_set) ngx_del_timer(&ctx->poll_timer);
     ctx->~RequestCtx();
-}
-
-bool json_content_type(ngx_http_request_t* r) {
-    if (!r->headers_in.content_type) return false;
-    std::string type = to_string(r->headers_in.content_type->value);
-    type = type.substr(0, type.find(';'));
-    while (!type.empty() && type.back() == ' ') type.pop_back();
-    for (char& c : type) c = (char)tolower((unsigned char)c);
-    return type == "application/json" || (type.rfind("application/", 0) == 0 && type.size() > 17 &&
-                                           type.compare(type.size() - 5, 5, "+json") == 0);
-}
-
-bool has_body(ngx_http_request_t* r) {
-    return r->headers_in.content_length_n > 0 || r->headers_in.chunked;
 }
 
 // The request body as one string, from memory buffers and temp files alike.
@@ -53,11 +37,7 @@ bool collect_body(ngx_http_request_t* r, std::string* out, size_t limit, bool* t
     return true;
 }
 
-dp::Response body_too_large(size_t limit) {
-    return dp::problem(413, "body_too_large", "Request body too large",
-                       "the body must be at most " + std::to_string(limit) + " bytes");
-}
-
+// What the core sees of the request line and headers.
 dp::Request build_request(ngx_http_request_t* r) {
     dp::Request req;
     req.method = to_string(r->method_name);
@@ -67,76 +47,61 @@ dp::Request build_request(ngx_http_request_t* r) {
     req.device_key = header_value(r, "x-device-key");
     if (r->headers_in.user_agent) req.user_agent = to_string(r->headers_in.user_agent->value);
     if (r->headers_in.host) req.host = to_string(r->headers_in.host->value);
+    if (r->headers_in.content_type) req.content_type = to_string(r->headers_in.content_type->value);
+    req.content_length = r->headers_in.content_length_n;
+    req.has_body = r->headers_in.content_length_n > 0 || r->headers_in.chunked;
 #if (NGX_HTTP_SSL)
     if (r->connection->ssl) req.scheme = "https";
 #endif
-    req.client_addr = to_string(r->connection->addr_text);
     req.now_ms = now_ms();
     return req;
 }
 
-// Runs the route and answers, or arms the long-poll timer.
-ngx_int_t run(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
-    auto* scf = static_cast<SrvConf*>(ngx_http_get_module_srv_conf(r, ngx_http_device_pairing_module));
-    ZoneCtx* zone = zone_of(r);
-    dp::Request req = build_request(r);
-    req.body = std::move(body);
-    ZoneStore store(zone);
-    dp::Service service(store, *scf->settings);
-    dp::Response resp = service.handle(ctx->route, req, client_addr(r));
-    for (const std::string& line : resp.notices)
-        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0, "%s", line.c_str());
-    if (resp.durable) persist_if_dirty(zone, r->connection->log, false);
-
-    if (ctx->poll_until_ms == 0) ctx->poll_until_ms = resp.poll_until_ms;
-    if (resp.poll_until_ms && req.now_ms < ctx->poll_until_ms) {
-        ctx->poll_timer.handler = [](ngx_event_t* ev) {
-            auto* req = static_cast<ngx_http_request_t*>(ev->data);
-            ngx_connection_t* conn = req->connection;  // req may be freed by finalize
-            auto* c = static_cast<RequestCtx*>(ngx_http_get_module_ctx(req, ngx_http_device_pairing_module));
-            ngx_int_t rc;
-            try {
-                rc = run(req, c, std::string());
-            } catch (...) {
-                ngx_log_error(NGX_LOG_ALERT, req->connection->log, 0, "device_pairing: long poll failed");
-                rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-            if (rc != NGX_DONE) ngx_http_finalize_request(req, rc);
-            ngx_http_run_posted_requests(conn);
-        };
-        ctx->poll_timer.data = r;
-        ctx->poll_timer.log = r->connection->log;
-        ngx_add_timer(&ctx->poll_timer, kPollIntervalMs);
-        if (!ctx->polling) {  // the request now outlives this handler call
-            ctx->polling = true;
-            r->main->count++;
-        }
-        r->read_event_handler = ngx_http_test_reading;  // notice a client that gives up
-        return NGX_DONE;
+ngx_int_t internal_error(ngx_http_request_t* r) {
+    try {
+        return send_response(r, dp::problem(500, "internal_error", "Internal error", "see the error log"));
+    } catch (...) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-    return send_response(r, resp);
 }
 
 void body_ready(ngx_http_request_t* r) noexcept {
     ngx_int_t rc;
     try {
         auto* ctx = static_cast<RequestCtx*>(ngx_http_get_module_ctx(r, ngx_http_device_pairing_module));
-        auto* scf = static_cast<SrvConf*>(ngx_http_get_module_srv_conf(r, ngx_http_device_pairing_module));
+        const size_t limit = srv_conf(r)->settings->max_body;
         std::string body;
         bool too_large;
-        if (!collect_body(r, &body, scf->max_body, &too_large)) {
-            rc = too_large ? send_response(r, body_too_large(scf->max_body)) : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        if (!collect_body(r, &body, limit, &too_large)) {
+            rc = too_large ? send_response(r, dp::body_too_large(limit)) : NGX_HTTP_INTERNAL_SERVER_ERROR;
         } else {
-            rc = run(r, ctx, std::move(body));
+            rc = run_route(r, ctx, std::move(body));
             if (rc == NGX_DONE) return;
         }
     } catch (const std::exception& e) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0, "device_pairing: %s", e.what());
-        rc = send_response(r, dp::problem(500, "internal_error", "Internal error", "see the error log"));
+        rc = internal_error(r);
     } catch (...) {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
     ngx_http_finalize_request(r, rc);
+}
+
+ngx_int_t add_header(ngx_http_request_t* r, const std::string& name, const std::string& value) {
+    ngx_table_elt_t* h = static_cast<ngx_table_elt_t*>(ngx_list_push(&r->headers_out.headers));
+    if (!h) return NGX_ERROR;
+    h->hash = 1;
+    h->key.len = name.size();
+    h->key.data = static_cast<u_char*>(ngx_pnalloc(r->pool, name.size() + value.size()));
+    if (!h->key.data) return NGX_ERROR;
+    ngx_memcpy(h->key.data, name.data(), name.size());
+    h->value.len = value.size();
+    h->value.data = h->key.data + name.size();
+    ngx_memcpy(h->value.data, value.data(), value.size());
+#if defined(nginx_version) && nginx_version >= 1023000
+    h->next = nullptr;
+#endif
+    return NGX_OK;
 }
 
 }  // namespace
@@ -170,6 +135,10 @@ std::string header_value(ngx_http_request_t* r, const char* lowercase_name) {
     return h ? to_string(h->value) : std::string();
 }
 
+SrvConf* srv_conf(ngx_http_request_t* r) {
+    return static_cast<SrvConf*>(ngx_http_get_module_srv_conf(r, ngx_http_device_pairing_module));
+}
+
 RequestCtx* request_ctx(ngx_http_request_t* r) {
     auto* ctx = static_cast<RequestCtx*>(ngx_http_get_module_ctx(r, ngx_http_device_pairing_module));
     if (ctx) return ctx;
@@ -181,26 +150,19 @@ RequestCtx* request_ctx(ngx_http_request_t* r) {
     return ctx;
 }
 
-ZoneCtx* zone_of(ngx_http_request_t* r) {
-    auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_device_pairing_module));
-    return mcf->zone ? static_cast<ZoneCtx*>(mcf->zone->data) : nullptr;
-}
+ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
+    ZoneCtx* zone = zone_of(r);
+    dp::Request req = build_request(r);
+    req.body = std::move(body);
+    ZoneStore store(zone);
+    dp::Response resp = dp::api_handle(store, *srv_conf(r)->settings, ctx->route, req, client_addr(r));
+    for (const std::string& line : resp.notices)
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0, "%s", line.c_str());
+    if (resp.durable) persist_if_dirty(zone, r->connection->log);
 
-static ngx_int_t add_header(ngx_http_request_t* r, const std::string& name, const std::string& value) {
-    ngx_table_elt_t* h = static_cast<ngx_table_elt_t*>(ngx_list_push(&r->headers_out.headers));
-    if (!h) return NGX_ERROR;
-    h->hash = 1;
-    h->key.len = name.size();
-    h->key.data = static_cast<u_char*>(ngx_pnalloc(r->pool, name.size() + value.size()));
-    if (!h->key.data) return NGX_ERROR;
-    ngx_memcpy(h->key.data, name.data(), name.size());
-    h->value.len = value.size();
-    h->value.data = h->key.data + name.size();
-    ngx_memcpy(h->value.data, value.data(), value.size());
-#if defined(nginx_version) && nginx_version >= 1023000
-    h->next = nullptr;
-#endif
-    return NGX_OK;
+    if (ctx->poll_until_ms == 0) ctx->poll_until_ms = resp.poll_until_ms;
+    if (resp.poll_until_ms && req.now_ms < ctx->poll_until_ms) return park_poll(r, ctx);
+    return send_response(r, resp);
 }
 
 ngx_int_t send_response(ngx_http_request_t* r, const dp::Response& resp) {
@@ -241,44 +203,26 @@ ngx_int_t content_handler(ngx_http_request_t* r) noexcept {
     auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_device_pairing_module));
     if (!lcf->enable) return NGX_DECLINED;
     try {
-        auto* scf = static_cast<SrvConf*>(ngx_http_get_module_srv_conf(r, ngx_http_device_pairing_module));
         RequestCtx* ctx = request_ctx(r);
         if (!ctx) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        ctx->route = dp::match_route(to_string(r->method_name), to_string(r->uri));
-
-        dp::Response early;
-        bool answer_early = true;
-        if (ctx->route.outcome == dp::RouteMatch::NotFound) {
-            early = dp::problem(404, "not_found", "Not found", "no pairing API route at this path");
-        } else if (ctx->route.outcome == dp::RouteMatch::MethodNotAllowed) {
-            early = dp::problem(405, "method_not_allowed", "Method not allowed",
-                                "this route accepts " + ctx->route.allow);
-            early.header("Allow", ctx->route.allow);
-        } else if (!ctx->route.has_body) {
-            answer_early = false;
-        } else if (has_body(r) && !json_content_type(r)) {
-            early = dp::problem(415, "unsupported_media_type", "Unsupported media type",
-                                "send the body as Content-Type: application/json");
-        } else if (r->headers_in.content_length_n > (off_t)scf->max_body) {
-            early = body_too_large(scf->max_body);
-        } else {
+        ctx->route = dp::api_route(to_string(r->method_name), to_string(r->uri));
+        if (auto early = dp::api_precheck(ctx->route, build_request(r), *srv_conf(r)->settings)) {
+            if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return send_response(r, *early);
+        }
+        if (ctx->route.has_body) {
             ngx_int_t rc = ngx_http_read_client_request_body(r, body_ready);
             if (rc >= NGX_HTTP_SPECIAL_RESPONSE) return rc;
             return NGX_DONE;
         }
         if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        if (answer_early) return send_response(r, early);
-        return run(r, ctx, std::string());
+        return run_route(r, ctx, std::string());
     } catch (const std::exception& e) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0, "device_pairing: %s", e.what());
     } catch (...) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0, "device_pairing: unknown exception");
     }
-    try {
-        return send_response(r, dp::problem(500, "internal_error", "Internal error", "see the error log"));
-    } catch (...) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    return internal_error(r);
 }
 
 }  // namespace dpngx

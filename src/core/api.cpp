@@ -1,0 +1,96 @@
+#include "core/api.h"
+
+#include <cctype>
+
+#include "core/codes.h"
+#include "core/devices.h"
+#include "core/identity.h"
+#include "core/mailbox.h"
+#include "core/otp.h"
+
+namespace dp {
+
+namespace {
+
+constexpr RouteAuth kNone = RouteAuth::None, kBearer = RouteAuth::Bearer, kKey = RouteAuth::DeviceKey;
+constexpr bool kBody = true, kNoBody = false, kOwner = true, kAnyRole = false;
+
+// Literal patterns come before parameterised ones that could also match.
+const RouteSpec kRoutes[] = {
+    {"GET", "/health", Route::Health, kNoBody, kNone, kAnyRole, health},
+    {"POST", "/pair", Route::PairOtp, kBody, kNone, kAnyRole, pair_otp},
+    {"GET", "/pair", Route::PairPage, kNoBody, kNone, kAnyRole, pair_page},
+    {"GET", "/pair/refresh", Route::PairRefresh, kNoBody, kBearer, kAnyRole, pair_refresh},
+    {"POST", "/api/v1/device-pairing", Route::MailboxMint, kNoBody, kKey, kAnyRole, mailbox_mint},
+    // The write token is checked by the handler: it belongs to the mailbox.
+    {"PUT", "/api/v1/device-pairing/{}", Route::MailboxDeposit, kBody, kNone, kAnyRole, mailbox_deposit},
+    {"GET", "/api/v1/device-pairing/{}", Route::MailboxPoll, kNoBody, kKey, kAnyRole, mailbox_poll},
+    {"DELETE", "/api/v1/device-pairing/{}", Route::MailboxCancel, kNoBody, kKey, kAnyRole, mailbox_cancel},
+    {"GET", "/api/devices/identity", Route::Identity, kNoBody, kNone, kAnyRole, identity},
+    {"POST", "/api/devices/attest", Route::Attest, kBody, kBearer, kAnyRole, attest},
+    {"POST", "/api/devices/verify", Route::Verify, kBody, kNone, kAnyRole, verify},
+    {"POST", "/api/devices/pairing/request", Route::CodeRequest, kBody, kNone, kAnyRole, code_request},
+    {"POST", "/api/devices/pairing/approve", Route::CodeApprove, kBody, kBearer, kAnyRole, code_approve},
+    {"POST", "/api/devices/pairing/reject", Route::CodeReject, kBody, kBearer, kAnyRole, code_reject},
+    // The request id is the capability.
+    {"GET", "/api/devices/pairing/status/{}", Route::CodeStatus, kNoBody, kNone, kAnyRole, code_status},
+    {"GET", "/api/devices/pairing/pending", Route::CodePending, kNoBody, kBearer, kOwner, code_pending},
+    {"GET", "/api/devices/pairing/qr", Route::CodeQr, kNoBody, kNone, kAnyRole, code_qr},
+    {"POST", "/api/devices/pairing/cleanup", Route::CodeCleanup, kNoBody, kBearer, kAnyRole, code_cleanup},
+    {"GET", "/api/devices/stats", Route::Stats, kNoBody, kBearer, kOwner, zone_stats},
+    {"GET", "/api/devices", Route::DeviceList, kNoBody, kBearer, kAnyRole, device_list},
+    // Owners revoke any device, a device itself (checked by the handler).
+    {"DELETE", "/api/devices/{}", Route::DeviceRevoke, kNoBody, kBearer, kAnyRole, device_revoke},
+};
+
+bool json_media_type(const std::string& content_type) {
+    std::string type = content_type.substr(0, content_type.find(';'));
+    while (!type.empty() && type.back() == ' ') type.pop_back();
+    for (char& c : type) c = (char)tolower((unsigned char)c);
+    return type == "application/json" ||
+           (type.rfind("application/", 0) == 0 && type.size() > 17 && type.compare(type.size() - 5, 5, "+json") == 0);
+}
+
+}  // namespace
+
+RouteMatch api_route(std::string_view method, std::string_view path) {
+    return match_route(kRoutes, sizeof(kRoutes) / sizeof(kRoutes[0]), method, path);
+}
+
+Response body_too_large(size_t limit) {
+    return problem(413, "body_too_large", "Request body too large",
+                   "the body must be at most " + std::to_string(limit) + " bytes");
+}
+
+std::optional<Response> api_precheck(const RouteMatch& route, const Request& head, const Settings& settings) {
+    if (route.outcome == RouteMatch::NotFound)
+        return problem(404, "not_found", "Not found", "no pairing API route at this path");
+    if (route.outcome == RouteMatch::MethodNotAllowed) {
+        Response r = problem(405, "method_not_allowed", "Method not allowed", "this route accepts " + route.allow);
+        r.header("Allow", route.allow);
+        return r;
+    }
+    if (!route.has_body) return std::nullopt;
+    if (head.has_body && !json_media_type(head.content_type))
+        return problem(415, "unsupported_media_type", "Unsupported media type",
+                       "send the body as Content-Type: application/json");
+    if (head.content_length > (int64_t)settings.max_body) return body_too_large(settings.max_body);
+    return std::nullopt;
+}
+
+Response api_handle(Store& store, const Settings& settings, const RouteMatch& route, const Request& req,
+                    const ClientAddr& addr) {
+    Call call{store, settings, req, addr, Principal(), route.param};
+    const RouteSpec& spec = *route.spec;
+    if (spec.auth == RouteAuth::Bearer) {
+        call.who = authenticate_bearer(&store, settings, req.authorization, addr, call.now_s());
+        if (call.who.status != Principal::Ok) return unauthorized(call.who, false);
+    } else if (spec.auth == RouteAuth::DeviceKey) {
+        call.who = authenticate_device_key(settings, req.device_key);
+        if (call.who.status != Principal::Ok) return unauthorized(call.who, true);
+    }
+    if (spec.owner_only && !call.who.owner()) return forbidden("this route needs the owner role");
+    return spec.handler(call);
+}
+
+}  // namespace dp

@@ -1,0 +1,68 @@
+#include "core/call.h"
+
+#include <strings.h>
+
+#include <cstdio>
+
+namespace dp {
+
+Response bad_request(const std::string& detail) {
+    return problem(400, "invalid_request", "Invalid request", detail);
+}
+
+Response zone_full() {
+    return problem(503, "zone_full", "Pairing state is full",
+                   "the shared-memory zone has no room left; try again later");
+}
+
+Response forbidden(const char* detail) { return problem(403, "forbidden", "Forbidden", detail); }
+
+Result<Json> body_object(const Request& req, bool empty_ok) {
+    if (req.body.empty() && empty_ok) return Json(json_object());
+    std::string why;
+    Json root = parse_json_object(req.body, &why);
+    if (!root) return bad_request(why);
+    return root;
+}
+
+std::string bearer_token(std::string_view authorization, bool* malformed) {
+    *malformed = false;
+    if (authorization.empty()) return {};
+    if (authorization.size() < 8 || strncasecmp(authorization.data(), "Bearer ", 7) != 0) {
+        *malformed = true;
+        return {};
+    }
+    std::string_view token = authorization.substr(7);
+    while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+    while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+    if (token.empty()) *malformed = true;
+    return std::string(token);
+}
+
+std::string base_url(const Settings& settings, const Request& req) {
+    std::string url = settings.public_url.empty() ? req.scheme + "://" + req.host : settings.public_url;
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    return url;
+}
+
+std::string addr_text(const ClientAddr& a) {
+    char buf[64] = "";
+    if (a.len == 4) {
+        snprintf(buf, sizeof(buf), "%u.%u.%u.%u", a.bytes[0], a.bytes[1], a.bytes[2], a.bytes[3]);
+    } else if (a.len == 16) {
+        std::string s;
+        for (int i = 0; i < 16; i += 2) {
+            char part[8];
+            snprintf(part, sizeof(part), "%s%x", i ? ":" : "", a.bytes[i] << 8 | a.bytes[i + 1]);
+            s += part;
+        }
+        return s;
+    }
+    return buf;
+}
+
+std::string device_id_text(const uint8_t id[8]) {
+    return "dev_" + hex_encode(std::string_view((const char*)id, 8));
+}
+
+}  // namespace dp

@@ -1,0 +1,46 @@
+// One API request as a capability's handler sees it, and what the handlers
+// of every capability share: body parsing, time, keys, common problems.
+#pragma once
+
+#include <string>
+
+#include "core/auth.h"
+#include "core/http.h"
+#include "core/json.h"
+#include "core/settings.h"
+#include "core/store.h"
+
+namespace dp {
+
+struct Call {
+    Store& store;
+    const Settings& settings;
+    const Request& req;
+    ClientAddr addr;
+    Principal who;  // set when the route requires a credential
+    std::string param;  // the route's {id} segment
+
+    uint32_t now_s() const { return (uint32_t)(req.now_ms / 1000); }
+};
+
+inline uint32_t to_s(int64_t ms) { return (uint32_t)(ms / 1000); }
+inline Digest key_of(std::string_view label, std::string_view value) { return sha256_labeled(label, value); }
+
+Response bad_request(const std::string& detail);
+Response zone_full();
+Response forbidden(const char* detail);
+
+// The body as one JSON object; an empty body counts as {} when allowed.
+Result<Json> body_object(const Request& req, bool empty_ok = false);
+
+// "Authorization: Bearer <token>": the token, or empty (malformed set when
+// the header is present but not a bearer credential).
+std::string bearer_token(std::string_view authorization, bool* malformed);
+
+// The public base URL: device_pairing_url, or scheme://Host of the request.
+std::string base_url(const Settings& settings, const Request& req);
+
+std::string addr_text(const ClientAddr& a);
+std::string device_id_text(const uint8_t id[8]);
+
+}  // namespace dp

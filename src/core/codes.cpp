@@ -1,0 +1,206 @@
+#include "core/codes.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/devices.h"
+#include "core/limiter.h"
+#include "core/qr.h"
+
+namespace dp {
+
+namespace {
+
+constexpr uint32_t kExpiredVisibleS = 600;  // an expired code request answers "expired" this long
+const char kCodeAlphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";  // no 0/O, 1/I/L
+constexpr size_t kCodeLength = 9;
+
+struct NewRequest {
+    std::string request_id, code;
+    int64_t expires_ms;
+};
+
+Result<NewRequest> create_code_request(Call& call, const std::string& requester, const std::string& meta) {
+    const int64_t now_ms = call.req.now_ms;
+    NewRequest out;
+    out.request_id = random_token("pair_", 16);
+    for (size_t i = 0; i < kCodeLength; i++) out.code += kCodeAlphabet[random_below(sizeof(kCodeAlphabet) - 1)];
+    out.expires_ms = now_ms + call.settings.code_ttl_s * 1000LL;
+    Digest code_hash = key_of("code", out.code);
+    const uint32_t now = to_s(now_ms);
+
+    StoreLock lock(call.store);
+    auto* r = insert_record<CodeRequestRecord>(
+        call.store, Kind::CodeRequest, key_of("request", out.request_id), now, [&](CodeRequestRecord* r) {
+            r->code_expires_s = to_s(out.expires_ms);
+            r->h.expires_s = r->code_expires_s + kExpiredVisibleS;  // "expired" stays visible a while
+            memcpy(r->code_hash, code_hash.data(), 32);
+            r->requester_len = (uint8_t)std::min(requester.size(), sizeof(r->requester));
+            memcpy(r->requester, requester.data(), r->requester_len);
+            r->meta_len = (uint16_t)meta.size();
+            memcpy(r->meta, meta.data(), meta.size());
+        });
+    if (!r) return zone_full();
+    return out;
+}
+
+Response code_decide(Call& call, bool approve);
+
+}  // namespace
+
+std::string normalize_code(std::string_view input) {
+    std::string out;
+    for (char c : input) {
+        if (c == '-' || c == ' ') continue;
+        out += (char)toupper((unsigned char)c);
+    }
+    return out;
+}
+
+std::string format_code(const std::string& code, char sep) {
+    return code.substr(0, 3) + sep + code.substr(3, 3) + sep + code.substr(6);
+}
+
+Response code_approve(Call& call) { return code_decide(call, true); }
+Response code_reject(Call& call) { return code_decide(call, false); }
+
+Response code_request(Call& call) {
+    Result<Json> parsed = body_object(call.req, true);
+    if (!parsed) return parsed.error();
+    Json& body = *parsed;
+    const json_t* requester = json_object_get(body.get(), "requesterId");
+    if (requester && (!json_is_string(requester) || json_string_length(requester) > 64))
+        return bad_request("\"requesterId\" must be a string of at most 64 bytes");
+    const json_t* meta = json_object_get(body.get(), "meta");
+    std::string meta_text = meta ? json_compact(meta) : "{}";
+    if (meta && !json_is_object(meta)) return bad_request("\"meta\" must be a JSON object");
+    if (meta_text.size() > sizeof(CodeRequestRecord::meta))
+        return problem(413, "meta_too_large", "Meta too large", "\"meta\" must be at most 256 bytes of JSON");
+    auto created = create_code_request(call, requester ? json_string_value(requester) : "", meta_text);
+    if (!created) return created.error();
+    return json_response(200, json_pack("{s:s, s:s, s:s, s:s}", "requestId", created->request_id.c_str(),
+                                        "code", format_code(created->code, '-').c_str(), "formatted",
+                                        format_code(created->code, ' ').c_str(), "expiresAt",
+                                        iso8601_ms(created->expires_ms).c_str()));
+}
+
+namespace {
+
+Response code_decide(Call& call, bool approve) {
+    const Request& req = call.req;
+    Result<Json> parsed = body_object(req);
+    if (!parsed) return parsed.error();
+    Json& body = *parsed;
+    auto code = json_string_member(body.get(), "code");
+    if (!code) return bad_request("\"code\" must be a string like ABC-123-XYZ");
+    Digest code_hash = key_of("code", normalize_code(*code));
+    const uint32_t now = to_s(req.now_ms);
+
+    StoreLock lock(call.store);
+    Limiter limiter(call.store, "code-limit", call.addr);
+    if (int wait = limiter.retry_after(req.now_ms)) return rate_limited(wait, nullptr);
+    const CodeRequestRecord* found = nullptr;
+    call.store.for_each(Kind::CodeRequest, [&](const RecordHeader* h) {
+        auto* r = as<CodeRequestRecord>(h);
+        if (ct_equal(r->code_hash, code_hash.data(), 32) && r->code_expires_s > now) found = r;
+    });
+    if (!found) {
+        limiter.failed(req.now_ms);
+        return problem(404, "code_not_found", "Unknown code", "no pending request has this code, or it expired");
+    }
+    if (found->status != CodeStatus::Pending)
+        return problem(409, "request_not_pending", "Request already decided",
+                       "this request was already approved or rejected");
+    CodeRequestRecord* decided = update_record(call.store, found);
+    decided->status = approve ? CodeStatus::Approved : CodeStatus::Rejected;
+    decided->approved_at_ms = req.now_ms;
+    return json_response(200, json_pack("{s:s, s:s, s:s}", "status", approve ? "approved" : "rejected",
+                                        "requesterId",
+                                        std::string(found->requester, found->requester_len).c_str(),
+                                        approve ? "approvedAt" : "rejectedAt",
+                                        iso8601_ms(req.now_ms).c_str()));
+}
+
+}  // namespace
+
+Response code_status(Call& call) {
+    const uint32_t now = call.now_s();
+    StoreLock lock(call.store);
+    auto* r = as<CodeRequestRecord>(call.store.find(Kind::CodeRequest, key_of("request", call.param)));
+    if (!r || !record_live(&r->h, now))
+        return problem(404, "request_not_found", "Request not found", "no such pairing request");
+    switch (r->status) {
+        case CodeStatus::Pending:
+            return json_response(200, json_pack("{s:s}", "status", r->code_expires_s > now ? "pending" : "expired"));
+        case CodeStatus::Rejected:
+            return json_response(200, json_pack("{s:s}", "status", "rejected"));
+        case CodeStatus::Delivered:
+            return json_response(200, json_pack("{s:s, s:s}", "status", "approved", "approvedAt",
+                                                iso8601_ms(r->approved_at_ms).c_str()));
+        case CodeStatus::Approved: break;
+    }
+    Result<std::string> token =
+        issue_device(call.store, Role::Device, PairMethod::Code, std::string(r->requester, r->requester_len), call.addr, now);
+    if (!token) return token.error();
+    update_record(call.store, r)->status = CodeStatus::Delivered;  // the token is handed out exactly once
+    Response resp = json_response(200, json_pack("{s:s, s:s, s:s}", "status", "approved", "token",
+                                                 token->c_str(), "approvedAt",
+                                                 iso8601_ms(r->approved_at_ms).c_str()));
+    resp.durable = true;
+    return resp;
+}
+
+Response code_pending(Call& call) {
+    const uint32_t now = call.now_s();
+    Json list(json_array());
+    StoreLock lock(call.store);
+    call.store.for_each(Kind::CodeRequest, [&](const RecordHeader* h) {
+        auto* r = as<CodeRequestRecord>(h);
+        if (r->status != CodeStatus::Pending || r->code_expires_s <= now) return;
+        json_error_t err;
+        json_t* meta = json_loadb(r->meta, r->meta_len, 0, &err);
+        json_array_append_new(
+            list.get(), json_pack("{s:s, s:s#, s:o, s:s, s:s}", "ref",
+                                  hex_encode(std::string_view((char*)r->h.key, 4)).c_str(), "requesterId",
+                                  r->requester, (int)r->requester_len, "meta", meta ? meta : json_object(),
+                                  "createdAt", iso8601_ms(r->h.created_s * 1000LL).c_str(), "expiresAt",
+                                  iso8601_ms(r->code_expires_s * 1000LL).c_str()));
+    });
+    return json_response(200, json_pack("{s:O}", "requests", list.get()));
+}
+
+Response code_qr(Call& call) {
+    const Request& req = call.req;
+    auto created = create_code_request(call, "qr", "{}");
+    if (!created) return created.error();
+    std::string url = call.settings.app_url;
+    auto replace = [&](const std::string& var, const std::string& value) {
+        for (size_t pos; (pos = url.find(var)) != std::string::npos;) url.replace(pos, var.size(), value);
+    };
+    std::string host = req.host;
+    if (!call.settings.public_url.empty()) {
+        host = call.settings.public_url.substr(call.settings.public_url.find("://") == std::string::npos
+                                               ? 0 : call.settings.public_url.find("://") + 3);
+        host = host.substr(0, host.find('/'));
+    }
+    replace("$code", format_code(created->code, '-'));
+    replace("$host", host);
+    return json_response(200, json_pack("{s:s, s:s, s:s, s:s}", "qrSvg", qr_svg(url).c_str(), "pairingUrl",
+                                        url.c_str(), "requestId", created->request_id.c_str(),
+                                        "expiresAt", iso8601_ms(created->expires_ms).c_str()));
+}
+
+Response code_cleanup(Call& call) {
+    const uint32_t now = call.now_s();
+    json_int_t removed = 0;
+    StoreLock lock(call.store);
+    call.store.for_each(Kind::CodeRequest, [&](const RecordHeader* h) {
+        if (as<CodeRequestRecord>(h)->code_expires_s <= now) {
+            call.store.remove(h);
+            removed++;
+        }
+    });
+    return json_response(200, json_pack("{s:I}", "removed", removed));
+}
+
+}  // namespace dp

@@ -1,0 +1,116 @@
+#include "core/devices.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace dp {
+
+namespace {
+
+void copy_name(DeviceRecord* d, const std::string& name) {
+    // Truncate on a UTF-8 character boundary.
+    size_t n = std::min(name.size(), sizeof(d->name));
+    while (n > 0 && n < name.size() && ((uint8_t)name[n] & 0xc0) == 0x80) n--;
+    memcpy(d->name, name.data(), n);
+    d->name_len = (uint8_t)n;
+}
+
+const char* method_name(PairMethod m) {
+    return m == PairMethod::Otp ? "otp" : m == PairMethod::Code ? "code" : "imported";
+}
+
+}  // namespace
+
+std::string user_agent_summary(const std::string& ua) {
+    static const char* const known[] = {"iPhone", "iPad", "Android", "Firefox", "Edg", "Chrome",
+                                        "Safari", "curl", "Wget", "okhttp", "python"};
+    for (const char* k : known)
+        if (ua.find(k) != std::string::npos) return k == std::string("Edg") ? "Edge" : k;
+    return ua.substr(0, ua.find_first_of(" /(")).substr(0, 20);
+}
+
+Result<std::string> issue_device(Store& store, Role role, PairMethod method, const std::string& name,
+                                 const ClientAddr& addr, uint32_t now_s) {
+    std::string token = random_token("dp_tok_", 32);
+    Bytes id = random_bytes(8);
+    auto* d = insert_record<DeviceRecord>(store, Kind::Device, sha256(token), now_s, [&](DeviceRecord* d) {
+        d->last_seen_s = now_s;
+        d->role = role;
+        d->method = method;
+        memcpy(d->id, id.data(), 8);
+        d->addr_len = addr.len;
+        memcpy(d->addr, addr.bytes, sizeof(d->addr));
+        copy_name(d, name);
+    });
+    if (!d) return zone_full();
+    return token;
+}
+
+Response device_list(Call& call) {
+    struct Row {
+        uint32_t created;
+        json_t* json;
+    };
+    std::vector<Row> rows;
+    {
+        StoreLock lock(call.store);
+        call.store.for_each(Kind::Device, [&](const RecordHeader* h) {
+            auto* d = as<DeviceRecord>(h);
+            ClientAddr a;
+            a.len = d->addr_len;
+            memcpy(a.bytes, d->addr, sizeof(a.bytes));
+            rows.push_back({h->created_s,
+                            json_pack("{s:s, s:s#, s:s, s:s, s:s, s:s, s:s}", "id", device_id_text(d->id).c_str(),
+                                      "name", d->name, (int)d->name_len, "role",
+                                      d->role == Role::Owner ? "owner" : "device", "method",
+                                      method_name(d->method), "createdAt", iso8601_ms(h->created_s * 1000LL).c_str(),
+                                      "lastSeenAt", iso8601_ms(d->last_seen_s * 1000LL).c_str(), "lastAddress",
+                                      addr_text(a).c_str())});
+        });
+    }
+    std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.created < b.created; });
+    Json list(json_array());
+    for (Row& r : rows) json_array_append_new(list.get(), r.json);
+    return json_response(200, json_pack("{s:O}", "devices", list.get()));
+}
+
+// Record counts and the zone's slab usage, for operators and `make bench`.
+Response zone_stats(Call& call) {
+    json_t* kinds = json_object();
+    static const char* const names[kKindCount] = {"devices", "limiters", "mailboxes", "codeRequests", "nonces",
+                                                  "accountCounters"};
+    StoreLock lock(call.store);
+    for (size_t k = 0; k < kKindCount; k++) {
+        json_int_t n = 0;
+        if ((Kind)k == Kind::Device)
+            n = (json_int_t)call.store.shared().devices;  // a counter: no walk over a million devices
+        else
+            call.store.for_each((Kind)k, [&](const RecordHeader*) { n++; });
+        json_object_set_new(kinds, names[k], json_integer(n));
+    }
+    return json_response(200, json_pack("{s:o, s:I, s:I}", "records", kinds, "zoneBytes",
+                                        (json_int_t)call.store.total_bytes(), "zoneFreeBytes",
+                                        (json_int_t)call.store.free_bytes()));
+}
+
+Response device_revoke(Call& call) {
+    const std::string& id = call.param;
+    if (call.who.role != Role::Owner && id != call.who.device_id)
+        return forbidden("only an owner may revoke another device");
+    Response not_found = problem(404, "device_not_found", "Device not found", "no paired device has this id");
+    auto raw = id.size() == 20 && id.compare(0, 4, "dev_") == 0 ? hex_decode(id.substr(4)) : std::nullopt;
+    if (!raw) return not_found;
+    StoreLock lock(call.store);
+    const RecordHeader* target = nullptr;
+    call.store.for_each(Kind::Device, [&](const RecordHeader* h) {
+        if (memcmp(as<DeviceRecord>(h)->id, raw->data(), 8) == 0) target = h;
+    });
+    if (!target) return not_found;
+    call.store.remove(target);
+    Response r = no_content();
+    r.durable = true;
+    return r;
+}
+
+}  // namespace dp

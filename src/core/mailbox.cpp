@@ -1,0 +1,145 @@
+#include "core/mailbox.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace dp {
+
+namespace {
+
+Response pairing_not_found() {
+    return problem(404, "pairing_not_found", "Pairing not found", "no such pairing for this account; mint a new one");
+}
+
+Response invalid_write_token(const char* detail) {
+    Response r = problem(401, "invalid_write_token", "Invalid write token", detail);
+    r.header("WWW-Authenticate", "Bearer realm=\"device-pairing\", error=\"invalid_token\"");
+    return r;
+}
+
+// A live mailbox of this account; lock held.
+const MailboxRecord* find_mailbox(Call& call, const std::string& account) {
+    auto* m = as<MailboxRecord>(call.store.find(Kind::Mailbox, key_of("mailbox", call.param)));
+    if (!m || !record_live(&m->h, call.now_s())) return nullptr;
+    Digest owner = key_of("account", account);
+    if (!ct_equal(m->account_hash, owner.data(), sizeof(m->account_hash))) return nullptr;
+    return m;
+}
+
+// Standard base64 of an exact length; the problem code says what was wrong.
+Result<Bytes> decode_key(const json_t* body, const char* field, size_t length) {
+    auto text = json_string_member(body, field);
+    if (!text) return bad_request(std::string("\"") + field + "\" must be a string");
+    auto raw = base64_decode_strict(*text);
+    if (!raw)
+        return problem(400, "invalid_key_encoding", "Invalid key encoding",
+                       std::string(field) + " is not standard base64 (+/ alphabet, = padding, no whitespace)");
+    if (raw->size() != length)
+        return problem(400, "invalid_key_length", "Invalid key length",
+                       std::string(field) + " must decode to exactly " + std::to_string(length) + " bytes, not " +
+                           std::to_string(raw->size()));
+    return *raw;
+}
+
+}  // namespace
+
+Response mailbox_mint(Call& call) {
+    const uint32_t now = call.now_s();
+    const Settings& settings = call.settings;
+    Digest owner = key_of("account", *call.who.account);
+    std::string id = random_token("", 16);
+    std::string write_token = random_token("dp_wt_", 32);
+    Digest token_hash = sha256(write_token);
+
+    StoreLock lock(call.store);
+    sweep_expired(call.store, now);  // expired mailboxes must not count against the cap
+    uint32_t live_count = live_mailboxes(call.store, owner.data());
+    if (live_count >= settings.max_pairings_per_account)
+        return problem(429, "too_many_pairings", "Too many pairings",
+                       "this account already has " + std::to_string(live_count) +
+                           " live pairings; cancel one or let it expire");
+    auto* m = insert_record<MailboxRecord>(call.store, Kind::Mailbox, key_of("mailbox", id), now, [&](MailboxRecord* m) {
+        m->h.expires_s = now + settings.mailbox_ttl_s;
+        memcpy(m->write_token_hash, token_hash.data(), 32);
+        memcpy(m->account_hash, owner.data(), sizeof(m->account_hash));
+    });
+    if (!m) return zone_full();
+    if (!count_mailbox(call.store, m, now)) {
+        call.store.remove(&m->h);
+        return zone_full();
+    }
+    return json_response(201, json_pack("{s:s, s:s, s:I}", "pairing_id", id.c_str(), "write_token",
+                                        write_token.c_str(), "expires_in_secs", (json_int_t)settings.mailbox_ttl_s));
+}
+
+Response mailbox_deposit(Call& call) {
+    const uint32_t now = call.now_s();
+    bool malformed;
+    std::string token = bearer_token(call.req.authorization, &malformed);
+    Digest presented = sha256(token);
+
+    StoreLock lock(call.store);
+    auto* m = as<MailboxRecord>(call.store.find(Kind::Mailbox, key_of("mailbox", call.param)));
+    if (!m) return pairing_not_found();
+    const bool token_matches = !token.empty() && ct_equal(m->write_token_hash, presented.data(), 32);
+    if (m->h.flags & kMailboxReady) {
+        if (token_matches)
+            return problem(409, "pairing_already_completed", "Pairing already completed",
+                           "this pairing already holds keys; poll it to read them");
+        return invalid_write_token("the write token is wrong or already spent");
+    }
+    if (!record_live(&m->h, now)) return pairing_not_found();
+    if (token.empty()) return invalid_write_token("send the write token as \"Authorization: Bearer <token>\"");
+    if (!token_matches) return invalid_write_token("the write token is wrong, expired or spent");
+
+    Result<Json> body = body_object(call.req);
+    if (!body) return body.error();
+    Result<Bytes> session_pub = decode_key(body->get(), "session_pub", 32);
+    if (!session_pub) return session_pub.error();
+    Result<Bytes> ecdh_pub = decode_key(body->get(), "ecdh_pub", 65);
+    if (!ecdh_pub) return ecdh_pub.error();
+    if (!ed25519_public_key_ok(*session_pub))
+        return problem(400, "invalid_key", "Invalid key",
+                       "session_pub is not a usable Ed25519 public key (non-canonical or small order)");
+    if (!p256_public_key_ok(*ecdh_pub))
+        return problem(400, "invalid_key", "Invalid key", "ecdh_pub is not an uncompressed point on P-256");
+
+    MailboxRecord* ready = update_record(call.store, m);
+    memcpy(ready->session_pub, session_pub->data(), 32);
+    memcpy(ready->ecdh_pub, ecdh_pub->data(), 65);
+    ready->h.flags |= kMailboxReady;
+    ready->h.expires_s = std::max(ready->h.expires_s, now + call.settings.mailbox_ttl_s);  // time to read
+    return no_content();
+}
+
+Response mailbox_poll(Call& call) {
+    std::string wait_arg = call.req.query_arg("wait");
+    uint32_t wait = 0;
+    if (!wait_arg.empty()) {
+        if (wait_arg.size() > 2 || wait_arg.find_first_not_of("0123456789") != std::string::npos ||
+            (wait = (uint32_t)std::stoul(wait_arg)) > kMaxWaitS)
+            return bad_request("wait must be a whole number of seconds from 0 to 30");
+    }
+    StoreLock lock(call.store);
+    const MailboxRecord* m = find_mailbox(call, *call.who.account);
+    if (!m) return pairing_not_found();
+    if (!(m->h.flags & kMailboxReady)) {
+        Response r = json_response(200, json_pack("{s:s}", "status", "pending"));
+        if (wait) r.poll_until_ms = call.req.now_ms + wait * 1000LL;
+        return r;
+    }
+    return json_response(200, json_pack("{s:s, s:s, s:s}", "status", "ready", "session_pub",
+                                        base64_encode(std::string_view((const char*)m->session_pub, 32)).c_str(),
+                                        "ecdh_pub",
+                                        base64_encode(std::string_view((const char*)m->ecdh_pub, 65)).c_str()));
+}
+
+Response mailbox_cancel(Call& call) {
+    StoreLock lock(call.store);
+    const MailboxRecord* m = find_mailbox(call, *call.who.account);
+    if (!m) return pairing_not_found();
+    call.store.remove(&m->h);
+    return no_content();
+}
+
+}  // namespace dp

@@ -1,0 +1,123 @@
+#include "core/otp.h"
+
+#include <cstring>
+
+#include "core/devices.h"
+#include "core/limiter.h"
+#include "core/qr.h"
+
+namespace dp {
+
+namespace {
+
+const char kInvalidCode[] = "Invalid or expired code";
+const char kTooMany[] = "Too many attempts";
+const char kUnavailable[] = "Pairing not available";
+
+Response invalid_code() {
+    return problem(401, "invalid_code", kInvalidCode, "the code is wrong or expired", kInvalidCode);
+}
+
+}  // namespace
+
+bool otp_live(Store& store, int64_t now_ms) {
+    StoreLock lock(store);
+    const OtpState& otp = store.shared().otp;
+    return otp.expires_ms > now_ms && !otp.burned;
+}
+
+std::string new_otp(Store& store, const Settings& settings, int64_t now_ms) {
+    char digits[8];
+    snprintf(digits, sizeof(digits), "%06u", random_below(1000000));
+    Digest hash = key_of("otp", digits);
+    StoreLock lock(store);
+    OtpState& otp = store.otp_for_update();
+    memcpy(otp.hash, hash.data(), 32);
+    otp.expires_ms = now_ms + settings.otp_ttl_ms;
+    otp.failures = 0;
+    otp.burned = 0;
+    return digits;
+}
+
+std::vector<std::string> otp_banner(const Settings& settings, const std::string& base, const std::string& otp,
+                                    int64_t now_ms) {
+    std::string url = base + "/pair#otp=" + otp;
+    std::vector<std::string> lines;
+    lines.push_back("device pairing: open " + base + "/pair on the device, or scan:");
+    for (std::string& row : qr_terminal_lines(url)) lines.push_back(std::move(row));
+    lines.push_back("OTP: " + otp + " (expires in " + std::to_string(settings.otp_ttl_ms / 60000) +
+                    " minutes, at " + iso8601_ms(now_ms + settings.otp_ttl_ms) +
+                    "); at most 10 guesses, P <= 1e-5");
+    return lines;
+}
+
+std::vector<std::string> otp_at_start(Store& store, const Settings& settings, int64_t now_ms) {
+    if (otp_live(store, now_ms)) return {};  // a reload keeps the live OTP
+    std::string otp = new_otp(store, settings, now_ms);
+    Request start;
+    start.host = "localhost";
+    return otp_banner(settings, base_url(settings, start), otp, now_ms);
+}
+
+Response health(Call&) { return json_response(200, json_pack("{s:s}", "status", "ok")); }
+
+Response pair_page(Call&) {
+    Response r;
+    r.content_type = "text/html; charset=utf-8";
+    r.body = kPairPageHtml;
+    return r;
+}
+
+Response pair_otp(Call& call) {
+    if (call.settings.operator_token_unavailable)
+        return problem(501, "pairing_unavailable", kUnavailable,
+                       "the gateway token file could not be read or created", kUnavailable);
+    Result<Json> body = body_object(call.req);
+    if (!body) return body.error();
+    auto code = json_string_member(body->get(), "otp");
+    if (!code) return bad_request("\"otp\" must be a string of 6 digits");
+    std::string name =
+        json_string_member(body->get(), "name").value_or(user_agent_summary(call.req.user_agent));
+
+    const int64_t now = call.req.now_ms;
+    Digest presented = key_of("otp", *code);
+    StoreLock lock(call.store);
+    Limiter limiter(call.store, "otp-limit", call.addr);
+    if (int wait = limiter.retry_after(now)) return rate_limited(wait, kTooMany);
+
+    const OtpState& otp = call.store.shared().otp;
+    const bool live = otp.expires_ms > now && !otp.burned;
+    if (live && ct_equal(otp.hash, presented.data(), 32)) {
+        Result<std::string> token = issue_device(call.store, Role::Owner, PairMethod::Otp, name, call.addr, to_s(now));
+        if (!token) return token.error();
+        call.store.otp_for_update().expires_ms = 0;  // single use
+        limiter.succeeded();
+        Response r = json_response(200, json_pack("{s:s}", "token", token->c_str()));
+        r.durable = true;
+        return r;
+    }
+    limiter.failed(now);
+    if (live && ++call.store.otp_for_update().failures >= kOtpBurnAfter) {
+        call.store.otp_for_update().burned = 1;
+        Response r = invalid_code();
+        r.notices.push_back("device pairing: OTP burned after " + std::to_string(kOtpBurnAfter) +
+                            " failed attempts; GET /pair/refresh or reload nginx for a new one");
+        return r;
+    }
+    return invalid_code();
+}
+
+Response pair_refresh(Call& call) {
+    const int64_t now = call.req.now_ms;
+    std::string otp = new_otp(call.store, call.settings, now);
+    std::string url = base_url(call.settings, call.req);
+    std::string pairing_url = url + "/pair#otp=" + otp;
+    Response r = json_response(
+        200, json_pack("{s:s, s:s, s:s, s:s}", "otp", otp.c_str(), "expires_at",
+                       iso8601_ms(now + call.settings.otp_ttl_ms).c_str(), "pairing_url", pairing_url.c_str(),
+                       "qr_svg", qr_svg(pairing_url).c_str()));
+    r.notices = otp_banner(call.settings, url, otp, now);
+    return r;
+}
+
+}  // namespace dp

@@ -1,0 +1,30 @@
+// What one server block configures; built once per configuration load.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/crypto.h"
+#include "core/files.h"
+
+namespace dp {
+
+struct Settings {
+    std::optional<Digest> operator_token_hash;
+    bool operator_token_unavailable = false;  // a token file is configured but unusable
+    std::vector<DeviceKey> device_keys;
+    std::shared_ptr<Ed25519Identity> identity;
+    std::string public_url;                  // empty: scheme://Host of the request
+    std::string app_url = "devicepairing://pair?code=$code&host=$host";
+    int64_t otp_ttl_ms = 600000;
+    uint32_t mailbox_ttl_s = 300;
+    uint32_t code_ttl_s = 600;
+    uint32_t max_pairings_per_account = 16;
+    size_t max_body = 16384;
+    size_t max_attest_data = 4096;
+};
+
+}  // namespace dp

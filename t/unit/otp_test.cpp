@@ -1,0 +1,72 @@
+// Seed 000: OTP pairing, lockout, burn, refresh.
+#include <gtest/gtest.h>
+
+#include "harness.h"
+
+using namespace dp;
+
+TEST(Otp, SingleUseAndExpiry) {
+    Harness h;
+    h.settings.otp_ttl_ms = 600000;
+    std::string otp = h.new_otp(kT0);
+    ASSERT_EQ(otp.size(), 6u);
+    Response r = h.pair(otp, kT0 + 1000);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(field(r, "token").rfind("dp_tok_", 0), 0u);
+    EXPECT_TRUE(r.durable);
+    EXPECT_EQ(h.pair(otp, kT0 + 2000).status, 401);
+    otp = h.new_otp(kT0);
+    EXPECT_EQ(h.pair(otp, kT0 + 600000).status, 401) << "expired after the TTL";
+    EXPECT_EQ(h.store.state().devices, 1u);
+}
+
+TEST(Otp, LockoutWindowRestartsOnEveryFailure) {
+    Harness h;
+    std::string otp = h.new_otp(kT0);
+    std::string wrong = otp == "000000" ? "111111" : "000000";
+    for (int i = 0; i < 5; i++) EXPECT_EQ(h.pair(wrong, kT0 + i).status, 401);
+    Response r = h.pair(otp, kT0 + 10);
+    EXPECT_EQ(r.status, 429);
+    EXPECT_EQ(r.headers[0], (std::pair<std::string, std::string>("Retry-After", "60")));
+    // 59 s after the locked attempt: still locked, and that attempt restarts the window.
+    EXPECT_EQ(h.pair(otp, kT0 + 10 + 59000).status, 429);
+    EXPECT_EQ(h.pair(otp, kT0 + 10 + 59000 + 59000).status, 429);
+    // 60 s of quiet lifts it.
+    EXPECT_EQ(h.pair(otp, kT0 + 10 + 59000 + 59000 + 60000).status, 200);
+}
+
+TEST(Otp, FailuresSpacedOverAMinuteDoNotLockOut) {
+    Harness h;
+    std::string otp = h.new_otp(kT0);
+    std::string wrong = otp == "000000" ? "111111" : "000000";
+    for (int i = 0; i < 8; i++) EXPECT_EQ(h.pair(wrong, kT0 + i * 61000LL).status, 401);
+    EXPECT_EQ(h.pair(otp, kT0 + 9 * 61000LL).status, 200);
+}
+
+TEST(Otp, BurnedAfterTenFailuresFromAnyAddress) {
+    Harness h;
+    std::string otp = h.new_otp(kT0);
+    std::string wrong = otp == "000000" ? "111111" : "000000";
+    Response last;
+    for (int i = 0; i < 10; i++) {
+        h.addr.bytes[3] = (uint8_t)(10 + i);  // a new address each time: no lockout
+        last = h.pair(wrong, kT0 + i);
+        EXPECT_EQ(last.status, 401);
+    }
+    EXPECT_EQ(last.notices.size(), 1u);
+    h.addr.bytes[3] = 99;
+    EXPECT_EQ(h.pair(otp, kT0 + 100).status, 401) << "burned";
+    EXPECT_FALSE(otp_live(h.store, kT0 + 100));
+    EXPECT_EQ(h.pair(h.new_otp(kT0 + 200), kT0 + 300).status, 200);
+}
+
+TEST(Otp, FullStoreAnswers503AndKeepsTheOtp) {
+    Harness h;
+    std::string otp = h.new_otp(kT0);
+    h.store.capacity = 0;
+    Response r = h.pair(otp, kT0 + 1);
+    EXPECT_EQ(r.status, 503);
+    EXPECT_EQ(field(r, "code"), "zone_full");
+    h.store.capacity = SIZE_MAX;
+    EXPECT_EQ(h.pair(otp, kT0 + 2).status, 200) << "the failed attempt changed nothing";
+}

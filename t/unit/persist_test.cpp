@@ -1,0 +1,42 @@
+// The state file: snapshot codec and the writer behind the Disk interface.
+#include <gtest/gtest.h>
+
+#include "core/persist/disk.h"
+#include "core/persist/snapshot.h"
+#include "harness.h"
+
+using namespace dp;
+
+TEST(StateFile, RoundTripAndCorruption) {
+    Harness h;
+    std::string otp = h.new_otp(kT0);
+    ASSERT_EQ(h.pair(otp, kT0).status, 200);
+    std::string bytes = h.locked([&] { return serialize_state(h.store); });
+
+    MemoryStore copy;
+    std::string err;
+    ASSERT_TRUE(load_state(copy, bytes, (uint32_t)(kT0 / 1000), &err)) << err;
+    EXPECT_EQ(copy.state().devices, 1u);
+    EXPECT_EQ(copy.count(), h.store.count());
+
+    std::string corrupt = bytes;
+    corrupt[40] ^= 1;
+    MemoryStore other;
+    EXPECT_FALSE(load_state(other, corrupt, 0, &err));
+    EXPECT_NE(err.find("checksum"), std::string::npos);
+    EXPECT_FALSE(load_state(other, bytes.substr(0, bytes.size() - 1), 0, &err));
+    std::string future = bytes;
+    future[8] = 9;
+    EXPECT_FALSE(load_state(other, future, 0, &err));
+    EXPECT_NE(err.find("version 9"), std::string::npos);
+}
+
+TEST(StateFile, DropsExpiredRecordsOnLoad) {
+    Harness h;
+    h.settings.device_keys.push_back({sha256("k"), "alice"});
+    ASSERT_EQ(h.call("POST", "/api/v1/device-pairing", "", kT0, "", "k").status, 201);
+    MemoryStore copy;
+    std::string err;
+    ASSERT_TRUE(load_state(copy, h.locked([&] { return serialize_state(h.store); }), (uint32_t)(kT0 / 1000) + 301, &err));
+    EXPECT_EQ(copy.count(), 0u);
+}
