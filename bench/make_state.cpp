@@ -6,7 +6,8 @@
 #include <cstring>
 #include <vector>
 
-#include "core/state_file.h"
+#include "core/persist/disk.h"
+#include "core/persist/snapshot.h"
 
 namespace {
 
@@ -14,21 +15,22 @@ namespace {
 class DeviceVector final : public dp::Store {
    public:
     std::vector<dp::DeviceRecord> devices;
-    void lock() override {}
-    void unlock() override {}
-    dp::RecordHeader* find(dp::Kind, const dp::Digest&) override { return nullptr; }
-    dp::RecordHeader* insert(dp::Kind, const dp::Digest&, uint32_t,
-                             const std::function<void(dp::RecordHeader*)>&) override {
-        return nullptr;
-    }
-    void remove(dp::RecordHeader*) override {}
-    void for_each(dp::Kind kind, const std::function<void(dp::RecordHeader*)>& visit) override {
+    void for_each(dp::Kind kind, const std::function<void(const dp::RecordHeader*)>& visit) override {
         if (kind == dp::Kind::Device)
             for (auto& d : devices) visit(&d.h);
     }
-    dp::SharedState& shared() override { return state_; }
     size_t total_bytes() override { return 0; }
     size_t free_bytes() override { return 0; }
+
+   protected:
+    void lock() override {}
+    void unlock() override {}
+    dp::RecordHeader* do_find(dp::Kind, const dp::Digest&) override { return nullptr; }
+    dp::RecordHeader* do_insert(dp::Kind, const dp::Digest&, const std::function<void(dp::RecordHeader*)>&) override {
+        return nullptr;
+    }
+    void do_remove(dp::RecordHeader*) override {}
+    dp::SharedState& raw_shared() override { return state_; }
 
    private:
     dp::SharedState state_{};
@@ -60,7 +62,8 @@ int main(int argc, char** argv) {
         d.name_len = 5;
     }
     std::string error;
-    if (!dp::write_file_atomically(argv[2], dp::serialize_state(store), &error)) {
+    dp::PosixDisk disk;
+    if (!disk.write_atomically(argv[2], dp::serialize_state(store), &error)) {
         fprintf(stderr, "%s\n", error.c_str());
         return 1;
     }

@@ -32,6 +32,22 @@ is($t->get('/either/x', token => $token)->{content}, "id= account= method=device
 is($t->get('/either/x', device_key => $key)->{content}, "id= account= method=device_key\n", 'any: device key');
 DPTest::is_problem($t->get('/either/x'), 401, 'authentication_required', 'any: nothing');
 
+# Two stored hashes that share 31 of 32 bytes: only the exact one matches,
+# whichever comes first in the file.
+{
+    my $alice_hash = sha256_hex($key);
+    my $near = substr($alice_hash, 0, 62) . sprintf('%02x', hex(substr($alice_hash, 62)) ^ 1);
+    my $p = DPTest->new;
+    $p->standard(device_keys => "mallory $near\nalice $alice_hash\n");
+    $p->start;
+    is($p->get('/keyed/x', device_key => $key)->{content}, "id= account=alice method=device_key\n",
+        'a key whose hash differs from another only in the last byte is its own account');
+    $p->write_file('device-keys', "mallory $near\n");
+    $p->reload;
+    DPTest::is_problem($p->get('/keyed/x', device_key => $key), 401, 'invalid_device_key', 'and alone it matches nothing');
+    $p->finish;
+}
+
 # Hashes, not keys, in the keys file; a bad line fails nginx -t with its number.
 my $bad = DPTest->new;
 $bad->write_file('device-keys', "alice " . sha256_hex($key) . "\nbob not-a-hash\n");

@@ -128,6 +128,7 @@ DPTest::is_problem($t->post('/api/devices/pairing/approve', token => $op, json =
 
 # Roles: devices may approve, not list pending or revoke others.
 DPTest::is_problem($t->get('/api/devices/pairing/pending', token => $device_token), 403, 'forbidden', 'pending is owner-only');
+DPTest::is_problem($t->get('/api/devices/stats', token => $device_token), 403, 'forbidden', 'stats are owner-only');
 my $req2 = $t->post('/api/devices/pairing/request', json => { requesterId => 'tablet' })->{json};
 is($t->post('/api/devices/pairing/reject', token => $device_token, json => { code => $req2->{formatted} })->{json}{status}, 'rejected', 'a device may reject');
 is($t->get("/api/devices/pairing/status/$req2->{requestId}")->{json}{status}, 'rejected', 'status: rejected');

@@ -41,6 +41,8 @@ Response json_response(int status, json_t* body) {
     return r;
 }
 
+Response internal_error() { return problem(500, "internal_error", "Internal error", "see the error log"); }
+
 Response no_content() {
     Response r;
     r.status = 204;

@@ -74,6 +74,7 @@ class Result {
 Response problem(int status, const std::string& code, const std::string& title,
                  const std::string& detail, const char* legacy_error = nullptr);
 Response json_response(int status, json_t* body);  // steals the reference
+Response internal_error();  // 500: what a handler that failed unexpectedly answers
 Response no_content();
 
 }  // namespace dp

@@ -59,7 +59,7 @@ dp::Request build_request(ngx_http_request_t* r) {
 
 ngx_int_t internal_error(ngx_http_request_t* r) {
     try {
-        return send_response(r, dp::problem(500, "internal_error", "Internal error", "see the error log"));
+        return send_response(r, dp::internal_error());
     } catch (...) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

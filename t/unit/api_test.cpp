@@ -24,3 +24,49 @@ TEST(Router, MethodsAndParams) {
     EXPECT_EQ(api_route("PUT", "/api/v1/device-pairing/x").auth, RouteAuth::None);  // write token, in the handler
     EXPECT_EQ(api_route("GET", "/api/devices/pairing/status/x").auth, RouteAuth::None);  // the id is the capability
 }
+
+namespace {
+
+Request head(const char* content_type, int64_t length) {
+    Request r;
+    r.content_type = content_type;
+    r.content_length = length;
+    r.has_body = length != 0;
+    return r;
+}
+
+}  // namespace
+
+TEST(Api, PrecheckDecides404405415And413BeforeTheBody) {
+    Settings s;
+    s.max_body = 100;
+    auto code = [&](const char* method, const char* path, const Request& req) {
+        auto early = api_precheck(api_route(method, path), req, s);
+        return early ? field(*early, "code") : std::string("go");
+    };
+    EXPECT_EQ(code("GET", "/nope", head("", 0)), "not_found");
+    auto r = api_precheck(api_route("DELETE", "/health"), head("", 0), s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 405);
+    EXPECT_EQ(r->headers[0], (std::pair<std::string, std::string>("Allow", "GET")));
+    EXPECT_EQ(code("POST", "/pair", head("application/x-www-form-urlencoded", 10)), "unsupported_media_type");
+    EXPECT_EQ(code("POST", "/pair", head("", 10)), "unsupported_media_type");
+    EXPECT_EQ(code("POST", "/pair", head("application/json", 101)), "body_too_large");
+    EXPECT_EQ(code("POST", "/pair", head("Application/JSON; charset=utf-8", 100)), "go");
+    EXPECT_EQ(code("POST", "/pair", head("application/merge-patch+json", 10)), "go");
+    EXPECT_EQ(code("POST", "/pair", head("", 0)), "go") << "no body: the handler says what is missing";
+    EXPECT_EQ(code("GET", "/health", head("text/plain", 10)), "go") << "bodiless routes ignore the media type";
+}
+
+TEST(Api, RoutesNeedTheirCredentialBeforeTheHandlerRuns) {
+    Harness h;
+    for (auto [method, path] : {std::pair{"GET", "/pair/refresh"}, {"GET", "/api/devices"}, {"POST", "/api/devices/attest"},
+                                {"GET", "/api/devices/stats"}, {"POST", "/api/devices/pairing/cleanup"}}) {
+        Response r = h.call(method, path, "", kT0);
+        EXPECT_EQ(r.status, 401) << path;
+        EXPECT_EQ(field(r, "code"), "authentication_required") << path;
+    }
+    Response r = h.call("POST", "/api/v1/device-pairing", "", kT0);
+    EXPECT_EQ(r.status, 401);
+    EXPECT_EQ(r.headers[0].second, "DeviceKey realm=\"device-pairing\"");
+}

@@ -30,6 +30,26 @@ TEST(Crypto, RandomAndKeys) {
     EXPECT_FALSE(ct_equal(sha256_labeled("x", "a"), sha256_labeled("y", "a")));
 }
 
+TEST(Crypto, EverySmallOrderEd25519EncodingIsRejected) {
+    // The eight small-order points and their sign-flipped twins.
+    const char* const small_order[] = {
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000080",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    };
+    for (const char* hex : small_order) EXPECT_FALSE(ed25519_public_key_ok(*hex_decode(hex))) << hex;
+    // Non-canonical encodings of 0 and 1 (y >= p).
+    EXPECT_FALSE(ed25519_public_key_ok(*hex_decode("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")));
+    EXPECT_FALSE(ed25519_public_key_ok(*hex_decode("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")));
+}
+
 TEST(Qr, TerminalAndSvg) {
     auto lines = qr_terminal_lines("http://gw.local/pair#otp=123456");
     ASSERT_GT(lines.size(), 10u);

@@ -70,3 +70,25 @@ TEST(Otp, FullStoreAnswers503AndKeepsTheOtp) {
     h.store.capacity = SIZE_MAX;
     EXPECT_EQ(h.pair(otp, kT0 + 2).status, 200) << "the failed attempt changed nothing";
 }
+
+TEST(Otp, OtpDigestDifferingInItsLastByteIsWrong) {
+    Harness h;
+    std::string otp = h.new_otp(kT0);
+    h.locked([&] {
+        Digest almost = last_byte_flipped(key_of("otp", otp));
+        memcpy(h.store.otp_for_update().hash, almost.data(), 32);
+        return 0;
+    });
+    EXPECT_EQ(h.pair(otp, kT0 + 1).status, 401);
+}
+
+TEST(Otp, MalformedBodiesAre400AndUnavailableTokenFileIs501) {
+    Harness h;
+    h.new_otp(kT0);
+    EXPECT_EQ(h.call("POST", "/pair", "{\"otp\":123456}", kT0).status, 400);
+    EXPECT_EQ(h.call("POST", "/pair", "{\"otp\":", kT0).status, 400);
+    h.settings.operator_token_unavailable = true;
+    Response r = h.call("POST", "/pair", "{\"otp\":\"123456\"}", kT0);
+    EXPECT_EQ(r.status, 501);
+    EXPECT_EQ(field(r, "error"), "Pairing not available");
+}

@@ -1,0 +1,97 @@
+// The store's contract, which the zone shares: locking, duplicate refusal,
+// the dirty mark on every change, expiry and eviction, counters on removal.
+#include <gtest/gtest-spi.h>
+#include <gtest/gtest.h>
+
+#include "harness.h"
+
+using namespace dp;
+
+namespace {
+
+Digest key(const char* s) { return sha256(s); }
+
+LimiterRecord* limiter_expiring(Store& store, const char* name, uint32_t now_s, uint32_t expires_s) {
+    return insert_record<LimiterRecord>(store, Kind::Limiter, key(name), now_s,
+                                        [&](LimiterRecord* r) { r->h.expires_s = expires_s; });
+}
+
+}  // namespace
+
+TEST(Store, AccessOutsideTheLockFailsTheTest) {
+    MemoryStore store;
+    EXPECT_NONFATAL_FAILURE(store.find(Kind::Device, key("x")), "outside a StoreLock");
+    EXPECT_NONFATAL_FAILURE(store.shared(), "outside a StoreLock");
+}
+
+TEST(Store, DuplicateInsertIsRefused) {
+    MemoryStore store;
+    StoreLock lock(store);
+    ASSERT_TRUE(limiter_expiring(store, "a", 1, 0));
+    EXPECT_FALSE(limiter_expiring(store, "a", 1, 0));
+    EXPECT_EQ(store.count(Kind::Limiter), 1u);
+}
+
+TEST(Store, EveryChangeMarksTheStateDirtyOncePerTransaction) {
+    MemoryStore store;
+    auto dirty = [&] { return store.state().dirty; };
+    { StoreLock lock(store); limiter_expiring(store, "a", 1, 0); }
+    EXPECT_EQ(dirty(), 1u) << "insert";
+    { StoreLock lock(store); store.find(Kind::Limiter, key("a")); store.shared(); }
+    EXPECT_EQ(dirty(), 1u) << "reads change nothing";
+    { StoreLock lock(store); store.update(store.find(Kind::Limiter, key("a")))->flags = 1; }
+    EXPECT_EQ(dirty(), 2u) << "update";
+    { StoreLock lock(store); store.otp_for_update().failures++; }
+    EXPECT_EQ(dirty(), 3u) << "the OTP";
+    { StoreLock lock(store); store.remove(store.find(Kind::Limiter, key("a"))); }
+    EXPECT_EQ(dirty(), 4u) << "remove";
+    {
+        StoreLock lock(store);
+        limiter_expiring(store, "b", 1, 0);
+        limiter_expiring(store, "c", 1, 0);
+    }
+    EXPECT_EQ(dirty(), 5u) << "one transaction, one mark";
+}
+
+TEST(Store, ExpiredRecordsMakeRoomButDevicesAreNeverEvicted) {
+    MemoryStore store;
+    store.capacity = 2;
+    StoreLock lock(store);
+    ASSERT_TRUE(insert_record<DeviceRecord>(store, Kind::Device, key("dev"), 100, [](DeviceRecord*) {}));
+    ASSERT_TRUE(limiter_expiring(store, "old", 100, 101));
+    EXPECT_FALSE(limiter_expiring(store, "new", 100, 0)) << "full, nothing expired yet";
+    EXPECT_TRUE(limiter_expiring(store, "new", 101, 0)) << "the expired limiter made room";
+    EXPECT_FALSE(limiter_expiring(store, "more", 5000, 0)) << "a device is never evicted";
+    EXPECT_EQ(store.shared().devices, 1u);
+}
+
+TEST(Store, SweepDropsExpiredRecordsAtMostOncePerSecond) {
+    MemoryStore store;
+    StoreLock lock(store);
+    limiter_expiring(store, "a", 100, 101);
+    limiter_expiring(store, "b", 101, 0);  // sweeps at 101: "a" goes
+    EXPECT_FALSE(store.find(Kind::Limiter, key("a")));
+    limiter_expiring(store, "c", 101, 101);
+    limiter_expiring(store, "d", 101, 0);  // same second: no second walk
+    EXPECT_TRUE(store.find(Kind::Limiter, key("c")));
+}
+
+TEST(Store, RemovingAMailboxKeepsItsAccountCounterRight) {
+    MemoryStore store;
+    StoreLock lock(store);
+    uint8_t account[16] = {7};
+    auto mailbox = [&](const char* name) {
+        auto* m = insert_record<MailboxRecord>(store, Kind::Mailbox, key(name), 1,
+                                               [&](MailboxRecord* m) { memcpy(m->account_hash, account, 16); });
+        EXPECT_TRUE(count_mailbox(store, m, 1));
+        return m;
+    };
+    MailboxRecord* a = mailbox("a");
+    mailbox("b");
+    EXPECT_EQ(live_mailboxes(store, account), 2u);
+    store.remove(&a->h);
+    EXPECT_EQ(live_mailboxes(store, account), 1u);
+    store.remove(store.find(Kind::Mailbox, key("b")));
+    EXPECT_EQ(live_mailboxes(store, account), 0u);
+    EXPECT_EQ(store.count(Kind::AccountCount), 0u) << "the last mailbox takes its counter with it";
+}
