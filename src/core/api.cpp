@@ -20,7 +20,8 @@ const RouteSpec kRoutes[] = {
     {"GET", "/health", Route::Health, kNoBody, kNone, kAnyRole, health},
     {"POST", "/pair", Route::PairOtp, kBody, kNone, kAnyRole, pair_otp},
     {"GET", "/pair", Route::PairPage, kNoBody, kNone, kAnyRole, pair_page},
-    {"GET", "/pair/refresh", Route::PairRefresh, kNoBody, kBearer, kAnyRole, pair_refresh},
+    // Owner-only: the new OTP mints owners, so a device must not see it.
+    {"GET", "/pair/refresh", Route::PairRefresh, kNoBody, kBearer, kOwner, pair_refresh},
     {"POST", "/api/v1/device-pairing", Route::MailboxMint, kNoBody, kKey, kAnyRole, mailbox_mint},
     // The write token is checked by the handler: it belongs to the mailbox.
     {"PUT", "/api/v1/device-pairing/{}", Route::MailboxDeposit, kBody, kNone, kAnyRole, mailbox_deposit},
@@ -32,7 +33,9 @@ const RouteSpec kRoutes[] = {
     {"POST", "/api/devices/pairing/request", Route::CodeRequest, kBody, kNone, kAnyRole, code_request},
     {"POST", "/api/devices/pairing/approve", Route::CodeApprove, kBody, kBearer, kAnyRole, code_approve},
     {"POST", "/api/devices/pairing/reject", Route::CodeReject, kBody, kBearer, kAnyRole, code_reject},
-    // The request id is the capability.
+    // The request id is the capability: POST keeps it out of the URL (and the
+    // access log); the GET form stays for seed 002's clients.
+    {"POST", "/api/devices/pairing/status", Route::CodeStatus, kBody, kNone, kAnyRole, code_status_post},
     {"GET", "/api/devices/pairing/status/{}", Route::CodeStatus, kNoBody, kNone, kAnyRole, code_status},
     {"GET", "/api/devices/pairing/pending", Route::CodePending, kNoBody, kBearer, kOwner, code_pending},
     {"GET", "/api/devices/pairing/qr", Route::CodeQr, kNoBody, kNone, kAnyRole, code_qr},

@@ -15,6 +15,13 @@ Response zone_full() {
                    "the shared-memory zone has no room left; try again later");
 }
 
+Response quota_full(const char* what) {
+    Response r = problem(503, "quota_exceeded", "Quota exceeded",
+                         std::string("the zone's share for ") + what + " is used up; try again later");
+    r.header("Retry-After", "60");
+    return r;
+}
+
 Response forbidden(const char* detail) { return problem(403, "forbidden", "Forbidden", detail); }
 
 Result<Json> body_object(const Request& req, bool empty_ok) {
@@ -39,10 +46,30 @@ std::string bearer_token(std::string_view authorization, bool* malformed) {
     return std::string(token);
 }
 
-std::string base_url(const Settings& settings, const Request& req) {
+namespace {
+
+Response invalid_host() {
+    return problem(400, "invalid_host", "Invalid Host header",
+                   "the Host header is not a valid host[:port]; set device_pairing_url to publish a fixed URL");
+}
+
+}  // namespace
+
+Result<std::string> base_url(const Settings& settings, const Request& req) {
+    if (settings.public_url.empty() && !valid_host(req.host)) return invalid_host();
     std::string url = settings.public_url.empty() ? req.scheme + "://" + req.host : settings.public_url;
     while (!url.empty() && url.back() == '/') url.pop_back();
     return url;
+}
+
+Result<std::string> public_host(const Settings& settings, const Request& req) {
+    if (settings.public_url.empty()) {
+        if (!valid_host(req.host)) return invalid_host();
+        return req.host;
+    }
+    const std::string& url = settings.public_url;
+    size_t start = url.find("://") == std::string::npos ? 0 : url.find("://") + 3;
+    return url.substr(start, url.find('/', start) - start);
 }
 
 std::string addr_text(const ClientAddr& a) {

@@ -28,6 +28,8 @@ inline Digest key_of(std::string_view label, std::string_view value) { return sh
 
 Response bad_request(const std::string& detail);
 Response zone_full();
+// 503 quota_exceeded: what anonymous clients may keep in the zone is used up.
+Response quota_full(const char* what);
 Response forbidden(const char* detail);
 
 // The body as one JSON object; an empty body counts as {} when allowed.
@@ -37,8 +39,11 @@ Result<Json> body_object(const Request& req, bool empty_ok = false);
 // the header is present but not a bearer credential).
 std::string bearer_token(std::string_view authorization, bool* malformed);
 
-// The public base URL: device_pairing_url, or scheme://Host of the request.
-std::string base_url(const Settings& settings, const Request& req);
+// The public base URL: device_pairing_url, or scheme://Host of the request;
+// a Host that is not a valid host[:port] is a 400 and builds nothing.
+Result<std::string> base_url(const Settings& settings, const Request& req);
+// The host[:port] of that URL, for the app URL's $host.
+Result<std::string> public_host(const Settings& settings, const Request& req);
 
 std::string addr_text(const ClientAddr& a);
 std::string device_id_text(const uint8_t id[8]);

@@ -14,6 +14,7 @@ namespace {
 constexpr uint32_t kExpiredVisibleS = 600;  // an expired code request answers "expired" this long
 const char kCodeAlphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";  // no 0/O, 1/I/L
 constexpr size_t kCodeLength = 9;
+constexpr uint32_t kRequestsPerMinute = 10;  // code requests one address may make a minute
 
 struct NewRequest {
     std::string request_id, code;
@@ -30,6 +31,8 @@ Result<NewRequest> create_code_request(Call& call, const std::string& requester,
     const uint32_t now = to_s(now_ms);
 
     StoreLock lock(call.store);
+    if (!within_budget(call.store, "code-request-budget", call.addr, kRequestsPerMinute, now_ms))
+        return rate_limited((int)(kLimitWindowMs / 1000), nullptr);
     auto* r = insert_record<CodeRequestRecord>(
         call.store, Kind::CodeRequest, key_of("request", out.request_id), now, [&](CodeRequestRecord* r) {
             r->code_expires_s = to_s(out.expires_ms);
@@ -40,7 +43,7 @@ Result<NewRequest> create_code_request(Call& call, const std::string& requester,
             r->meta_len = (uint16_t)meta.size();
             memcpy(r->meta, meta.data(), meta.size());
         });
-    if (!r) return zone_full();
+    if (!r) return quota_full("pairing-code requests");
     return out;
 }
 
@@ -98,7 +101,7 @@ Response code_decide(Call& call, bool approve) {
 
     StoreLock lock(call.store);
     Limiter limiter(call.store, "code-limit", call.addr);
-    if (int wait = limiter.retry_after(req.now_ms)) return rate_limited(wait, nullptr);
+    if (int wait = limiter.admit(req.now_ms)) return rate_limited(wait, nullptr);
     const CodeRequestRecord* found = nullptr;
     call.store.for_each(Kind::CodeRequest, [&](const RecordHeader* h) {
         auto* r = as<CodeRequestRecord>(h);
@@ -123,10 +126,12 @@ Response code_decide(Call& call, bool approve) {
 
 }  // namespace
 
-Response code_status(Call& call) {
+namespace {
+
+Response status_of(Call& call, const std::string& request_id) {
     const uint32_t now = call.now_s();
     StoreLock lock(call.store);
-    auto* r = as<CodeRequestRecord>(call.store.find(Kind::CodeRequest, key_of("request", call.param)));
+    auto* r = as<CodeRequestRecord>(call.store.find(Kind::CodeRequest, key_of("request", request_id)));
     if (!r || !record_live(&r->h, now))
         return problem(404, "request_not_found", "Request not found", "no such pairing request");
     switch (r->status) {
@@ -150,6 +155,18 @@ Response code_status(Call& call) {
     return resp;
 }
 
+}  // namespace
+
+Response code_status(Call& call) { return status_of(call, call.param); }
+
+Response code_status_post(Call& call) {
+    Result<Json> body = body_object(call.req);
+    if (!body) return body.error();
+    auto id = json_string_member(body->get(), "requestId");
+    if (!id || id->empty() || id->size() > 128) return bad_request("\"requestId\" must be the request's id");
+    return status_of(call, *id);
+}
+
 Response code_pending(Call& call) {
     const uint32_t now = call.now_s();
     Json list(json_array());
@@ -159,7 +176,7 @@ Response code_pending(Call& call) {
         if (r->status != CodeStatus::Pending || r->code_expires_s <= now) return;
         json_error_t err;
         json_t* meta = json_loadb(r->meta, r->meta_len, 0, &err);
-        json_array_append_new(
+        json_checked_append(
             list.get(), json_pack("{s:s, s:s#, s:o, s:s, s:s}", "ref",
                                   hex_encode(std::string_view((char*)r->h.key, 4)).c_str(), "requesterId",
                                   r->requester, (int)r->requester_len, "meta", meta ? meta : json_object(),
@@ -169,22 +186,29 @@ Response code_pending(Call& call) {
     return json_response(200, json_pack("{s:O}", "requests", list.get()));
 }
 
+std::string expand_app_url(std::string_view tmpl, const std::string& code, const std::string& host) {
+    std::string out;
+    for (size_t i = 0; i < tmpl.size(); i++) {
+        std::string_view rest = tmpl.substr(i);
+        if (rest.rfind("$code", 0) == 0) {
+            out += percent_encode(code);
+            i += 4;
+        } else if (rest.rfind("$host", 0) == 0) {
+            out += percent_encode(host);
+            i += 4;
+        } else {
+            out += tmpl[i];
+        }
+    }
+    return out;
+}
+
 Response code_qr(Call& call) {
-    const Request& req = call.req;
+    Result<std::string> host = public_host(call.settings, call.req);
+    if (!host) return host.error();  // before the request is made: a bad Host changes nothing
     auto created = create_code_request(call, "qr", "{}");
     if (!created) return created.error();
-    std::string url = call.settings.app_url;
-    auto replace = [&](const std::string& var, const std::string& value) {
-        for (size_t pos; (pos = url.find(var)) != std::string::npos;) url.replace(pos, var.size(), value);
-    };
-    std::string host = req.host;
-    if (!call.settings.public_url.empty()) {
-        host = call.settings.public_url.substr(call.settings.public_url.find("://") == std::string::npos
-                                               ? 0 : call.settings.public_url.find("://") + 3);
-        host = host.substr(0, host.find('/'));
-    }
-    replace("$code", format_code(created->code, '-'));
-    replace("$host", host);
+    std::string url = expand_app_url(call.settings.app_url, format_code(created->code, '-'), *host);
     return json_response(200, json_pack("{s:s, s:s, s:s, s:s}", "qrSvg", qr_svg(url).c_str(), "pairingUrl",
                                         url.c_str(), "requestId", created->request_id.c_str(),
                                         "expiresAt", iso8601_ms(created->expires_ms).c_str()));

@@ -8,12 +8,12 @@ namespace dp {
 
 namespace {
 
+// Names come from clients (a body or a User-Agent): stored as valid UTF-8,
+// cut on a character boundary, without control characters.
 void copy_name(DeviceRecord* d, const std::string& name) {
-    // Truncate on a UTF-8 character boundary.
-    size_t n = std::min(name.size(), sizeof(d->name));
-    while (n > 0 && n < name.size() && ((uint8_t)name[n] & 0xc0) == 0x80) n--;
-    memcpy(d->name, name.data(), n);
-    d->name_len = (uint8_t)n;
+    std::string clean = sanitize_utf8(name, sizeof(d->name));
+    memcpy(d->name, clean.data(), clean.size());
+    d->name_len = (uint8_t)clean.size();
 }
 
 const char* method_name(PairMethod m) {
@@ -60,18 +60,19 @@ Response device_list(Call& call) {
             ClientAddr a;
             a.len = d->addr_len;
             memcpy(a.bytes, d->addr, sizeof(a.bytes));
+            std::string name = sanitize_utf8(std::string_view(d->name, d->name_len), sizeof(d->name));
             rows.push_back({h->created_s,
-                            json_pack("{s:s, s:s#, s:s, s:s, s:s, s:s, s:s}", "id", device_id_text(d->id).c_str(),
-                                      "name", d->name, (int)d->name_len, "role",
+                            json_checked(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", device_id_text(d->id).c_str(),
+                                      "name", name.c_str(), "role",
                                       d->role == Role::Owner ? "owner" : "device", "method",
                                       method_name(d->method), "createdAt", iso8601_ms(h->created_s * 1000LL).c_str(),
                                       "lastSeenAt", iso8601_ms(d->last_seen_s * 1000LL).c_str(), "lastAddress",
-                                      addr_text(a).c_str())});
+                                      addr_text(a).c_str()))});
         });
     }
     std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.created < b.created; });
     Json list(json_array());
-    for (Row& r : rows) json_array_append_new(list.get(), r.json);
+    for (Row& r : rows) json_checked_append(list.get(), r.json);
     return json_response(200, json_pack("{s:O}", "devices", list.get()));
 }
 
@@ -81,14 +82,8 @@ Response zone_stats(Call& call) {
     static const char* const names[kKindCount] = {"devices", "limiters", "mailboxes", "codeRequests", "nonces",
                                                   "accountCounters"};
     StoreLock lock(call.store);
-    for (size_t k = 0; k < kKindCount; k++) {
-        json_int_t n = 0;
-        if ((Kind)k == Kind::Device)
-            n = (json_int_t)call.store.shared().devices;  // a counter: no walk over a million devices
-        else
-            call.store.for_each((Kind)k, [&](const RecordHeader*) { n++; });
-        json_object_set_new(kinds, names[k], json_integer(n));
-    }
+    for (size_t k = 0; k < kKindCount; k++)  // counters: no walk over a million records
+        json_object_set_new(kinds, names[k], json_checked(json_integer((json_int_t)call.store.shared().records[k])));
     return json_response(200, json_pack("{s:o, s:I, s:I}", "records", kinds, "zoneBytes",
                                         (json_int_t)call.store.total_bytes(), "zoneFreeBytes",
                                         (json_int_t)call.store.free_bytes()));

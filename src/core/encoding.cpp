@@ -1,5 +1,7 @@
 #include "core/encoding.h"
 
+#include <cctype>
+
 #include <cstdio>
 #include <ctime>
 
@@ -155,6 +157,81 @@ std::optional<int64_t> parse_iso8601_ms(std::string_view t) {
     if (pos + 1 != t.size() || t[pos] != 'Z') return std::nullopt;
     int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
     return ((days * 24 + h) * 60 + mi) * 60000LL + s * 1000LL + ms;
+}
+
+bool valid_host(std::string_view host) {
+    if (host.empty() || host.size() > 255) return false;
+    std::string_view name = host, port;
+    if (host.front() == '[') {
+        size_t close = host.find(']');
+        if (close == std::string_view::npos || close < 3) return false;
+        for (char c : host.substr(1, close - 1))
+            if (!isxdigit((unsigned char)c) && c != ':' && c != '.') return false;
+        name = host.substr(0, close + 1);
+        port = host.substr(close + 1);
+        if (!port.empty() && port.front() != ':') return false;
+    } else {
+        size_t colon = host.find(':');
+        if (colon != std::string_view::npos) {
+            name = host.substr(0, colon);
+            port = host.substr(colon);
+        }
+        if (name.empty()) return false;
+        for (char c : name)
+            if (!isalnum((unsigned char)c) && c != '.' && c != '-') return false;
+    }
+    if (!port.empty()) {
+        port.remove_prefix(1);
+        if (port.empty() || port.size() > 5) return false;
+        for (char c : port)
+            if (!isdigit((unsigned char)c)) return false;
+    }
+    return true;
+}
+
+std::string percent_encode(std::string_view value) {
+    static const char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : value) {
+        if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == ':') {
+            out += (char)c;
+        } else {
+            out += '%';
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        }
+    }
+    return out;
+}
+
+std::string sanitize_utf8(std::string_view text, size_t max_bytes) {
+    std::string out;
+    size_t i = 0;
+    while (i < text.size()) {
+        unsigned char c = (unsigned char)text[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        bool ok = len > 0 && i + len <= text.size();
+        uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+        for (size_t k = 1; ok && k < len; k++) {
+            unsigned char cc = (unsigned char)text[i + k];
+            ok = (cc & 0xc0) == 0x80;
+            cp = cp << 6 | (cc & 0x3f);
+        }
+        // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+        static const uint32_t min_of[] = {0, 0, 0x80, 0x800, 0x10000};
+        ok = ok && cp >= min_of[len] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
+        if (!ok) {
+            i++;
+            continue;
+        }
+        const bool control = cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0);
+        if (!control) {
+            if (out.size() + len > max_bytes) break;
+            out.append(text.data() + i, len);
+        }
+        i += len;
+    }
+    return out;
 }
 
 }  // namespace dp

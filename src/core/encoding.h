@@ -23,6 +23,18 @@ std::string base64url_encode(std::string_view raw);
 std::string hex_encode(std::string_view raw);
 std::optional<Bytes> hex_decode(std::string_view text);
 
+// A Host header fit to build a URL from: host[:port], where host is a DNS
+// name or IPv4 address ([A-Za-z0-9.-]) or a bracketed IPv6 literal.
+bool valid_host(std::string_view host);
+
+// RFC 3986 percent-encoding of a query value: unreserved characters and ':'
+// stay, everything else (& = # % space, bytes >= 0x80) becomes %XX.
+std::string percent_encode(std::string_view value);
+
+// Valid UTF-8 of at most max_bytes: invalid sequences and control characters
+// dropped, cut on a character boundary.
+std::string sanitize_utf8(std::string_view text, size_t max_bytes);
+
 // "2026-03-12T10:00:00.000Z" from milliseconds since the epoch.
 std::string iso8601_ms(int64_t epoch_ms);
 // Accepts "YYYY-MM-DDTHH:MM:SS[.fff]Z"; nothing else.

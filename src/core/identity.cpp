@@ -1,5 +1,9 @@
 #include "core/identity.h"
 
+#include "core/limiter.h"
+
+#include <algorithm>
+
 namespace dp {
 
 namespace {
@@ -7,6 +11,10 @@ namespace {
 constexpr int64_t kFutureSkewMs = 30000;      // attestation clock skew allowed
 constexpr int64_t kMaxAgeLimitMs = 86400000;  // largest maxAgeMs accepted
 constexpr int64_t kDefaultMaxAgeMs = 300000;
+// A nonce is kept as long as any verify could still accept its attestation:
+// the largest maxAgeMs, plus the skew a timestamp may run ahead.
+constexpr int64_t kNonceKeptMs = kMaxAgeLimitMs + kFutureSkewMs;
+constexpr uint32_t kVerifiesPerMinute = 600;  // verifications one address may make a minute
 
 Response identity_unavailable() {
     return problem(501, "identity_unavailable", "No device identity",
@@ -32,6 +40,8 @@ Response attest(Call& call) {
     Json& body = *parsed;
     json_t* data = json_object_get(body.get(), "data");
     if (!json_is_object(data)) return bad_request("\"data\" must be a JSON object");
+    if (!json_ijson_exact(data))
+        return bad_request("\"data\" holds an integer beyond 2^53, which RFC 8785 cannot sign exactly");
     if (json_canonical(data).size() > settings.max_attest_data)
         return problem(413, "data_too_large", "Attestation data too large",
                        "\"data\" must be at most " + std::to_string(settings.max_attest_data) +
@@ -65,7 +75,8 @@ Response verify(Call& call) {
     auto signature = json_string_member(inner, "signature");
     json_t* data = json_object_get(inner, "data");
     if (!json_is_object(outer) || !json_is_object(inner) || !device_id || !public_key ||
-        !timestamp || !nonce || !signature || !json_is_object(data))
+        !timestamp || !nonce || !signature || !json_is_object(data) ||
+        (json_object_get(body.get(), "expectedDeviceId") && !json_string_member(body.get(), "expectedDeviceId")))
         return problem(400, "invalid_attestation", "Malformed attestation",
                        "expected {attestation:{deviceId, publicKey, attestation:{timestamp, nonce, "
                        "data, signature}}}");
@@ -87,7 +98,11 @@ Response verify(Call& call) {
     auto verdict = [](bool valid, const char* reason) {
         return json_response(200, json_pack("{s:b, s:s?}", "valid", valid, "reason", reason));
     };
+    if (!json_ijson_exact(data))
+        return bad_request("the attested data holds an integer beyond 2^53, which RFC 8785 cannot carry exactly");
     if (ed25519_device_id(*key) != *device_id) return verdict(false, "device_id_mismatch");
+    auto expected = json_string_member(body.get(), "expectedDeviceId");
+    if (expected && *expected != *device_id) return verdict(false, "device_id_mismatch");
     Json signed_part(json_pack("{s:O, s:s, s:s, s:s, s:s}", "data", data, "deviceId",
                                device_id->c_str(), "nonce", nonce->c_str(), "publicKey",
                                public_key->c_str(), "timestamp", timestamp->c_str()));
@@ -100,12 +115,14 @@ Response verify(Call& call) {
     Digest nonce_key = key_of("nonce", *device_id + "\n" + *nonce);
     const RecordHeader* seen = call.store.find(Kind::Nonce, nonce_key);
     if (seen && record_live(seen, to_s(req.now_ms))) return verdict(false, "replay");
-    const uint32_t nonce_expires = to_s(*when + max_age + kFutureSkewMs) + 1;
+    if (!within_budget(call.store, "verify-budget", call.addr, kVerifiesPerMinute, req.now_ms))
+        return rate_limited((int)(kLimitWindowMs / 1000), nullptr);
+    const uint32_t nonce_expires = to_s(std::max(*when, req.now_ms) + kNonceKeptMs) + 1;
     if (seen) {
         call.store.update(seen)->expires_s = nonce_expires;  // seen long ago: its window starts again
     } else if (!insert_record<NonceRecord>(call.store, Kind::Nonce, nonce_key, to_s(req.now_ms),
                                            [&](NonceRecord* n) { n->h.expires_s = nonce_expires; })) {
-        return zone_full();
+        return quota_full("attestation nonces");  // without its nonce no attestation is valid
     }
     return verdict(true, nullptr);
 }

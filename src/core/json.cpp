@@ -188,6 +188,31 @@ std::string json_canonical(const json_t* value) {
     return out;
 }
 
+bool json_ijson_exact(const json_t* value) {
+    constexpr json_int_t kMaxExact = (json_int_t(1) << 53) - 1;
+    if (json_is_integer(value)) return json_integer_value(value) >= -kMaxExact && json_integer_value(value) <= kMaxExact;
+    if (json_is_object(value)) {
+        const char* key;
+        json_t* member;
+        json_object_foreach(const_cast<json_t*>(value), key, member) if (!json_ijson_exact(member)) return false;
+    }
+    if (json_is_array(value)) {
+        size_t i;
+        json_t* member;
+        json_array_foreach(value, i, member) if (!json_ijson_exact(member)) return false;
+    }
+    return true;
+}
+
+json_t* json_checked(json_t* value) {
+    if (!value) throw std::runtime_error("a JSON value could not be built");
+    return value;
+}
+
+void json_checked_append(json_t* array, json_t* value) {
+    if (json_array_append_new(array, json_checked(value)) != 0) throw std::runtime_error("a JSON array could not grow");
+}
+
 std::optional<std::string> json_string_member(const json_t* object, const char* key) {
     const json_t* v = json_object_get(object, key);
     if (!json_is_string(v)) return std::nullopt;

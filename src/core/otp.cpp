@@ -56,7 +56,8 @@ std::vector<std::string> otp_at_start(Store& store, const Settings& settings, in
     std::string otp = new_otp(store, settings, now_ms);
     Request start;
     start.host = "localhost";
-    return otp_banner(settings, base_url(settings, start), otp, now_ms);
+    Result<std::string> url = base_url(settings, start);
+    return otp_banner(settings, url ? *url : "http://localhost", otp, now_ms);
 }
 
 Response health(Call&) { return json_response(200, json_pack("{s:s}", "status", "ok")); }
@@ -83,7 +84,7 @@ Response pair_otp(Call& call) {
     Digest presented = key_of("otp", *code);
     StoreLock lock(call.store);
     Limiter limiter(call.store, "otp-limit", call.addr);
-    if (int wait = limiter.retry_after(now)) return rate_limited(wait, kTooMany);
+    if (int wait = limiter.admit(now)) return rate_limited(wait, kTooMany);
 
     const OtpState& otp = call.store.shared().otp;
     const bool live = otp.expires_ms > now && !otp.burned;
@@ -109,14 +110,15 @@ Response pair_otp(Call& call) {
 
 Response pair_refresh(Call& call) {
     const int64_t now = call.req.now_ms;
+    Result<std::string> url = base_url(call.settings, call.req);
+    if (!url) return url.error();  // before the OTP changes: a bad Host changes nothing
     std::string otp = new_otp(call.store, call.settings, now);
-    std::string url = base_url(call.settings, call.req);
-    std::string pairing_url = url + "/pair#otp=" + otp;
+    std::string pairing_url = *url + "/pair#otp=" + otp;
     Response r = json_response(
         200, json_pack("{s:s, s:s, s:s, s:s}", "otp", otp.c_str(), "expires_at",
                        iso8601_ms(now + call.settings.otp_ttl_ms).c_str(), "pairing_url", pairing_url.c_str(),
                        "qr_svg", qr_svg(pairing_url).c_str()));
-    r.notices = otp_banner(call.settings, url, otp, now);
+    r.notices = otp_banner(call.settings, *url, otp, now);
     return r;
 }
 

@@ -15,6 +15,16 @@ size_t record_size(Kind kind) {
     return 0;
 }
 
+bool anonymous_kind(Kind kind) { return kind == Kind::CodeRequest || kind == Kind::Nonce; }
+
+bool Store::within_quota(Kind kind) {
+    if (kind == Kind::Device) return true;
+    const size_t total = total_bytes(), size = record_size(kind), free = free_bytes();
+    if (!anonymous_kind(kind)) return free >= size + total / kDeviceReserveDivisor;
+    const size_t used = raw_shared().records[(size_t)kind] * size;
+    return used + size <= total / kAnonymousShareDivisor && free >= size + total / kAnonymousReserveDivisor;
+}
+
 size_t drop_expired(Store& store, uint32_t now_s) {
     size_t dropped = 0;
     for (size_t k = 0; k < kKindCount; k++) {
@@ -40,12 +50,13 @@ RecordHeader* Store::insert(Kind kind, const Digest& key, uint32_t now_s,
                             const std::function<void(RecordHeader*)>& init) {
     if (do_find(kind, key)) return nullptr;
     sweep_expired(*this, now_s);
-    RecordHeader* record = do_insert(kind, key, init);
-    if (!record && drop_expired(*this, now_s) > 0) record = do_insert(kind, key, init);
+    RecordHeader* record = within_quota(kind) ? do_insert(kind, key, init) : nullptr;
+    if (!record && drop_expired(*this, now_s) > 0 && within_quota(kind)) record = do_insert(kind, key, init);
     if (!record) {
         report_full(kind);
         return nullptr;
     }
+    raw_shared().records[(size_t)kind]++;
     if (kind == Kind::Device) raw_shared().devices++;
     mark_written();
     return record;
@@ -65,12 +76,15 @@ const AccountCountRecord* account_counter(Store& store, const uint8_t account_ha
 
 void Store::remove(const RecordHeader* record) {
     RecordHeader* r = update(record);
+    raw_shared().records[(size_t)r->kind]--;
     if (r->kind == Kind::Device) {
         raw_shared().devices--;
     } else if (r->kind == Kind::Mailbox) {
         if (const AccountCountRecord* c = account_counter(*this, as<MailboxRecord>(r)->account_hash)) {
-            if (c->live <= 1)
+            if (c->live <= 1) {
+                raw_shared().records[(size_t)Kind::AccountCount]--;
                 do_remove(update(&c->h));
+            }
             else
                 update_record(*this, c)->live--;
         }

@@ -97,6 +97,7 @@ struct OtpState {
 struct SharedState {
     OtpState otp;
     uint64_t devices;          // live device records
+    uint64_t records[kKindCount];  // live records of each kind (for quotas and stats)
     uint64_t dirty;            // bumped on every change worth persisting
     uint64_t persisted;        // the value of dirty the state file holds
     uint32_t last_sweep_s;     // when expired records were last dropped
@@ -111,6 +112,14 @@ static_assert(kShmSafe<DeviceRecord> && kShmSafe<LimiterRecord> && kShmSafe<Mail
 static_assert(offsetof(DeviceRecord, h) == 0 && offsetof(MailboxRecord, h) == 0);
 
 size_t record_size(Kind kind);
+
+// Record kinds an anonymous client can make (code requests, attestation
+// nonces) may each hold at most this share of the zone, and never the room
+// kept for the rest: paired devices, limiters and mailboxes always find room.
+constexpr size_t kAnonymousShareDivisor = 8;    // each anonymous kind: 1/8 of the zone
+constexpr size_t kAnonymousReserveDivisor = 4;  // they leave 1/4 of the zone free
+constexpr size_t kDeviceReserveDivisor = 16;    // limiters and mailboxes leave 1/16 free for devices
+bool anonymous_kind(Kind kind);
 
 // Access to the records. Every call happens inside a StoreLock; the nginx
 // implementation holds the zone's ngx_shmtx for that span. Reads hand out
@@ -174,6 +183,7 @@ class Store {
     virtual void report_full(Kind) {}
 
    private:
+    bool within_quota(Kind kind);
     void mark_written() { written_ = true; }
     bool written_ = false;
 };

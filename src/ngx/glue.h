@@ -79,6 +79,7 @@ struct SrvConf {
 struct MainConf {
     ngx_shm_zone_t* zone;
     SrvConf* first_pairing_srv;  // whose URL the startup banner shows
+    ngx_array_t pairing_srvs;    // SrvConf* of every server with `device_pairing on`
     ngx_flag_t pairing_used;
 };
 

@@ -1,4 +1,5 @@
 // ngx_http_device_pairing_module: directives, configuration, module tables.
+#include <algorithm>
 #include <new>
 
 #include "core/files.h"
@@ -70,7 +71,9 @@ ngx_http_module_t module_ctx = {
 };
 
 void* create_main_conf(ngx_conf_t* cf) noexcept {
-    return ngx_pcalloc(cf->pool, sizeof(MainConf));
+    auto* mcf = static_cast<MainConf*>(ngx_pcalloc(cf->pool, sizeof(MainConf)));
+    if (!mcf || ngx_array_init(&mcf->pairing_srvs, cf->pool, 4, sizeof(SrvConf*)) != NGX_OK) return nullptr;
+    return mcf;
 }
 
 void* create_srv_conf(ngx_conf_t* cf) noexcept {
@@ -240,9 +243,14 @@ char* pairing_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept
     if (static_cast<LocConf*>(conf)->enable) {
         auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_device_pairing_module));
         mcf->pairing_used = 1;
-        if (!mcf->first_pairing_srv)
-            mcf->first_pairing_srv =
-                static_cast<SrvConf*>(ngx_http_conf_get_module_srv_conf(cf, ngx_http_device_pairing_module));
+        auto* scf = static_cast<SrvConf*>(ngx_http_conf_get_module_srv_conf(cf, ngx_http_device_pairing_module));
+        if (!mcf->first_pairing_srv) mcf->first_pairing_srv = scf;
+        auto** known = static_cast<SrvConf**>(mcf->pairing_srvs.elts);
+        if (std::find(known, known + mcf->pairing_srvs.nelts, scf) == known + mcf->pairing_srvs.nelts) {
+            auto** slot = static_cast<SrvConf**>(ngx_array_push(&mcf->pairing_srvs));
+            if (!slot) return (char*)NGX_CONF_ERROR;
+            *slot = scf;
+        }
     }
     return NGX_CONF_OK;
 }
@@ -258,6 +266,21 @@ ngx_int_t postconfiguration(ngx_conf_t* cf) noexcept {
             return NGX_ERROR;
         }
         // device_pairing_auth without a zone can still check device keys
+    }
+    // One zone holds one realm: every pairing server shares its devices and
+    // its OTP. Servers that name different operator token files look
+    // isolated and are not, so such a configuration is refused.
+    auto** srvs = static_cast<SrvConf**>(mcf->pairing_srvs.elts);
+    for (ngx_uint_t i = 1; i < mcf->pairing_srvs.nelts; i++) {
+        const ngx_str_t& a = srvs[0]->token_file;
+        const ngx_str_t& b = srvs[i]->token_file;
+        if (a.len != b.len || ngx_strncmp(a.data, b.data, a.len) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "servers with \"device_pairing on\" name different device_pairing_token_file "
+                               "(\"%V\" and \"%V\"), but they share one zone: one realm of devices and one OTP; "
+                               "set device_pairing_token_file once in http{}", &a, &b);
+            return NGX_ERROR;
+        }
     }
     auto* h = static_cast<ngx_http_handler_pt*>(ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers));
     if (!h) return NGX_ERROR;

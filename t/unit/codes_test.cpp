@@ -69,3 +69,73 @@ TEST(Codes, ExpiredRequestsSayExpiredAndCleanupRemovesThem) {
     EXPECT_EQ(field(h.call("POST", "/api/devices/pairing/cleanup", "", kT0 + 61000, kOperator), "removed"), "1");
     EXPECT_EQ(h.call("GET", "/api/devices/pairing/status/" + id, "", kT0 + 61000).status, 404);
 }
+
+TEST(Codes, TheAppUrlIsExpandedOncePerPlaceholder) {
+    EXPECT_EQ(expand_app_url("app://p?code=$code&host=$host", "ABC-123-XYZ", "gw:1"), "app://p?code=ABC-123-XYZ&host=gw:1");
+    // Inserted text is never scanned again: no growth, no loop.
+    EXPECT_EQ(expand_app_url("x?h=$host$host", "C", "$host"), "x?h=%24host%24host");
+    EXPECT_EQ(expand_app_url("$codex$", "a&b", "h"), "a%26bx$");
+}
+
+TEST(Codes, QrWithAHostThatCannotBeAUrlIs400AndMakesNothing) {
+    Harness h;
+    for (const char* host : {"x$hostx", "\xff", "$host"}) {
+        Request req;
+        req.method = "GET";
+        req.path = "/api/devices/pairing/qr";
+        req.host = host;
+        req.now_ms = kT0;
+        Response r = api_handle(h.store, h.settings, api_route("GET", req.path), req, h.addr);
+        EXPECT_EQ(r.status, 400) << host;
+        EXPECT_EQ(field(r, "code"), "invalid_host");
+    }
+    EXPECT_EQ(h.store.count(Kind::CodeRequest), 0u);
+    h.settings.public_url = "https://gw.example:8443/base";
+    Response r = h.call("GET", "/api/devices/pairing/qr", "", kT0);
+    EXPECT_NE(field(r, "pairingUrl").find("&host=gw.example:8443"), std::string::npos) << r.body;
+}
+
+TEST(Codes, StatusByPostKeepsTheIdOutOfTheUrl) {
+    Harness h;
+    Response req = h.call("POST", "/api/devices/pairing/request", "", kT0);
+    std::string id = field(req, "requestId");
+    Response r = h.call("POST", "/api/devices/pairing/status", "{\"requestId\":\"" + id + "\"}", kT0);
+    EXPECT_EQ(field(r, "status"), "pending");
+    h.call("POST", "/api/devices/pairing/approve", "{\"code\":\"" + field(req, "code") + "\"}", kT0, kOperator);
+    r = h.call("POST", "/api/devices/pairing/status", "{\"requestId\":\"" + id + "\"}", kT0);
+    EXPECT_EQ(field(r, "token").rfind("dp_tok_", 0), 0u);
+    EXPECT_EQ(h.call("POST", "/api/devices/pairing/status", "{\"requestId\":\"pair_nope\"}", kT0).status, 404);
+    EXPECT_EQ(h.call("POST", "/api/devices/pairing/status", "{}", kT0).status, 400);
+}
+
+TEST(Codes, AnAddressMayRequestTenCodesAMinute) {
+    Harness h;
+    for (int i = 0; i < 10; i++) EXPECT_EQ(h.call("POST", "/api/devices/pairing/request", "", kT0 + i).status, 200);
+    Response r = h.call("GET", "/api/devices/pairing/qr", "", kT0 + 20);
+    EXPECT_EQ(r.status, 429);
+    EXPECT_EQ(field(r, "code"), "rate_limited");
+    h.addr.bytes[3] = 2;
+    EXPECT_EQ(h.call("POST", "/api/devices/pairing/request", "", kT0 + 30).status, 200) << "per address";
+    h.addr.bytes[3] = 1;
+    EXPECT_EQ(h.call("POST", "/api/devices/pairing/request", "", kT0 + 61000).status, 200) << "a new minute";
+}
+
+TEST(Codes, CodeRequestsKeepToTheirShareOfTheZone) {
+    Harness h;
+    h.store.capacity = 64;  // 64 x 128 bytes: code requests (384 bytes each) may hold 1/8
+    int made = 0;
+    for (int i = 0; i < 40; i++) {
+        h.addr.bytes[3] = (uint8_t)(10 + i);  // many addresses: past the per-address budget
+        Response r = h.call("POST", "/api/devices/pairing/request", "", kT0);
+        if (r.status != 200) {
+            EXPECT_EQ(field(r, "code"), "quota_exceeded");
+            break;
+        }
+        made++;
+    }
+    EXPECT_GE(made, 1);
+    EXPECT_LE(made * sizeof(CodeRequestRecord), 64 * 128 / 8u);
+    h.addr.bytes[3] = 200;
+    std::string otp = h.new_otp(kT0);
+    EXPECT_EQ(h.pair(otp, kT0).status, 200) << "devices still find room";
+}

@@ -69,3 +69,20 @@ TEST(Devices, ListShowsNoSecretAndStatsCountRecords) {
     Response stats = h.call("GET", "/api/devices/stats", "", kT0, owner);
     EXPECT_NE(stats.body.find("\"devices\":1"), std::string::npos) << stats.body;
 }
+
+TEST(Devices, ANameFromAnInvalidUserAgentIsListedAsValidUtf8) {
+    Harness h;
+    std::string otp = h.new_otp(kT0);
+    Request req;
+    req.method = "POST";
+    req.path = "/pair";
+    req.body = "{\"otp\":\"" + otp + "\"}";
+    req.user_agent = "A\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9-App \xff\x01";
+    req.now_ms = kT0;
+    ASSERT_EQ(api_handle(h.store, h.settings, api_route("POST", "/pair"), req, h.addr).status, 200);
+    Response list = h.call("GET", "/api/devices", "", kT0, kOperator);
+    ASSERT_EQ(list.status, 200);
+    EXPECT_NE(list.body.find("\"name\":\"A\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\""), std::string::npos)
+        << list.body;
+    EXPECT_NE(list.body.find("dev_"), std::string::npos) << "the device is listed";
+}

@@ -59,3 +59,25 @@ TEST(Json, CanonicalRfc8785) {
               "{\"a\":{\"z\":null,\"\xc3\xa9\":true},\"b\":[1.5,1e+21,1e-7,0.000001,0,100,\"x\\u0001\\n\\\"\"],"
               "\"\xf0\x9f\x98\x80\":1,\"\xef\xac\x81\":2}");
 }
+
+TEST(Encoding, HostsUrlValuesAndNames) {
+    for (const char* ok : {"gw.local", "gw.local:3001", "127.0.0.1:80", "[::1]:8080", "[fe80::1]", "a-b.example"})
+        EXPECT_TRUE(valid_host(ok)) << ok;
+    for (const char* bad : {"", "\xff", "x$hostx", "a b", "gw/x", "gw:", "gw:123456", "[::1", "[::1]x", "gw:80:80",
+                            "user@gw", "gw?x", "gw#x"})
+        EXPECT_FALSE(valid_host(bad)) << bad;
+    EXPECT_EQ(percent_encode("127.0.0.1:3001"), "127.0.0.1:3001");
+    EXPECT_EQ(percent_encode("a&b=c d#%$\xc3\xa9"), "a%26b%3Dc%20d%23%25%24%C3%A9");
+    // Cut at 20 bytes inside a character: the character goes, not half of it.
+    EXPECT_EQ(sanitize_utf8("A\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9-App", 20),
+              "A\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+    EXPECT_EQ(sanitize_utf8("ok\xff\xc3(\x01\x7f\xed\xa0\x80\xc0\xaf!", 64), "ok(!") << "invalid, control, surrogate, overlong";
+    EXPECT_EQ(sanitize_utf8("\xf0\x9f\x98\x80", 3), "");
+}
+
+TEST(Json, IntegersBeyond2To53AreNotExact) {
+    std::string err;
+    EXPECT_TRUE(json_ijson_exact(parse_json_object("{\"a\":[9007199254740991,-9007199254740991,1.5]}", &err).get()));
+    EXPECT_FALSE(json_ijson_exact(parse_json_object("{\"a\":9007199254740993}", &err).get()));
+    EXPECT_FALSE(json_ijson_exact(parse_json_object("{\"a\":{\"b\":[-9007199254740992]}}", &err).get()));
+}

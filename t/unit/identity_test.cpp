@@ -57,3 +57,54 @@ TEST(Identity, WithoutAnIdentityTheRoutesAnswer501) {
     EXPECT_EQ(h.call("GET", "/api/devices/identity", "", kT0).status, 501);
     EXPECT_EQ(h.call("POST", "/api/devices/attest", "{\"data\":{}}", kT0, kOperator).status, 501);
 }
+
+TEST(Identity, ALargerMaxAgeOnALaterVerifyIsStillAReplay) {
+    Signer h;
+    std::string a = h.attest("{}");
+    EXPECT_EQ(field(h.verify(a, kT0 + 500, ",\"maxAgeMs\":1000"), "valid"), "true");
+    Response again = h.verify(a, kT0 + 5000, ",\"maxAgeMs\":60000");
+    EXPECT_EQ(field(again, "valid"), "false");
+    EXPECT_EQ(field(again, "reason"), "replay");
+    Response day = h.verify(a, kT0 + 86000000, ",\"maxAgeMs\":86400000");
+    EXPECT_EQ(field(day, "reason"), "replay") << "kept as long as any maxAgeMs accepts it";
+}
+
+TEST(Identity, ExpectedDeviceIdIsHonoured) {
+    Signer h;
+    std::string a = h.attest("{}");
+    Response r = h.verify(a, kT0, ",\"expectedDeviceId\":\"dev_0000000000000000\"");
+    EXPECT_EQ(field(r, "valid"), "false");
+    EXPECT_EQ(field(r, "reason"), "device_id_mismatch");
+    r = h.verify(a, kT0, ",\"expectedDeviceId\":\"" + h.settings.identity->device_id() + "\"");
+    EXPECT_EQ(field(r, "valid"), "true");
+    EXPECT_EQ(h.verify(a, kT0, ",\"expectedDeviceId\":7").status, 400);
+}
+
+TEST(Identity, IntegersBeyond2To53AreRefusedAtAttestAndVerify) {
+    Signer h;
+    Response r = h.call("POST", "/api/devices/attest", "{\"data\":{\"amount\":9007199254740993}}", kT0, kOperator);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_EQ(field(r, "code"), "invalid_request");
+    std::string a = h.attest("{\"amount\":9007199254740991}");
+    a.replace(a.find("9007199254740991"), 16, "9007199254740993");
+    r = h.verify(a, kT0);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_EQ(field(r, "code"), "invalid_request");
+}
+
+TEST(Identity, NoncesKeepToTheirShareOfTheZone) {
+    Signer h;
+    h.store.capacity = 200;  // nonces (40 bytes) may hold 1/8 of 200 x 128 bytes: 80
+    int valid = 0;
+    Response last;
+    for (int i = 0; i < 200; i++) {
+        h.addr.bytes[3] = (uint8_t)(i % 50);
+        last = h.verify(h.attest("{}"), kT0);
+        if (field(last, "valid") != "true") break;
+        valid++;
+    }
+    EXPECT_EQ(last.status, 503);
+    EXPECT_EQ(field(last, "code"), "quota_exceeded");
+    EXPECT_LE(valid * sizeof(NonceRecord), 200 * 128 / 8u);
+    EXPECT_EQ(h.pair(h.new_otp(kT0), kT0).status, 200) << "pairing still finds room";
+}

@@ -60,15 +60,18 @@ TEST(Otp, BurnedAfterTenFailuresFromAnyAddress) {
     EXPECT_EQ(h.pair(h.new_otp(kT0 + 200), kT0 + 300).status, 200);
 }
 
-TEST(Otp, FullStoreAnswers503AndKeepsTheOtp) {
+TEST(Otp, AFullZoneFailsClosedAndKeepsTheOtp) {
     Harness h;
     std::string otp = h.new_otp(kT0);
-    h.store.capacity = 0;
+    h.store.capacity = 0;  // not even a limiter record fits
     Response r = h.pair(otp, kT0 + 1);
+    EXPECT_EQ(r.status, 429) << "no room to count failures: refused, never unlimited guesses";
+    h.store.capacity = 1;  // the limiter fits, the device does not
+    r = h.pair(otp, kT0 + 2);
     EXPECT_EQ(r.status, 503);
     EXPECT_EQ(field(r, "code"), "zone_full");
     h.store.capacity = SIZE_MAX;
-    EXPECT_EQ(h.pair(otp, kT0 + 2).status, 200) << "the failed attempt changed nothing";
+    EXPECT_EQ(h.pair(otp, kT0 + 3).status, 200) << "the failed attempts changed nothing";
 }
 
 TEST(Otp, OtpDigestDifferingInItsLastByteIsWrong) {
@@ -91,4 +94,47 @@ TEST(Otp, MalformedBodiesAre400AndUnavailableTokenFileIs501) {
     Response r = h.call("POST", "/pair", "{\"otp\":\"123456\"}", kT0);
     EXPECT_EQ(r.status, 501);
     EXPECT_EQ(field(r, "error"), "Pairing not available");
+}
+
+TEST(Otp, RefreshIsOwnerOnly) {
+    Harness h;
+    std::string device = h.device();
+    Response r = h.call("GET", "/pair/refresh", "", kT0, device);
+    EXPECT_EQ(r.status, 403) << "a device must not mint itself an owner";
+    EXPECT_EQ(r.body.find("otp\":"), std::string::npos);
+    EXPECT_EQ(h.call("GET", "/pair/refresh", "", kT0, h.owner()).status, 200);
+    EXPECT_EQ(h.call("GET", "/pair/refresh", "", kT0, kOperator).status, 200);
+}
+
+TEST(Otp, RefreshWithABadHostIs400AndKeepsTheOtp) {
+    Harness h;
+    std::string otp = h.new_otp(kT0);
+    for (const char* host : {"\xff", "x$hostx", "a b", "gw/../x", "gw:99999x", ""}) {
+        Request req;
+        req.method = "GET";
+        req.path = "/pair/refresh";
+        req.authorization = kOperator;
+        req.host = host;
+        req.now_ms = kT0;
+        Response r = api_handle(h.store, h.settings, api_route("GET", "/pair/refresh"), req, h.addr);
+        EXPECT_EQ(r.status, 400) << host;
+        EXPECT_EQ(field(r, "code"), "invalid_host") << host;
+    }
+    EXPECT_EQ(h.pair(otp, kT0 + 1).status, 200) << "the OTP did not rotate";
+}
+
+TEST(Otp, TheBurnIsAChangeToPersist) {
+    Harness h;
+    std::string otp = h.new_otp(kT0);
+    std::string wrong = otp == "000000" ? "111111" : "000000";
+    for (int i = 0; i < 9; i++) {
+        h.addr.bytes[3] = (uint8_t)(10 + i);
+        h.pair(wrong, kT0 + i);
+    }
+    const uint64_t before = h.store.state().dirty;
+    h.addr.bytes[3] = 50;
+    Response burn = h.pair(wrong, kT0 + 20);
+    ASSERT_EQ(burn.notices.size(), 1u);
+    EXPECT_GT(h.store.state().dirty, before);
+    EXPECT_TRUE(h.store.state().otp.burned);
 }

@@ -40,3 +40,25 @@ TEST(StateFile, DropsExpiredRecordsOnLoad) {
     ASSERT_TRUE(load_state(copy, h.locked([&] { return serialize_state(h.store); }), (uint32_t)(kT0 / 1000) + 301, &err));
     EXPECT_EQ(copy.count(), 0u);
 }
+
+TEST(StateFile, TheOtpIsNeverWritten) {
+    Harness h;
+    std::string otp = h.new_otp(kT0);
+    std::string bytes = h.locked([&] { return serialize_state(h.store); });
+    Digest hash = key_of("otp", otp);
+    EXPECT_EQ(bytes.find(std::string((const char*)hash.data(), 32)), std::string::npos);
+    MemoryStore copy;
+    std::string err;
+    ASSERT_TRUE(load_state(copy, bytes, (uint32_t)(kT0 / 1000), &err)) << err;
+    EXPECT_FALSE(otp_live(copy, kT0)) << "a start makes a fresh OTP";
+}
+
+TEST(StateFile, NoncesAndLimitersSurviveALoad) {
+    Harness h;
+    std::string otp = h.new_otp(kT0);
+    h.pair(otp == "000000" ? "111111" : "000000", kT0);
+    MemoryStore copy;
+    std::string err;
+    ASSERT_TRUE(load_state(copy, h.locked([&] { return serialize_state(h.store); }), (uint32_t)(kT0 / 1000), &err));
+    EXPECT_EQ(copy.count(Kind::Limiter), 1u);
+}

@@ -20,7 +20,9 @@ std::string serialize_state(Store& store) {
     std::string out(kMagic, sizeof(kMagic));
     put(out, kStateVersion);
     put(out, (uint32_t)0);
-    put(out, store.shared().otp);
+    // The OTP is never written: a restart prints a fresh one (seed 000), and
+    // a file copy holds no hash of a 6-digit number to recover.
+    put(out, OtpState{});
     for (size_t k = 0; k < kKindCount; k++) {
         store.for_each((Kind)k, [&](const RecordHeader* h) {
             size_t size = record_size(h->kind);
@@ -54,11 +56,8 @@ bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::str
         return false;
     }
     size_t pos = kHeaderSize;
-    OtpState otp;
-    memcpy(&otp, bytes.data() + pos, sizeof(otp));
-    pos += sizeof(otp);
+    pos += sizeof(OtpState);  // written empty: a start always makes a fresh OTP
     StoreLock lock(store);
-    store.shared_for_persistence().otp = otp;
     while (pos < body) {
         uint8_t kind = (uint8_t)bytes[pos++];
         if (kind == 0xff) break;
