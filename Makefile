@@ -9,18 +9,21 @@ NGX_SRC    := /usr/share/nginx/src
 NGINX      ?= /usr/sbin/nginx
 MODULE     := $(BUILD)/nginx/objs/ngx_http_device_pairing_module.so
 ASAN_MODULE:= $(BUILD)/nginx-asan/objs/ngx_http_device_pairing_module.so
+UBSAN_MODULE:= $(BUILD)/nginx-ubsan/objs/ngx_http_device_pairing_module.so
+SANITIZE_nginx-asan  := --with-cc-opt="-fsanitize=address -fno-omit-frame-pointer" --with-ld-opt="-fsanitize=address"
+SANITIZE_nginx-ubsan := --with-cc-opt="-fsanitize=undefined -fno-omit-frame-pointer" --with-ld-opt="-fsanitize=undefined"
 CORE_SRCS  := $(wildcard src/core/*.cpp src/core/persist/*.cpp)
 UNIT_SRCS  := $(wildcard t/unit/*.cpp)
 CORE_HDRS  := $(wildcard src/core/*.h src/core/persist/*.h)
 ALL_SRCS   := $(CORE_SRCS) $(CORE_HDRS) $(wildcard src/ngx/*.cpp src/ngx/*.h) config
 DEB_PKGS   := nginx nginx-dev libssl-dev libjansson-dev libqrencode-dev libgtest-dev g++ make \
               perl python3 python3-cryptography openssl wrk chromium zbar-tools \
-              librsvg2-bin valgrind
+              librsvg2-bin valgrind clang-14 libfuzzer-14-dev libclang-rt-14-dev
 CXXFLAGS   := -std=gnu++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -Isrc
 LIBS       := -lcrypto -ljansson -lqrencode
 
-.PHONY: deps build asan run test unit integration test-asan test-valgrind browser-deps bench soak \
-        device-key clean
+.PHONY: deps build asan ubsan run test unit integration test-asan test-ubsan test-valgrind browser-deps bench soak \
+        device-key clean fuzz fuzz-smoke
 
 deps: $(BUILD)/.deps
 $(BUILD)/.deps:
@@ -43,7 +46,7 @@ $(BUILD)/%/objs/Makefile: $(BUILD)/.deps config
 	rm -rf $(BUILD)/$*
 	cp -r $(NGX_SRC) $(BUILD)/$*
 	cd $(BUILD)/$* && source ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
-	    --add-dynamic-module=$(CURDIR) $(if $(findstring asan,$*),--with-cc-opt="-fsanitize=address -fno-omit-frame-pointer" --with-ld-opt="-fsanitize=address") >/dev/null
+	    --add-dynamic-module=$(CURDIR) $(SANITIZE_$*) >/dev/null
 
 $(MODULE): $(BUILD)/nginx/objs/Makefile $(ALL_SRCS)
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules >/dev/null
@@ -51,8 +54,12 @@ $(MODULE): $(BUILD)/nginx/objs/Makefile $(ALL_SRCS)
 $(ASAN_MODULE): $(BUILD)/nginx-asan/objs/Makefile $(ALL_SRCS)
 	$(MAKE) -C $(BUILD)/nginx-asan -f objs/Makefile modules >/dev/null
 
+$(UBSAN_MODULE): $(BUILD)/nginx-ubsan/objs/Makefile $(ALL_SRCS)
+	$(MAKE) -C $(BUILD)/nginx-ubsan -f objs/Makefile modules >/dev/null
+
 build: $(MODULE)
 asan: $(ASAN_MODULE)
+ubsan: $(UBSAN_MODULE)
 
 $(BUILD)/unit_tests: $(BUILD)/.deps $(CORE_SRCS) $(UNIT_SRCS) $(CORE_HDRS) $(wildcard t/unit/*.h)
 	$(CXX) $(CXXFLAGS) -o $@ $(CORE_SRCS) $(UNIT_SRCS) $(LIBS) -lgtest -lgtest_main -pthread
@@ -69,7 +76,42 @@ test-asan: $(ASAN_MODULE) browser-deps
 test-valgrind: $(MODULE) browser-deps
 	DP_MODULE=$(MODULE) DP_VALGRIND=1 prove -I t/lib t/
 
-test: unit integration test-asan
+# The whole t/ again with an UndefinedBehaviorSanitizer build; its reports
+# reach the error log, which every .t checks for "runtime error".
+test-ubsan: $(UBSAN_MODULE) browser-deps
+	DP_MODULE=$(UBSAN_MODULE) UBSAN_OPTIONS=print_stacktrace=1 prove -I t/lib t/
+
+# libFuzzer harnesses (t/fuzz/*.cpp) over the core, built by clang with
+# ASan + UBSan. fuzz-smoke (in make test) replays the seed corpus and runs a
+# fixed number of new inputs; make fuzz runs each for FUZZ_SECONDS.
+FUZZERS      := $(basename $(notdir $(wildcard t/fuzz/*.cpp)))
+FUZZ_FLAGS   := -std=gnu++17 -g -O1 -Isrc -It/unit -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJS    := $(patsubst src/%.cpp,$(BUILD)/fuzz/obj/%.o,$(CORE_SRCS))
+FUZZ_RUNS    ?= 20000
+FUZZ_SECONDS ?= 300
+$(BUILD)/fuzz/obj/%.o: src/%.cpp $(CORE_HDRS) $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	clang++-14 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+$(BUILD)/fuzz/%: t/fuzz/%.cpp t/fuzz/fuzz.h t/unit/memory_store.h $(FUZZ_OBJS)
+	clang++-14 $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LIBS)
+.SECONDARY: $(FUZZ_OBJS)
+fuzz-smoke: $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
+	@for f in $(FUZZERS); do \
+	  mkdir -p $(BUILD)/fuzz/corpus/$$f && \
+	  $(BUILD)/fuzz/$$f -runs=$(FUZZ_RUNS) -seed=1 -artifact_prefix=$(BUILD)/fuzz/$$f- $(BUILD)/fuzz/corpus/$$f t/fuzz/corpus/$$f 2>$(BUILD)/fuzz/$$f.log \
+	    || { tail -40 $(BUILD)/fuzz/$$f.log; exit 1; }; \
+	  echo "fuzz $$f: $$(grep -o 'stat::number_of_executed_units: [0-9]*' $(BUILD)/fuzz/$$f.log | grep -o '[0-9]*$$' || echo $(FUZZ_RUNS)) inputs, no finding"; \
+	done
+fuzz: $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
+	@for f in $(FUZZERS); do \
+	  mkdir -p $(BUILD)/fuzz/corpus/$$f && \
+	  $(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/$$f- $(BUILD)/fuzz/corpus/$$f t/fuzz/corpus/$$f \
+	    2>$(BUILD)/fuzz/$$f.log || { tail -40 $(BUILD)/fuzz/$$f.log; exit 1; }; \
+	  echo "fuzz $$f: $$(grep -o 'stat::number_of_executed_units: [0-9]*' $(BUILD)/fuzz/$$f.log | grep -o '[0-9]*$$') executions," \
+	       "$$(grep -o 'stat::average_exec_per_sec: [0-9]*' $(BUILD)/fuzz/$$f.log | grep -o '[0-9]*$$')/s, no finding"; \
+	done
+
+test: unit fuzz-smoke integration test-asan test-ubsan
 
 # Start nginx in the foreground with conf.example; the prefix is this folder.
 run: $(MODULE)

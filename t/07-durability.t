@@ -1,4 +1,4 @@
-# Durability: state= keeps devices, OTP and pending pairings across stop/start
+# Durability: state= keeps devices and pending pairings (not the OTP) across stop/start
 # and kill -9; a zone resize on reload keeps everything; a corrupt state file
 # stops startup; a full zone answers 503 and nginx keeps serving; a failed
 # write keeps the old file and is retried.
@@ -29,8 +29,9 @@ $t->start;
 is($t->get('/api/x', token => $token)->{status}, 200, 'stop/start keeps devices');
 is($t->get("/api/v1/device-pairing/$mint->{pairing_id}", device_key => $key)->{json}{status}, 'pending', 'and pending mailboxes');
 is($t->get("/api/devices/pairing/status/$code->{requestId}")->{json}{status}, 'pending', 'and code requests');
-is($t->otp, $otp, 'no new OTP printed: the live one was restored');
-is($t->post('/pair', json => { otp => $otp })->{status}, 200, 'and the OTP still pairs');
+isnt($t->otp, $otp, 'a restart prints a fresh OTP (the OTP is never written to the state file)');
+is($t->post('/pair', json => { otp => $otp })->{status}, 401, 'the old one is dead');
+is($t->post('/pair', json => { otp => $t->otp })->{status}, 200, 'the fresh one pairs');
 
 # kill -9 of every process right after a pairing: the device was fsynced before the 200.
 my $otp2 = $t->get('/pair/refresh', token => $op)->{json}{otp};

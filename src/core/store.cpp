@@ -19,7 +19,7 @@ bool anonymous_kind(Kind kind) { return kind == Kind::CodeRequest || kind == Kin
 
 bool Store::within_quota(Kind kind) {
     if (kind == Kind::Device) return true;
-    const size_t total = total_bytes(), size = record_size(kind), free = free_bytes();
+    const size_t total = total_bytes(), size = footprint(kind), free = free_bytes();
     if (!anonymous_kind(kind)) return free >= size + total / kDeviceReserveDivisor;
     const size_t used = raw_shared().records[(size_t)kind] * size;
     return used + size <= total / kAnonymousShareDivisor && free >= size + total / kAnonymousReserveDivisor;

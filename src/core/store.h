@@ -181,6 +181,8 @@ class Store {
     virtual void do_remove(RecordHeader* record) = 0;
     virtual SharedState& raw_shared() = 0;
     virtual void report_full(Kind) {}
+    // Bytes one record of a kind really takes (the zone: its slab chunk).
+    virtual size_t footprint(Kind kind) { return record_size(kind); }
 
    private:
     bool within_quota(Kind kind);

@@ -57,6 +57,7 @@ class ZoneStore final : public dp::Store {
     void do_remove(dp::RecordHeader* record) override;
     dp::SharedState& raw_shared() override { return zone_->sh->state; }
     void report_full(dp::Kind kind) override;
+    size_t footprint(dp::Kind kind) override;
 
    private:
     ZoneCtx* zone_;

@@ -89,6 +89,13 @@ void ZoneStore::report_full(dp::Kind) {
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "device_pairing_zone \"%V\" is full", &zone_->shm_zone->shm.name);
 }
 
+size_t ZoneStore::footprint(dp::Kind kind) {
+    // The slab hands out power-of-two chunks (whole pages above half a page).
+    size_t size = kRecordOffset + dp::record_size(kind), chunk = 8;
+    while (chunk < size) chunk <<= 1;
+    return chunk;
+}
+
 dp::RecordHeader* ZoneStore::do_insert(dp::Kind kind, const dp::Digest& key,
                                        const std::function<void(dp::RecordHeader*)>& init) {
     SharedZone* sh = zone_->sh;

@@ -114,7 +114,7 @@ sub standard {
     @{[ $opt{http} // '' ]}
     server {
         listen 127.0.0.1:%%PORT%%;
-        device_pairing_url http://127.0.0.1:%%PORT%%;
+        @{[ $opt{no_url} ? '' : 'device_pairing_url http://127.0.0.1:%%PORT%%;' ]}
         @{[ $opt{server} // '' ]}
         location /pair                  { device_pairing on; }
         location /api/v1/device-pairing { device_pairing on; }
@@ -319,6 +319,27 @@ sub pair_device {
     # the next device needs a new OTP
     $self->get('/pair/refresh', token => $token) if $opt{refresh} // 1;
     return $token;
+}
+
+# Sends raw bytes (a request nginx would not let HTTP::Tiny build, such as
+# an odd Host); returns (status, body).
+sub raw {
+    my ($self, $text, %opt) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$self->{port}", Timeout => $opt{timeout} || 5)
+        or die "connect: $!";
+    $sock->timeout($opt{timeout} || 5);
+    print $sock $text;
+    local $/;
+    my $resp = eval {
+        local $SIG{ALRM} = sub { die "timeout\n" };
+        alarm($opt{timeout} || 5);
+        my $r = <$sock>;
+        alarm 0;
+        $r;
+    } // '';
+    my ($status) = $resp =~ m{^HTTP/1\.\d (\d+)};
+    my ($body) = $resp =~ m{\r\n\r\n(.*)}s;
+    return ($status // 0, $body // '');
 }
 
 # Checks a problem+json answer: status, code, the RFC 9457 members.
