@@ -1,5 +1,6 @@
 #include "core/http.h"
 
+#include "core/encoding.h"
 #include "core/json.h"
 
 namespace dp {
@@ -19,9 +20,12 @@ std::string Request::query_arg(std::string_view name) const {
 
 Response problem(int status, const std::string& code, const std::string& title,
                  const std::string& detail, const char* legacy_error) {
+    // A detail may quote the client's bytes (a parser's message): only valid
+    // UTF-8 of them goes into the answer.
+    const std::string clean_detail = sanitize_utf8(detail, 1024);
     Json body(json_pack("{s:s, s:s, s:i, s:s, s:s}", "type",
                         ("urn:ngx-device-pairing:problem:" + code).c_str(), "title",
-                        title.c_str(), "status", status, "detail", detail.c_str(), "code",
+                        title.c_str(), "status", status, "detail", clean_detail.c_str(), "code",
                         code.c_str()));
     if (!body) throw std::bad_alloc();
     if (legacy_error) json_object_set_new(body.get(), "error", json_string(legacy_error));

@@ -164,6 +164,9 @@ sub suppressions {
 }
 
 sub env_prefix {
+    my ($self) = @_;
+    # UBSan writes its reports next to the error log, where finish() looks.
+    return ("UBSAN_OPTIONS=print_stacktrace=1:log_path=$self->{dir}/ubsan") if $ENV{DP_UBSAN};
     return () unless $ENV{DP_ASAN};
     my $lib = `gcc -print-file-name=libasan.so`;
     chomp $lib;
@@ -173,7 +176,7 @@ sub env_prefix {
 # nginx -t: returns (exit status, output).
 sub test_config {
     my ($self) = @_;
-    my $cmd = join ' ', env_prefix(), map { "'$_'" } $self->command('-t');
+    my $cmd = join ' ', $self->env_prefix, map { "'$_'" } $self->command('-t');
     my $out = `$cmd 2>&1`;
     return ($? >> 8, $out);
 }
@@ -181,7 +184,7 @@ sub test_config {
 sub start {
     my ($self, %opt) = @_;
     unlink "$self->{dir}/nginx.pid";
-    my $cmd = join ' ', env_prefix(), map { "'$_'" } $self->command;
+    my $cmd = join ' ', $self->env_prefix, map { "'$_'" } $self->command;
     my $out = `$cmd 2>&1`;
     if ($? != 0) {
         return 0 if $opt{may_fail};
@@ -378,6 +381,9 @@ sub finish {
     my @bad = grep { /\[(alert|crit|emerg)\]|Sanitizer|runtime error/ && !($allow && /$allow/) } split /\n/, $log;
     Test::More::ok(!@bad, 'no alert, crit, emerg or sanitizer lines in the error log')
         or Test::More::diag(join "\n", @bad[0 .. ($#bad < 20 ? $#bad : 20)]);
+    my @ubsan = grep { -s $_ } glob "$self->{dir}/ubsan*";
+    Test::More::ok(!@ubsan, 'no UndefinedBehaviorSanitizer report') or Test::More::diag(join "\n", map { $self->read_file($_) } @ubsan)
+        if $ENV{DP_UBSAN};
     if ($ENV{DP_VALGRIND}) {
         my @reports = grep { -s $_ } glob "$self->{dir}/valgrind.*.log";
         Test::More::ok(!@reports, 'valgrind memcheck found nothing')

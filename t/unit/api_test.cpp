@@ -70,3 +70,15 @@ TEST(Api, RoutesNeedTheirCredentialBeforeTheHandlerRuns) {
     EXPECT_EQ(r.status, 401);
     EXPECT_EQ(r.headers[0].second, "DeviceKey realm=\"device-pairing\"");
 }
+
+// Found by the api fuzzer: jansson's message for a malformed body quotes the
+// offending bytes, which need not be UTF-8.
+TEST(Api, AMalformedBodyWithInvalidUtf8IsA400) {
+    Harness h;
+    h.new_otp(kT0);
+    Response r = h.call("POST", "/pair", "{\"otp\":\xff\xfe}", kT0);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_EQ(field(r, "code"), "invalid_request");
+    r = h.call("POST", "/pair", "{\"o\xc3\":1}", kT0);
+    EXPECT_EQ(r.status, 400);
+}
