@@ -100,15 +100,15 @@ fuzz-smoke: $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 	  mkdir -p $(BUILD)/fuzz/corpus/$$f && \
 	  $(BUILD)/fuzz/$$f -runs=$(FUZZ_RUNS) -seed=1 -artifact_prefix=$(BUILD)/fuzz/$$f- $(BUILD)/fuzz/corpus/$$f t/fuzz/corpus/$$f 2>$(BUILD)/fuzz/$$f.log \
 	    || { tail -40 $(BUILD)/fuzz/$$f.log; exit 1; }; \
-	  echo "fuzz $$f: $$(grep -o 'stat::number_of_executed_units: [0-9]*' $(BUILD)/fuzz/$$f.log | grep -o '[0-9]*$$' || echo $(FUZZ_RUNS)) inputs, no finding"; \
+	  echo "fuzz $$f: $$(grep -o 'stat::number_of_executed_units: *[0-9]*' $(BUILD)/fuzz/$$f.log | grep -o '[0-9]*$$' || echo $(FUZZ_RUNS)) inputs, no finding"; \
 	done
 fuzz: $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 	@for f in $(FUZZERS); do \
 	  mkdir -p $(BUILD)/fuzz/corpus/$$f && \
 	  $(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/$$f- $(BUILD)/fuzz/corpus/$$f t/fuzz/corpus/$$f \
 	    2>$(BUILD)/fuzz/$$f.log || { tail -40 $(BUILD)/fuzz/$$f.log; exit 1; }; \
-	  echo "fuzz $$f: $$(grep -o 'stat::number_of_executed_units: [0-9]*' $(BUILD)/fuzz/$$f.log | grep -o '[0-9]*$$') executions," \
-	       "$$(grep -o 'stat::average_exec_per_sec: [0-9]*' $(BUILD)/fuzz/$$f.log | grep -o '[0-9]*$$')/s, no finding"; \
+	  echo "fuzz $$f: $$(grep -o 'stat::number_of_executed_units: *[0-9]*' $(BUILD)/fuzz/$$f.log | grep -o '[0-9]*$$') executions," \
+	       "$$(grep -o 'stat::average_exec_per_sec: *[0-9]*' $(BUILD)/fuzz/$$f.log | grep -o '[0-9]*$$')/s, no finding"; \
 	done
 
 test: unit fuzz-smoke integration test-asan test-ubsan

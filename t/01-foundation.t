@@ -19,9 +19,9 @@ DPTest::is_problem($t->get('/pair/unknown'), 404, 'not_found', 'unknown sub-rout
 
 $r = $t->request('DELETE', '/health');
 DPTest::is_problem($r, 405, 'method_not_allowed', 'wrong method');
-is($r->{headers}{allow}, 'GET', 'Allow lists the methods of the route');
+is($r->{headers}{allow}, 'GET, HEAD', 'Allow lists the methods of the route');
 $r = $t->request('PATCH', '/pair');
-is($r->{headers}{allow}, 'POST, GET', 'Allow on /pair');
+is($r->{headers}{allow}, 'POST, GET, HEAD', 'Allow on /pair');
 
 $r = $t->post('/pair', body => 'otp=123456', headers => { 'Content-Type' => 'application/x-www-form-urlencoded' });
 DPTest::is_problem($r, 415, 'unsupported_media_type', 'form body is a 415');

@@ -1,5 +1,6 @@
 #include "core/auth.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/call.h"
@@ -31,6 +32,11 @@ Response build_unauthorized(bool missing, bool device_key) {
 
 }  // namespace
 
+const char* Principal::role_name() const {
+    if (method == DeviceKeyAuth) return "account";
+    return role == Role::Owner ? "owner" : "device";
+}
+
 const char* Principal::method_name() const {
     switch (method) {
         case OperatorToken: return "operator_token";
@@ -55,6 +61,7 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
         p.method = Principal::OperatorToken;
         p.role = Role::Owner;
         strcpy(p.device_id, "operator");
+        strcpy(p.device_name, "operator");
         return p;
     }
     p.status = Principal::Invalid;
@@ -71,6 +78,7 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
         p.device_id[4 + 2 * i] = digits[d->id[i] >> 4];
         p.device_id[5 + 2 * i] = digits[d->id[i] & 15];
     }
+    memcpy(p.device_name, d->name, std::min<size_t>(d->name_len, sizeof(p.device_name) - 1));
     if (now_s - d->last_seen_s >= kLastSeenEveryS) {
         DeviceRecord* seen = update_record(*store, d);
         seen->last_seen_s = now_s;

@@ -16,9 +16,11 @@ struct Principal {
     enum Method { OperatorToken, DeviceToken, DeviceKeyAuth } method = DeviceToken;
     Role role = Role::Device;
     char device_id[24] = {};     // "dev_<16 hex>", "operator", or empty
+    char device_name[24] = {};   // the paired device's name (valid UTF-8), "operator", or empty
     const std::string* account = nullptr;  // device key's account
 
     const char* method_name() const;
+    const char* role_name() const;  // "owner", "device", or "account" for a device key
     bool owner() const { return status == Ok && role == Role::Owner; }
 };
 

@@ -20,6 +20,12 @@ bool match_pattern(std::string_view pattern, std::string_view path, std::string*
     return true;
 }
 
+void allow(std::string* list, std::string_view method) {
+    if (list->find(method) != std::string::npos) return;
+    if (!list->empty()) *list += ", ";
+    *list += method;
+}
+
 }  // namespace
 
 RouteMatch match_route(const RouteSpec* table, size_t count, std::string_view method, std::string_view path) {
@@ -27,7 +33,9 @@ RouteMatch match_route(const RouteSpec* table, size_t count, std::string_view me
     for (const RouteSpec* spec = table; spec < table + count; spec++) {
         std::string param;
         if (!match_pattern(spec->pattern, path, &param)) continue;
-        if (method == spec->method) {
+        const std::string_view spec_method = spec->method;
+        // HEAD wherever GET is allowed: the same answer without its body.
+        if (method == spec_method || (method == "HEAD" && spec_method == "GET")) {
             m.outcome = RouteMatch::Found;
             m.spec = spec;
             m.route = spec->route;
@@ -36,10 +44,8 @@ RouteMatch match_route(const RouteSpec* table, size_t count, std::string_view me
             m.auth = spec->auth;
             return m;
         }
-        if (m.allow.find(spec->method) == std::string::npos) {
-            if (!m.allow.empty()) m.allow += ", ";
-            m.allow += spec->method;
-        }
+        allow(&m.allow, spec_method);
+        if (spec_method == "GET") allow(&m.allow, "HEAD");
     }
     m.outcome = m.allow.empty() ? RouteMatch::NotFound : RouteMatch::MethodNotAllowed;
     return m;

@@ -1,12 +1,23 @@
-// device_pairing_auth: the access-phase gate in front of any location, and
-// the $device_pairing_* variables it sets for logs and upstream headers.
+// device_pairing_auth: the access-phase gate in front of any location, with
+// nginx's access contract (it returns 401/403 with WWW-Authenticate set, so
+// error_page, satisfy and auth_delay apply); the $device_pairing_* variables;
+// the filter that gives nginx's own 401 page the problem+json body; the guard
+// for subrequests, which skip the access phase; and device_pairing_check, the
+// same check as a content handler for auth_request.
 #include "ngx/glue.h"
 
 namespace dpngx {
 
 namespace {
 
-// What a gated request proved, or why it failed: one lock and one tree
+ngx_http_output_header_filter_pt next_header_filter;
+ngx_http_output_body_filter_pt next_body_filter;
+
+LocConf* loc_conf(ngx_http_request_t* r) {
+    return static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_device_pairing_module));
+}
+
+// What the request proves for a mode, or why not: one lock and one tree
 // lookup for a bearer token, a hash compare for a device key.
 dp::Principal check(ngx_http_request_t* r, ngx_uint_t mode, bool* device_key) {
     SrvConf* scf = srv_conf(r);
@@ -21,15 +32,80 @@ dp::Principal check(ngx_http_request_t* r, ngx_uint_t mode, bool* device_key) {
     return dp::authenticate_bearer(&store, *scf->settings, value, client_addr(r), (uint32_t)ngx_time());
 }
 
+// Sets the challenge and remembers the answer; nginx sends it (or an error_page).
+ngx_int_t deny(ngx_http_request_t* r, RequestCtx* ctx, const dp::Principal& p, bool device_key) {
+    const dp::Response& answer = dp::unauthorized(p, device_key);
+    for (const auto& h : answer.headers) {
+        if (h.first != "WWW-Authenticate") continue;
+        ngx_table_elt_t* e = static_cast<ngx_table_elt_t*>(ngx_list_push(&r->headers_out.headers));
+        if (!e) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        e->hash = 1;
+        ngx_str_set(&e->key, "WWW-Authenticate");
+        e->value.len = h.second.size();
+        e->value.data = (u_char*)h.second.data();  // the answer is static
+        r->headers_out.www_authenticate = e;
+    }
+    ctx->denial = &answer;
+    ctx->denied_in = loc_conf(r);
+    ctx->denied_status = (ngx_uint_t)answer.status;
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "device_pairing: %s credential rejected",
+                  p.status == dp::Principal::Missing ? "missing" : "invalid");
+    return answer.status;
+}
+
+bool header_is(const ngx_table_elt_t& h, const char* lowercase_name) {
+    size_t len = ngx_strlen(lowercase_name);
+    return h.key.len == len && ngx_strncasecmp(h.key.data, (u_char*)lowercase_name, len) == 0;
+}
+
+// device_pairing_pass_credentials off: the upstream never sees them.
+ngx_int_t strip_credentials(ngx_http_request_t* r) {
+    ngx_list_t kept;
+    if (ngx_list_init(&kept, r->pool, 20, sizeof(ngx_table_elt_t)) != NGX_OK) return NGX_ERROR;
+    bool found = false;
+    for (ngx_list_part_t* part = &r->headers_in.headers.part; part; part = part->next) {
+        auto* h = static_cast<ngx_table_elt_t*>(part->elts);
+        for (ngx_uint_t i = 0; i < part->nelts; i++) {
+            if (header_is(h[i], "authorization") || header_is(h[i], "x-device-key")) {
+                found = true;
+                continue;
+            }
+            auto* copy = static_cast<ngx_table_elt_t*>(ngx_list_push(&kept));
+            if (!copy) return NGX_ERROR;
+            *copy = h[i];
+        }
+    }
+    if (found) {
+        r->headers_in.headers = kept;
+        r->headers_in.authorization = nullptr;
+    }
+    return NGX_OK;
+}
+
+ngx_int_t run_gate(ngx_http_request_t* r, ngx_uint_t mode, bool strip) {
+    RequestCtx* ctx = request_ctx(r);
+    if (!ctx) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    bool device_key;
+    dp::Principal p = check(r, mode, &device_key);
+    if (p.status != dp::Principal::Ok) return deny(r, ctx, p, device_key);
+    ctx->principal = p;
+    ctx->authenticated = true;
+    ctx->denial = nullptr;
+    if (strip && strip_credentials(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    return NGX_OK;
+}
+
 ngx_int_t variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uintptr_t which) noexcept {
-    auto* ctx = static_cast<RequestCtx*>(ngx_http_get_module_ctx(r, ngx_http_device_pairing_module));
+    RequestCtx* ctx = find_ctx(r);
     const char* text = nullptr;
     if (ctx && ctx->authenticated) {
         const dp::Principal& p = ctx->principal;
         switch (which) {
             case 0: text = p.device_id; break;
-            case 1: text = p.account ? p.account->c_str() : (p.role == dp::Role::Owner ? "owner" : "device"); break;
+            case 1: text = p.account ? p.account->c_str() : p.role_name(); break;
             case 2: text = p.method_name(); break;
+            case 3: text = p.role_name(); break;
+            case 4: text = p.device_name; break;
         }
     }
     if (!text || !*text) {
@@ -44,24 +120,59 @@ ngx_int_t variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uintptr_
     return NGX_OK;
 }
 
+// nginx's own page for the gate's denial, in the location that denied it:
+// the module's problem+json instead. An error_page answer, an upstream's
+// own 401, or another module's 403 pass untouched.
+ngx_int_t deny_header_filter(ngx_http_request_t* r) noexcept {
+    auto* ctx = static_cast<RequestCtx*>(ngx_http_get_module_ctx(r, ngx_http_device_pairing_module));
+    if (!ctx || !ctx->denial || r->err_status != ctx->denied_status || ctx->denied_in != loc_conf(r) ||
+        r->headers_out.status != ctx->denied_status)
+        return next_header_filter(r);
+    static const ngx_str_t kHtml = ngx_string("text/html");
+    if (r->headers_out.content_type.len != kHtml.len ||
+        ngx_strncmp(r->headers_out.content_type.data, kHtml.data, kHtml.len) != 0)
+        return next_header_filter(r);
+    ctx->replacing_body = true;
+    ngx_str_set(&r->headers_out.content_type, "application/problem+json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = nullptr;
+    r->headers_out.content_length_n = (off_t)ctx->denial->body.size();
+    ngx_table_elt_t* cc = static_cast<ngx_table_elt_t*>(ngx_list_push(&r->headers_out.headers));
+    if (!cc) return NGX_ERROR;
+    cc->hash = 1;
+    ngx_str_set(&cc->key, "Cache-Control");
+    ngx_str_set(&cc->value, "no-store");
+    return next_header_filter(r);
+}
+
+ngx_int_t deny_body_filter(ngx_http_request_t* r, ngx_chain_t* in) noexcept {
+    auto* ctx = static_cast<RequestCtx*>(ngx_http_get_module_ctx(r, ngx_http_device_pairing_module));
+    if (!ctx || !ctx->replacing_body) return next_body_filter(r, in);
+    bool last = false;
+    for (ngx_chain_t* cl = in; cl; cl = cl->next) {  // nginx's page is consumed, not sent
+        last = last || cl->buf->last_buf || cl->buf->last_in_chain;
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+    if (!last || ctx->body_replaced) return NGX_OK;
+    ctx->body_replaced = true;
+    const std::string& body = ctx->denial->body;
+    ngx_buf_t* b = ngx_create_temp_buf(r->pool, body.size());
+    if (!b) return NGX_ERROR;
+    b->last = ngx_cpymem(b->pos, body.data(), body.size());
+    b->last_buf = r == r->main;
+    b->last_in_chain = 1;
+    ngx_chain_t out = {b, nullptr};
+    return next_body_filter(r, &out);
+}
+
 }  // namespace
 
 ngx_int_t access_handler(ngx_http_request_t* r) noexcept {
-    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_device_pairing_module));
+    LocConf* lcf = loc_conf(r);
     if (lcf->auth == kAuthOff) return NGX_DECLINED;
     try {
-        bool device_key;
-        dp::Principal p = check(r, lcf->auth, &device_key);
-        if (p.status == dp::Principal::Ok) {
-            RequestCtx* ctx = request_ctx(r);
-            if (!ctx) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            ctx->principal = p;
-            ctx->authenticated = true;
-            return NGX_OK;
-        }
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "device_pairing: %s credential rejected",
-                      p.status == dp::Principal::Missing ? "missing" : "invalid");
-        return answer_now(r, dp::unauthorized(p, device_key));
+        return run_gate(r, lcf->auth, !lcf->pass_credentials);
     } catch (const std::exception& e) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0, "device_pairing: %s", e.what());
     } catch (...) {
@@ -70,10 +181,47 @@ ngx_int_t access_handler(ngx_http_request_t* r) noexcept {
     return NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
 
+// Subrequests (SSI includes, auth_request, mirror) skip the access phase. In
+// a gated location they follow the main request's verdict, or the
+// credentials they carry; otherwise they are refused, never silently open.
+ngx_int_t subrequest_guard(ngx_http_request_t* r) noexcept {
+    LocConf* lcf = loc_conf(r);
+    if (r == r->main || lcf->auth == kAuthOff) return NGX_DECLINED;
+    try {
+        RequestCtx* main_ctx = find_ctx(r->main);
+        if (main_ctx && main_ctx->authenticated) return NGX_DECLINED;
+        ngx_int_t rc = run_gate(r, lcf->auth, false);
+        return rc == NGX_OK ? NGX_DECLINED : rc;
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0, "device_pairing: subrequest check failed");
+    }
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+// device_pairing_check bearer|device_key|any: 204 with the variables set, or
+// 401 with WWW-Authenticate, for `auth_request` to combine with other checks.
+ngx_int_t check_handler(ngx_http_request_t* r) noexcept {
+    LocConf* lcf = loc_conf(r);
+    if (lcf->check == kAuthOff) return NGX_DECLINED;
+    try {
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ngx_int_t rc = run_gate(r, lcf->check, false);
+        if (rc != NGX_OK) return rc;
+        r->headers_out.status = NGX_HTTP_NO_CONTENT;
+        r->header_only = 1;
+        r->headers_out.content_length_n = 0;
+        return ngx_http_send_header(r);
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0, "device_pairing: check failed");
+    }
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
 ngx_int_t add_variables(ngx_conf_t* cf) noexcept {
     static ngx_str_t names[] = {ngx_string("device_pairing_device_id"), ngx_string("device_pairing_account"),
-                                ngx_string("device_pairing_auth_method")};
-    for (uintptr_t i = 0; i < 3; i++) {
+                                ngx_string("device_pairing_auth_method"), ngx_string("device_pairing_role"),
+                                ngx_string("device_pairing_device_name")};
+    for (uintptr_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         ngx_http_variable_t* var = ngx_http_add_variable(cf, &names[i], NGX_HTTP_VAR_NOCACHEABLE);
         if (!var) return NGX_ERROR;
         var->get_handler = [](ngx_http_request_t* r, ngx_http_variable_value_t* v, uintptr_t data) {
@@ -81,6 +229,14 @@ ngx_int_t add_variables(ngx_conf_t* cf) noexcept {
         };
         var->data = i;
     }
+    return NGX_OK;
+}
+
+ngx_int_t init_deny_filter() noexcept {
+    next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = deny_header_filter;
+    next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = deny_body_filter;
     return NGX_OK;
 }
 

@@ -139,12 +139,25 @@ SrvConf* srv_conf(ngx_http_request_t* r) {
     return static_cast<SrvConf*>(ngx_http_get_module_srv_conf(r, ngx_http_device_pairing_module));
 }
 
-RequestCtx* request_ctx(ngx_http_request_t* r) {
+RequestCtx* find_ctx(ngx_http_request_t* r) {
     auto* ctx = static_cast<RequestCtx*>(ngx_http_get_module_ctx(r, ngx_http_device_pairing_module));
     if (ctx) return ctx;
+    // An internal redirect zeroed the module contexts; the pool still holds ours.
+    for (ngx_pool_cleanup_t* cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler != destroy_ctx || static_cast<RequestCtx*>(cln->data)->owner != r) continue;
+        ctx = static_cast<RequestCtx*>(cln->data);
+        ngx_http_set_ctx(r, ctx, ngx_http_device_pairing_module);
+        return ctx;
+    }
+    return nullptr;
+}
+
+RequestCtx* request_ctx(ngx_http_request_t* r) {
+    if (RequestCtx* ctx = find_ctx(r)) return ctx;
     ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(r->pool, sizeof(RequestCtx));
     if (!cln) return nullptr;
-    ctx = new (cln->data) RequestCtx();
+    auto* ctx = new (cln->data) RequestCtx();
+    ctx->owner = r;
     cln->handler = destroy_ctx;
     ngx_http_set_ctx(r, ctx, ngx_http_device_pairing_module);
     return ctx;
@@ -160,8 +173,12 @@ ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0, "%s", line.c_str());
     if (resp.durable) persist_if_dirty(zone, r->connection->log);
 
-    if (ctx->poll_until_ms == 0) ctx->poll_until_ms = resp.poll_until_ms;
-    if (resp.poll_until_ms && req.now_ms < ctx->poll_until_ms) return park_poll(r, ctx);
+    if (resp.poll_until_ms) {
+        // The deadline runs on nginx's monotonic clock: a step of the wall
+        // clock neither stretches nor cuts a parked poll.
+        if (!ctx->polling) ctx->poll_deadline = ngx_current_msec + (ngx_msec_t)(resp.poll_until_ms - req.now_ms);
+        if ((ngx_msec_int_t)(ctx->poll_deadline - ngx_current_msec) > 0) return park_poll(r, ctx);
+    }
     return send_response(r, resp);
 }
 
@@ -175,7 +192,10 @@ ngx_int_t send_response(ngx_http_request_t* r, const dp::Response& resp) {
         r->headers_out.content_type.data = static_cast<u_char*>(ngx_pnalloc(r->pool, resp.content_type.size()));
         if (!r->headers_out.content_type.data) return NGX_ERROR;
         ngx_memcpy(r->headers_out.content_type.data, resp.content_type.data(), resp.content_type.size());
-        r->headers_out.content_type_len = resp.content_type.size();
+        // The media type without its parameters, as gzip_types and charset match it.
+        r->headers_out.content_type_len = resp.content_type.find(';') == std::string::npos
+                                              ? resp.content_type.size()
+                                              : resp.content_type.find(';');
         r->headers_out.content_type_lowcase = nullptr;
     }
     r->headers_out.content_length_n = (off_t)resp.body.size();
@@ -201,6 +221,7 @@ ngx_int_t answer_now(ngx_http_request_t* r, const dp::Response& resp) {
 
 ngx_int_t content_handler(ngx_http_request_t* r) noexcept {
     auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_device_pairing_module));
+    if (lcf->check != kAuthOff) return check_handler(r);
     if (!lcf->enable) return NGX_DECLINED;
     try {
         RequestCtx* ctx = request_ctx(r);

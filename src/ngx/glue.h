@@ -88,20 +88,34 @@ enum AuthMode : ngx_uint_t { kAuthOff = 0, kAuthBearer, kAuthDeviceKey, kAuthAny
 
 struct LocConf {
     ngx_flag_t enable;
-    ngx_uint_t auth;
+    ngx_uint_t auth;               // device_pairing_auth: the access-phase gate
+    ngx_uint_t check;              // device_pairing_check: a content handler for auth_request
+    ngx_flag_t pass_credentials;   // keep Authorization / X-DEVICE-KEY for the upstream
 };
 
 // Per request: the gate's verdict (for the variables) and the API call state.
+// It lives in a pool cleanup, so it is found again after an internal
+// redirect has zeroed the module contexts (as realip finds its own).
 struct RequestCtx {
+    ngx_http_request_t* owner = nullptr;  // subrequests share the pool: whose this is
     dp::Principal principal;
     bool authenticated = false;
+    // A denial by the gate: nginx answers it (error_page, satisfy, auth_delay
+    // apply); when that answer is nginx's own page for this very location,
+    // the deny filter puts the problem+json body in its place.
+    const dp::Response* denial = nullptr;
+    void* denied_in = nullptr;            // the LocConf that denied
+    ngx_uint_t denied_status = 0;
+    bool replacing_body = false;
+    bool body_replaced = false;
     dp::RouteMatch route;
-    int64_t poll_until_ms = 0;
+    ngx_msec_t poll_deadline = 0;         // monotonic (ngx_current_msec); 0: not polling yet
     bool polling = false;
     ngx_event_t poll_timer;
 };
 
 RequestCtx* request_ctx(ngx_http_request_t* r);  // created on first use; null on error
+RequestCtx* find_ctx(ngx_http_request_t* r);     // existing one (after redirects too), or null
 
 inline std::string to_string(const ngx_str_t& s) {
     return std::string(reinterpret_cast<const char*>(s.data), s.len);
@@ -134,9 +148,13 @@ ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body);
 // poll.cpp: GET ...?wait=N asks the zone again on a timer until ready or due.
 ngx_int_t park_poll(ngx_http_request_t* r, RequestCtx* ctx);
 
-// access.cpp: the gate and its variables.
+// access.cpp: the gate, its variables, the deny filter, the subrequest
+// guard and device_pairing_check.
 ngx_int_t access_handler(ngx_http_request_t* r) noexcept;
+ngx_int_t subrequest_guard(ngx_http_request_t* r) noexcept;
+ngx_int_t check_handler(ngx_http_request_t* r) noexcept;
 ngx_int_t add_variables(ngx_conf_t* cf) noexcept;
+ngx_int_t init_deny_filter() noexcept;
 
 // zone.cpp
 ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept;

@@ -36,6 +36,10 @@ ngx_command_t commands[] = {
      NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, enable), nullptr},
     {ngx_string("device_pairing_auth"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_enum_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, auth), auth_modes},
+    {ngx_string("device_pairing_check"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, ngx_conf_set_enum_slot,
+     NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, check), auth_modes},
+    {ngx_string("device_pairing_pass_credentials"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
+     ngx_conf_set_flag_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, pass_credentials), nullptr},
     {ngx_string("device_pairing_token_file"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_str_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, token_file), nullptr},
     {ngx_string("device_pairing_device_keys"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
@@ -163,6 +167,8 @@ void* create_loc_conf(ngx_conf_t* cf) noexcept {
     if (!conf) return nullptr;
     conf->enable = NGX_CONF_UNSET;
     conf->auth = NGX_CONF_UNSET_UINT;
+    conf->check = NGX_CONF_UNSET_UINT;
+    conf->pass_credentials = NGX_CONF_UNSET;
     return conf;
 }
 
@@ -171,6 +177,8 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
     auto* conf = static_cast<LocConf*>(child);
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_uint_value(conf->auth, prev->auth, kAuthOff);
+    ngx_conf_merge_uint_value(conf->check, prev->check, kAuthOff);
+    ngx_conf_merge_value(conf->pass_credentials, prev->pass_credentials, 0);
     return NGX_CONF_OK;
 }
 
@@ -285,10 +293,13 @@ ngx_int_t postconfiguration(ngx_conf_t* cf) noexcept {
     auto* h = static_cast<ngx_http_handler_pt*>(ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers));
     if (!h) return NGX_ERROR;
     *h = access_handler;
+    h = static_cast<ngx_http_handler_pt*>(ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers));
+    if (!h) return NGX_ERROR;
+    *h = subrequest_guard;
     h = static_cast<ngx_http_handler_pt*>(ngx_array_push(&cmcf->phases[NGX_HTTP_CONTENT_PHASE].handlers));
     if (!h) return NGX_ERROR;
     *h = content_handler;
-    return NGX_OK;
+    return init_deny_filter();
 }
 
 ZoneCtx* cycle_zone(ngx_cycle_t* cycle) {

@@ -1,5 +1,6 @@
 // Long polls (GET /api/v1/device-pairing/{id}?wait=N): the request is held
-// on a timer that asks the zone again every 100 ms, never blocking the worker.
+// on a timer that asks the zone again every 100 ms, never blocking the
+// worker, until the pairing is ready or the monotonic deadline passes.
 #include "ngx/glue.h"
 
 namespace dpngx {

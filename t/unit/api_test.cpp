@@ -14,7 +14,11 @@ TEST(Router, MethodsAndParams) {
     EXPECT_TRUE(m.has_body);
     m = api_route("PATCH", "/api/v1/device-pairing/abc");
     EXPECT_EQ(m.outcome, RouteMatch::MethodNotAllowed);
-    EXPECT_EQ(m.allow, "PUT, GET, DELETE");
+    EXPECT_EQ(m.allow, "PUT, GET, HEAD, DELETE");
+    EXPECT_EQ(api_route("HEAD", "/api/v1/device-pairing/x").route, Route::MailboxPoll) << "HEAD wherever GET is";
+    EXPECT_EQ(api_route("HEAD", "/pair/refresh").outcome, RouteMatch::Found);
+    EXPECT_EQ(api_route("HEAD", "/pair").route, Route::PairPage);
+    EXPECT_EQ(api_route("HEAD", "/api/devices/attest").outcome, RouteMatch::MethodNotAllowed);
     EXPECT_EQ(api_route("GET", "/api/v1/device-pairing/a/b").outcome, RouteMatch::NotFound);
     EXPECT_EQ(api_route("GET", "/api/v1/device-pairing/a%2e").outcome, RouteMatch::NotFound);
     EXPECT_EQ(api_route("GET", "/api/devices/identity").route, Route::Identity);
@@ -48,7 +52,7 @@ TEST(Api, PrecheckDecides404405415And413BeforeTheBody) {
     auto r = api_precheck(api_route("DELETE", "/health"), head("", 0), s);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 405);
-    EXPECT_EQ(r->headers[0], (std::pair<std::string, std::string>("Allow", "GET")));
+    EXPECT_EQ(r->headers[0], (std::pair<std::string, std::string>("Allow", "GET, HEAD")));
     EXPECT_EQ(code("POST", "/pair", head("application/x-www-form-urlencoded", 10)), "unsupported_media_type");
     EXPECT_EQ(code("POST", "/pair", head("", 10)), "unsupported_media_type");
     EXPECT_EQ(code("POST", "/pair", head("application/json", 101)), "body_too_large");
