@@ -24,9 +24,14 @@ $r = $t->request('PATCH', '/pair');
 is($r->{headers}{allow}, 'POST, GET, HEAD', 'Allow on /pair');
 
 $r = $t->post('/pair', body => 'otp=123456', headers => { 'Content-Type' => 'application/x-www-form-urlencoded' });
-DPTest::is_problem($r, 415, 'unsupported_media_type', 'form body is a 415');
-$r = $t->post('/pair', body => '{"otp":"1"}');
-DPTest::is_problem($r, 415, 'unsupported_media_type', 'missing content type is a 415');
+DPTest::is_problem($r, 400, 'invalid_request', 'a form body that is not JSON is a 400');
+my ($raw_status, $raw_body) = $t->raw("POST /pair HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"otp\":\"1\"}");
+is($raw_status, 401, 'JSON without a content type is read as JSON');
+like($raw_body, qr/"code":"invalid_code"/, 'and judged');
+$r = $t->post('/pair', body => '{"otp":"1"}', headers => { 'Content-Type' => 'text/plain;charset=UTF-8' });
+DPTest::is_problem($r, 401, 'invalid_code', 'JSON sent as text/plain (a browser fetch with a string body) is read');
+$r = $t->post('/pair', body => '{"otp":"1"}', headers => { 'Content-Type' => 'multipart/form-data; boundary=x' });
+DPTest::is_problem($r, 415, 'unsupported_media_type', 'a multipart body is a 415');
 $r = $t->post('/pair', json => '{"otp": "12', );
 DPTest::is_problem($r, 400, 'invalid_request', 'truncated JSON is a 400');
 $r = $t->post('/pair', json => '{"otp":"1","otp":"2"}');

@@ -27,9 +27,10 @@ p = ec.generate_private_key(ec.SECP256R1()).public_key()
 raw = p.public_bytes(s.Encoding.X962, s.PublicFormat.UncompressedPoint)
 comp = p.public_bytes(s.Encoding.X962, s.PublicFormat.CompressedPoint)
 off = bytearray(raw); off[-1] ^= 1
-print(b(ed), b(raw), b(comp), b(bytes(off)), b(bytes([2]) + raw[1:]))
+others = [b(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw)) for _ in range(40)]
+print(b(ed), b(raw), b(comp), b(bytes(off)), b(bytes([2]) + raw[1:]), *others)
 PY
-my ($session_pub, $ecdh_pub, $compressed, $off_curve, $prefix02) = split ' ', $keys;
+my ($session_pub, $ecdh_pub, $compressed, $off_curve, $prefix02, @racers) = split ' ', $keys;
 # 0xfb 0xff encodes as "+/": its URL-safe form always differs from the standard one.
 my $urlsafe = encode_base64("\xfb\xff" x 16, '');
 $urlsafe =~ tr{+/}{-_};
@@ -79,14 +80,18 @@ for my $case (@bad) {
 DPTest::is_problem($t->request('PUT', $path, token => $wt, json => '{"session_pub":'), 400, 'invalid_request', 'truncated body');
 is_deeply($t->get($path, device_key => $alice)->{json}, { status => 'pending' }, 'still pending after the 400s');
 
-# The race: 40 concurrent valid PUTs, exactly one 204.
+# The race: 40 concurrent valid PUTs of 40 different phones, exactly one 204.
 my %count = %{ DPTest::concurrently(40, sub {
-    $t->request('PUT', $path, token => $wt, json => { session_pub => $session_pub, ecdh_pub => $ecdh_pub })->{status};
+    $t->request('PUT', $path, token => $wt, json => { session_pub => $racers[$_[0] - 1], ecdh_pub => $ecdh_pub })->{status};
 }) };
 is($count{204}, 1, 'exactly one of 40 concurrent deposits gets 204');
 is($count{409}, 39, 'the rest get 409');
-
-DPTest::is_problem($t->request('PUT', $path, token => $wt, json => { session_pub => $session_pub, ecdh_pub => $ecdh_pub }), 409, 'pairing_already_completed', 'the spent token: 409');
+my $winner = $t->get($path, device_key => $alice)->{json}{session_pub};
+ok((grep { $_ eq $winner } @racers), 'the pairing holds the winner\'s key');
+is($t->request('PUT', $path, token => $wt, json => { session_pub => $winner, ecdh_pub => $ecdh_pub })->{status}, 204,
+    'the winner retrying the same body (its 204 lost): 204 again');
+DPTest::is_problem($t->request('PUT', $path, token => $wt, json => { session_pub => $session_pub, ecdh_pub => $ecdh_pub }), 409, 'pairing_already_completed', 'the spent token with other keys: 409');
+$session_pub = $winner;
 DPTest::is_problem($t->request('PUT', $path, token => 'dp_wt_other', json => {}), 401, 'invalid_write_token', 'another token on a completed pairing: 401');
 
 $r = $t->get($path, device_key => $alice);

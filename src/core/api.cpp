@@ -46,14 +46,6 @@ const RouteSpec kRoutes[] = {
     {"DELETE", "/api/devices/{}", Route::DeviceRevoke, kNoBody, kBearer, kAnyRole, device_revoke},
 };
 
-bool json_media_type(const std::string& content_type) {
-    std::string type = content_type.substr(0, content_type.find(';'));
-    while (!type.empty() && type.back() == ' ') type.pop_back();
-    for (char& c : type) c = (char)tolower((unsigned char)c);
-    return type == "application/json" ||
-           (type.rfind("application/", 0) == 0 && type.size() > 17 && type.compare(type.size() - 5, 5, "+json") == 0);
-}
-
 }  // namespace
 
 RouteMatch api_route(std::string_view method, std::string_view path) {
@@ -73,11 +65,8 @@ std::optional<Response> api_precheck(const RouteMatch& route, const Request& hea
         r.header("Allow", route.allow);
         return r;
     }
-    if (!route.has_body) return std::nullopt;
-    if (head.has_body && !json_media_type(head.content_type))
-        return problem(415, "unsupported_media_type", "Unsupported media type",
-                       "send the body as Content-Type: application/json");
-    if (head.content_length > (int64_t)settings.max_body) return body_too_large(settings.max_body);
+    // The media type is judged by the handler, after the credentials.
+    if (route.has_body && head.content_length > (int64_t)settings.max_body) return body_too_large(settings.max_body);
     return std::nullopt;
 }
 

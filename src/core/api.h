@@ -1,5 +1,5 @@
 // The pairing API: the route table (route -> handler, with its credential
-// and role), the checks made before a body is read (404, 405, 415, 413),
+// and role), the checks made before a body is read (404, 405, 413),
 // and the dispatch that authenticates and runs a handler.
 #pragma once
 
@@ -12,8 +12,9 @@ namespace dp {
 
 RouteMatch api_route(std::string_view method, std::string_view path);
 
-// What the request line and headers already decide: a 404, 405, 415 or 413
+// What the request line and headers already decide: a 404, 405 or 413
 // answer, or nothing (then read the body if route.has_body, and handle).
+// The media type (415) is judged after the credentials, by body_object().
 std::optional<Response> api_precheck(const RouteMatch& route, const Request& head, const Settings& settings);
 
 // 413 for a body found larger than the limit while reading it.

@@ -24,7 +24,28 @@ Response quota_full(const char* what) {
 
 Response forbidden(const char* detail) { return problem(403, "forbidden", "Forbidden", detail); }
 
+bool media_type_can_hold_json(const std::string& content_type) {
+    std::string type = content_type.substr(0, content_type.find(';'));
+    while (!type.empty() && type.back() == ' ') type.pop_back();
+    for (char& c : type) c = (char)tolower((unsigned char)c);
+    // Clients send JSON as it comes: curl -d (form-urlencoded), fetch with a
+    // string (text/plain), or no type at all. Only types that cannot be JSON
+    // text are refused.
+    static const char* const binary_prefixes[] = {"multipart/", "image/", "audio/", "video/", "font/", "model/"};
+    for (const char* p : binary_prefixes)
+        if (type.rfind(p, 0) == 0) return false;
+    static const char* const binary_types[] = {"application/octet-stream", "application/cbor", "application/zip",
+                                               "application/gzip", "application/pdf", "application/x-protobuf",
+                                               "application/msgpack", "application/x-msgpack"};
+    for (const char* t : binary_types)
+        if (type == t) return false;
+    return true;
+}
+
 Result<Json> body_object(const Request& req, bool empty_ok) {
+    if (!req.body.empty() && !media_type_can_hold_json(req.content_type))
+        return problem(415, "unsupported_media_type", "Unsupported media type",
+                       "send the body as JSON (Content-Type: application/json)");
     if (req.body.empty() && empty_ok) return Json(json_object());
     std::string why;
     Json root = parse_json_object(req.body, &why);

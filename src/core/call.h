@@ -32,7 +32,10 @@ Response zone_full();
 Response quota_full(const char* what);
 Response forbidden(const char* detail);
 
-// The body as one JSON object; an empty body counts as {} when allowed.
+// False for media types that cannot carry JSON text (multipart, binary).
+bool media_type_can_hold_json(const std::string& content_type);
+// The body as one JSON object, whatever text type it came as (415 for a
+// binary one); an empty body counts as {} when allowed.
 Result<Json> body_object(const Request& req, bool empty_ok = false);
 
 // "Authorization: Bearer <token>": the token, or empty (malformed set when

@@ -15,6 +15,7 @@ constexpr uint32_t kExpiredVisibleS = 600;  // an expired code request answers "
 const char kCodeAlphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";  // no 0/O, 1/I/L
 constexpr size_t kCodeLength = 9;
 constexpr uint32_t kRequestsPerMinute = 10;  // code requests one address may make a minute
+constexpr uint32_t kDeliveryGraceS = 60;     // a retried status call gets the same token this long
 
 struct NewRequest {
     std::string request_id, code;
@@ -84,7 +85,7 @@ Response code_request(Call& call) {
     return json_response(200, json_pack("{s:s, s:s, s:s, s:s}", "requestId", created->request_id.c_str(),
                                         "code", format_code(created->code, '-').c_str(), "formatted",
                                         format_code(created->code, ' ').c_str(), "expiresAt",
-                                        iso8601_ms(created->expires_ms).c_str()));
+                                        iso8601(created->expires_ms).c_str()));
 }
 
 namespace {
@@ -121,12 +122,26 @@ Response code_decide(Call& call, bool approve) {
                                         "requesterId",
                                         std::string(found->requester, found->requester_len).c_str(),
                                         approve ? "approvedAt" : "rejectedAt",
-                                        iso8601_ms(req.now_ms).c_str()));
+                                        iso8601(req.now_ms).c_str()));
 }
 
 }  // namespace
 
 namespace {
+
+// The token's random bytes XOR a key only the holder of the request id can derive.
+Bytes seal(const std::string& request_id, const uint8_t* bytes) {
+    Digest key = key_of("delivered-token", request_id);
+    Bytes out(32, '\0');
+    for (size_t i = 0; i < 32; i++) out[i] = (char)(bytes[i] ^ key[i]);
+    return out;
+}
+
+Response approved(const CodeRequestRecord* r, const std::string* token) {
+    json_t* body = json_pack("{s:s, s:s}", "status", "approved", "approvedAt", iso8601(r->approved_at_ms).c_str());
+    if (body && token) json_object_set_new(body, "token", json_string(token->c_str()));
+    return json_response(200, body);
+}
 
 Response status_of(Call& call, const std::string& request_id) {
     const uint32_t now = call.now_s();
@@ -139,18 +154,30 @@ Response status_of(Call& call, const std::string& request_id) {
             return json_response(200, json_pack("{s:s}", "status", r->code_expires_s > now ? "pending" : "expired"));
         case CodeStatus::Rejected:
             return json_response(200, json_pack("{s:s}", "status", "rejected"));
-        case CodeStatus::Delivered:
-            return json_response(200, json_pack("{s:s, s:s}", "status", "approved", "approvedAt",
-                                                iso8601_ms(r->approved_at_ms).c_str()));
+        case CodeStatus::Delivered: {
+            // A retry within the grace (a response lost on the network) gets
+            // the same token; after it, the sealed bytes are wiped.
+            if (now - r->delivered_s <= kDeliveryGraceS) {
+                std::string token = device_token_text(seal(request_id, r->sealed_token));
+                return approved(r, &token);
+            }
+            static const uint8_t kWiped[32] = {};
+            if (memcmp(r->sealed_token, kWiped, 32) != 0)
+                memset(update_record(call.store, r)->sealed_token, 0, 32);
+            return approved(r, nullptr);
+        }
         case CodeStatus::Approved: break;
     }
-    Result<std::string> token =
-        issue_device(call.store, Role::Device, PairMethod::Code, std::string(r->requester, r->requester_len), call.addr, now);
+    const Bytes raw = random_bytes(32);
+    Result<std::string> token = issue_device(call.store, Role::Device, PairMethod::Code,
+                                             std::string(r->requester, r->requester_len), call.addr, now, raw);
     if (!token) return token.error();
-    update_record(call.store, r)->status = CodeStatus::Delivered;  // the token is handed out exactly once
-    Response resp = json_response(200, json_pack("{s:s, s:s, s:s}", "status", "approved", "token",
-                                                 token->c_str(), "approvedAt",
-                                                 iso8601_ms(r->approved_at_ms).c_str()));
+    CodeRequestRecord* delivered = update_record(call.store, r);
+    delivered->status = CodeStatus::Delivered;
+    delivered->delivered_s = now;
+    Bytes sealed = seal(request_id, (const uint8_t*)raw.data());
+    memcpy(delivered->sealed_token, sealed.data(), 32);
+    Response resp = approved(r, &*token);
     resp.durable = true;
     return resp;
 }
@@ -180,8 +207,8 @@ Response code_pending(Call& call) {
             list.get(), json_pack("{s:s, s:s#, s:o, s:s, s:s}", "ref",
                                   hex_encode(std::string_view((char*)r->h.key, 4)).c_str(), "requesterId",
                                   r->requester, (int)r->requester_len, "meta", meta ? meta : json_object(),
-                                  "createdAt", iso8601_ms(r->h.created_s * 1000LL).c_str(), "expiresAt",
-                                  iso8601_ms(r->code_expires_s * 1000LL).c_str()));
+                                  "createdAt", iso8601(r->h.created_s * 1000LL).c_str(), "expiresAt",
+                                  iso8601(r->code_expires_s * 1000LL).c_str()));
     });
     return json_response(200, json_pack("{s:O}", "requests", list.get()));
 }
@@ -211,7 +238,7 @@ Response code_qr(Call& call) {
     std::string url = expand_app_url(call.settings.app_url, format_code(created->code, '-'), *host);
     return json_response(200, json_pack("{s:s, s:s, s:s, s:s}", "qrSvg", qr_svg(url).c_str(), "pairingUrl",
                                         url.c_str(), "requestId", created->request_id.c_str(),
-                                        "expiresAt", iso8601_ms(created->expires_ms).c_str()));
+                                        "expiresAt", iso8601(created->expires_ms).c_str()));
 }
 
 Response code_cleanup(Call& call) {

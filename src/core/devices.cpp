@@ -30,9 +30,11 @@ std::string user_agent_summary(const std::string& ua) {
     return ua.substr(0, ua.find_first_of(" /(")).substr(0, 20);
 }
 
+std::string device_token_text(const Bytes& raw) { return "dp_tok_" + base64url_encode(raw); }
+
 Result<std::string> issue_device(Store& store, Role role, PairMethod method, const std::string& name,
-                                 const ClientAddr& addr, uint32_t now_s) {
-    std::string token = random_token("dp_tok_", 32);
+                                 const ClientAddr& addr, uint32_t now_s, const Bytes& raw) {
+    std::string token = device_token_text(raw);
     Bytes id = random_bytes(8);
     auto* d = insert_record<DeviceRecord>(store, Kind::Device, sha256(token), now_s, [&](DeviceRecord* d) {
         d->last_seen_s = now_s;
@@ -65,8 +67,8 @@ Response device_list(Call& call) {
                             json_checked(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", device_id_text(d->id).c_str(),
                                       "name", name.c_str(), "role",
                                       d->role == Role::Owner ? "owner" : "device", "method",
-                                      method_name(d->method), "createdAt", iso8601_ms(h->created_s * 1000LL).c_str(),
-                                      "lastSeenAt", iso8601_ms(d->last_seen_s * 1000LL).c_str(), "lastAddress",
+                                      method_name(d->method), "createdAt", iso8601(h->created_s * 1000LL).c_str(),
+                                      "lastSeenAt", iso8601(d->last_seen_s * 1000LL).c_str(), "lastAddress",
                                       addr_text(a).c_str()))});
         });
     }

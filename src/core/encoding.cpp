@@ -114,18 +114,17 @@ std::optional<Bytes> hex_decode(std::string_view text) {
     return out;
 }
 
-std::string iso8601_ms(int64_t epoch_ms) {
+std::string iso8601(int64_t epoch_ms) {
     time_t secs = (time_t)(epoch_ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
     char buf[96];
-    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(epoch_ms % 1000));
+    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec);
     return buf;
 }
 
-std::optional<int64_t> parse_iso8601_ms(std::string_view t) {
+std::optional<int64_t> parse_iso8601(std::string_view t) {
     // YYYY-MM-DDTHH:MM:SS then optional .f{1,9} then Z
     if (t.size() < 20) return std::nullopt;
     auto num = [&](size_t pos, size_t len, int& out) {

@@ -35,9 +35,10 @@ std::string percent_encode(std::string_view value);
 // dropped, cut on a character boundary.
 std::string sanitize_utf8(std::string_view text, size_t max_bytes);
 
-// "2026-03-12T10:00:00.000Z" from milliseconds since the epoch.
-std::string iso8601_ms(int64_t epoch_ms);
+// "2026-03-12T10:00:00Z" (seed 002's form: whole seconds, which Swift's
+// default ISO8601DateFormatter also reads) from milliseconds since the epoch.
+std::string iso8601(int64_t epoch_ms);
 // Accepts "YYYY-MM-DDTHH:MM:SS[.fff]Z"; nothing else.
-std::optional<int64_t> parse_iso8601_ms(std::string_view text);
+std::optional<int64_t> parse_iso8601(std::string_view text);
 
 }  // namespace dp

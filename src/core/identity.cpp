@@ -49,7 +49,7 @@ Response attest(Call& call) {
     const Ed25519Identity& id = *settings.identity;
     std::string public_key = base64_encode(id.public_raw());
     std::string nonce = base64url_encode(random_bytes(16));
-    std::string timestamp = iso8601_ms(req.now_ms);
+    std::string timestamp = iso8601(req.now_ms);
     Json signed_part(json_pack("{s:O, s:s, s:s, s:s, s:s}", "data", data, "deviceId",
                                id.device_id().c_str(), "nonce", nonce.c_str(), "publicKey",
                                public_key.c_str(), "timestamp", timestamp.c_str()));
@@ -88,7 +88,7 @@ Response verify(Call& call) {
     }
     auto key = base64_decode_strict(*public_key);
     auto sig = base64_decode_strict(*signature);
-    auto when = parse_iso8601_ms(*timestamp);
+    auto when = parse_iso8601(*timestamp);
     if (!key || key->size() != 32 || !sig || sig->size() != 64 || !when || nonce->empty() ||
         nonce->size() > 128)
         return problem(400, "invalid_attestation", "Malformed attestation",

@@ -82,21 +82,28 @@ Response mailbox_deposit(Call& call) {
     auto* m = as<MailboxRecord>(call.store.find(Kind::Mailbox, key_of("mailbox", call.param)));
     if (!m) return pairing_not_found();
     const bool token_matches = !token.empty() && ct_equal(m->write_token_hash, presented.data(), 32);
-    if (m->h.flags & kMailboxReady) {
-        if (token_matches)
-            return problem(409, "pairing_already_completed", "Pairing already completed",
-                           "this pairing already holds keys; poll it to read them");
+    if ((m->h.flags & kMailboxReady) && !token_matches)
         return invalid_write_token("the write token is wrong or already spent");
+    if (!(m->h.flags & kMailboxReady)) {
+        if (!record_live(&m->h, now)) return pairing_not_found();
+        if (token.empty()) return invalid_write_token("send the write token as \"Authorization: Bearer <token>\"");
+        if (!token_matches) return invalid_write_token("the write token is wrong, expired or spent");
     }
-    if (!record_live(&m->h, now)) return pairing_not_found();
-    if (token.empty()) return invalid_write_token("send the write token as \"Authorization: Bearer <token>\"");
-    if (!token_matches) return invalid_write_token("the write token is wrong, expired or spent");
 
     Result<Json> body = body_object(call.req);
+    Result<Bytes> session_pub = body ? decode_key(body->get(), "session_pub", 32) : Result<Bytes>(body.error());
+    Result<Bytes> ecdh_pub = body ? decode_key(body->get(), "ecdh_pub", 65) : Result<Bytes>(body.error());
+    if (m->h.flags & kMailboxReady) {
+        // The spent token again: the same keys are a retry (a 204 lost on the
+        // network), anything else a second write.
+        if (session_pub && ecdh_pub && memcmp(m->session_pub, session_pub->data(), 32) == 0 &&
+            memcmp(m->ecdh_pub, ecdh_pub->data(), 65) == 0)
+            return no_content();
+        return problem(409, "pairing_already_completed", "Pairing already completed",
+                       "this pairing already holds other keys; poll it to read them");
+    }
     if (!body) return body.error();
-    Result<Bytes> session_pub = decode_key(body->get(), "session_pub", 32);
     if (!session_pub) return session_pub.error();
-    Result<Bytes> ecdh_pub = decode_key(body->get(), "ecdh_pub", 65);
     if (!ecdh_pub) return ecdh_pub.error();
     if (!ed25519_public_key_ok(*session_pub))
         return problem(400, "invalid_key", "Invalid key",

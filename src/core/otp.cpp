@@ -46,7 +46,7 @@ std::vector<std::string> otp_banner(const Settings& settings, const std::string&
     lines.push_back("device pairing: open " + base + "/pair on the device, or scan:");
     for (std::string& row : qr_terminal_lines(url)) lines.push_back(std::move(row));
     lines.push_back("OTP: " + otp + " (expires in " + std::to_string(settings.otp_ttl_ms / 60000) +
-                    " minutes, at " + iso8601_ms(now_ms + settings.otp_ttl_ms) +
+                    " minutes, at " + iso8601(now_ms + settings.otp_ttl_ms) +
                     "); at most 10 guesses, P <= 1e-5");
     return lines;
 }
@@ -116,7 +116,7 @@ Response pair_refresh(Call& call) {
     std::string pairing_url = *url + "/pair#otp=" + otp;
     Response r = json_response(
         200, json_pack("{s:s, s:s, s:s, s:s}", "otp", otp.c_str(), "expires_at",
-                       iso8601_ms(now + call.settings.otp_ttl_ms).c_str(), "pairing_url", pairing_url.c_str(),
+                       iso8601(now + call.settings.otp_ttl_ms).c_str(), "pairing_url", pairing_url.c_str(),
                        "qr_svg", qr_svg(pairing_url).c_str()));
     r.notices = otp_banner(call.settings, *url, otp, now);
     return r;

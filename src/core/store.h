@@ -71,6 +71,11 @@ struct CodeRequestRecord {
     int64_t approved_at_ms;
     char requester[64];
     char meta[256];            // compact JSON of the request's "meta"
+    // The delivered token's random bytes XOR a key derived from the request
+    // id, which only the requester holds: a retried status call within the
+    // grace gets the same token; the zone and the state file hold nothing usable.
+    uint8_t sealed_token[32];
+    uint32_t delivered_s;
 };
 
 // An attestation nonce seen by verify, kept for its age window.

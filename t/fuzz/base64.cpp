@@ -9,6 +9,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (dp::base64_decode_strict(dp::base64_encode(text)) != std::string(text)) abort();
     if (auto raw = dp::hex_decode(text))
         if (raw->size() * 2 != text.size()) abort();
-    if (auto ms = dp::parse_iso8601_ms(text)) dp::iso8601_ms(*ms);
+    if (auto ms = dp::parse_iso8601(text)) dp::iso8601(*ms);
     return 0;
 }

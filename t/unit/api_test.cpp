@@ -41,7 +41,7 @@ Request head(const char* content_type, int64_t length) {
 
 }  // namespace
 
-TEST(Api, PrecheckDecides404405415And413BeforeTheBody) {
+TEST(Api, PrecheckDecides404405And413BeforeTheBody) {
     Settings s;
     s.max_body = 100;
     auto code = [&](const char* method, const char* path, const Request& req) {
@@ -53,8 +53,7 @@ TEST(Api, PrecheckDecides404405415And413BeforeTheBody) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 405);
     EXPECT_EQ(r->headers[0], (std::pair<std::string, std::string>("Allow", "GET, HEAD")));
-    EXPECT_EQ(code("POST", "/pair", head("application/x-www-form-urlencoded", 10)), "unsupported_media_type");
-    EXPECT_EQ(code("POST", "/pair", head("", 10)), "unsupported_media_type");
+    EXPECT_EQ(code("POST", "/pair", head("multipart/form-data; boundary=x", 10)), "go") << "judged after credentials";
     EXPECT_EQ(code("POST", "/pair", head("application/json", 101)), "body_too_large");
     EXPECT_EQ(code("POST", "/pair", head("Application/JSON; charset=utf-8", 100)), "go");
     EXPECT_EQ(code("POST", "/pair", head("application/merge-patch+json", 10)), "go");
@@ -85,4 +84,28 @@ TEST(Api, AMalformedBodyWithInvalidUtf8IsA400) {
     EXPECT_EQ(field(r, "code"), "invalid_request");
     r = h.call("POST", "/pair", "{\"o\xc3\":1}", kT0);
     EXPECT_EQ(r.status, 400);
+}
+
+TEST(Api, JsonIsAcceptedAsClientsSendItAndCredentialsComeBeforeTheMediaType) {
+    Harness h;
+    auto post = [&](const char* path, const char* type, const std::string& body, const std::string& auth = "") {
+        Request req;
+        req.method = "POST";
+        req.path = path;
+        req.content_type = type;
+        req.body = body;
+        req.has_body = true;
+        req.authorization = auth;
+        req.now_ms = kT0;
+        return api_handle(h.store, h.settings, api_route("POST", path), req, h.addr);
+    };
+    for (const char* type : {"", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "application/json"})
+        EXPECT_EQ(post("/api/devices/pairing/request", type, "{\"requesterId\":\"x\"}").status, 200) << type;
+    EXPECT_EQ(field(post("/api/devices/pairing/request", "application/x-www-form-urlencoded", "requesterId=x"), "code"),
+              "invalid_request") << "a form body is not JSON: 400";
+    for (const char* type : {"multipart/form-data; boundary=b", "application/octet-stream", "image/png"})
+        EXPECT_EQ(post("/api/devices/pairing/request", type, "{}").status, 415) << type;
+    EXPECT_EQ(post("/api/devices/attest", "multipart/form-data", "{}").status, 401) << "credentials first";
+    EXPECT_FALSE(media_type_can_hold_json("Multipart/Mixed"));
+    EXPECT_TRUE(media_type_can_hold_json("application/merge-patch+json"));
 }

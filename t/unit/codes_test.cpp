@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "core/codes.h"
+#include "core/persist/snapshot.h"
 #include "harness.h"
 
 using namespace dp;
@@ -11,7 +12,7 @@ TEST(Codes, NormalizeAndFormat) {
     EXPECT_EQ(format_code("ABC123XYZ", '-'), "ABC-123-XYZ");
 }
 
-TEST(Codes, ApproveDeliversTheTokenOnce) {
+TEST(Codes, ApprovedTokenIsDeliveredAgainOnlyWithinTheGrace) {
     Harness h;
     const std::string op = kOperator;
     Response r = h.call("POST", "/api/devices/pairing/request", "", kT0);
@@ -21,8 +22,15 @@ TEST(Codes, ApproveDeliversTheTokenOnce) {
     r = h.call("GET", "/api/devices/pairing/status/" + id, "", kT0 + 1);
     EXPECT_EQ(field(r, "status"), "approved");
     EXPECT_EQ(field(r, "token").rfind("dp_tok_", 0), 0u);
-    r = h.call("GET", "/api/devices/pairing/status/" + id, "", kT0 + 2);
-    EXPECT_EQ(field(r, "token"), "<absent>");
+    std::string token = field(r, "token");
+    r = h.call("GET", "/api/devices/pairing/status/" + id, "", kT0 + 30000);
+    EXPECT_EQ(field(r, "token"), token) << "a retry within the grace gets the same token";
+    r = h.call("GET", "/api/devices/pairing/status/" + id, "", kT0 + 61000);
+    EXPECT_EQ(field(r, "status"), "approved");
+    EXPECT_EQ(field(r, "token"), "<absent>") << "after the grace only the hash remains";
+    EXPECT_EQ(h.store.count(Kind::Device), 1u) << "one device, however often it was asked";
+    std::string bytes = h.locked([&] { return serialize_state(h.store); });
+    EXPECT_EQ(bytes.find(token.substr(7)), std::string::npos);
 }
 
 TEST(Codes, CodeDigestDifferingInItsLastByteIsUnknown) {

@@ -65,7 +65,9 @@ bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::str
         if (pos + 2 > body) break;
         memcpy(&size, bytes.data() + pos, 2);
         pos += 2;
-        if (kind >= kKindCount || size != record_size((Kind)kind) || pos + size > body) {
+        // A record written before its kind grew new (trailing) fields loads
+        // with them zeroed.
+        if (kind >= kKindCount || size > record_size((Kind)kind) || size < sizeof(RecordHeader) || pos + size > body) {
             *error = "bad record at offset " + std::to_string(pos);
             return false;
         }
