@@ -39,6 +39,7 @@ struct Response {
     std::string body;
     std::vector<std::pair<std::string, std::string>> headers;
     std::vector<std::string> notices;  // lines for the error log at notice level
+    std::vector<std::string> banner;   // a new OTP for the operator: logged and written to the banner file
     bool durable = false;              // persist state before the answer leaves
     int64_t poll_until_ms = 0;         // long poll: ask again until ready or this time
 

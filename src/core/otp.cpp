@@ -44,7 +44,7 @@ std::vector<std::string> otp_banner(const Settings& settings, const std::string&
     std::string url = base + "/pair#otp=" + otp;
     std::vector<std::string> lines;
     lines.push_back("device pairing: open " + base + "/pair on the device, or scan:");
-    for (std::string& row : qr_terminal_lines(url)) lines.push_back(std::move(row));
+    for (std::string& row : qr_terminal_lines(url, settings.qr_colors)) lines.push_back(std::move(row));
     lines.push_back("OTP: " + otp + " (expires in " + std::to_string(settings.otp_ttl_ms / 60000) +
                     " minutes, at " + iso8601(now_ms + settings.otp_ttl_ms) +
                     "); at most 10 guesses, P <= 1e-5");
@@ -54,10 +54,9 @@ std::vector<std::string> otp_banner(const Settings& settings, const std::string&
 std::vector<std::string> otp_at_start(Store& store, const Settings& settings, int64_t now_ms) {
     if (otp_live(store, now_ms)) return {};  // a reload keeps the live OTP
     std::string otp = new_otp(store, settings, now_ms);
-    Request start;
-    start.host = "localhost";
-    Result<std::string> url = base_url(settings, start);
-    return otp_banner(settings, url ? *url : "http://localhost", otp, now_ms);
+    std::string url = settings.public_url.empty() ? settings.listen_url : settings.public_url;
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    return otp_banner(settings, url, otp, now_ms);
 }
 
 Response health(Call&) { return json_response(200, json_pack("{s:s}", "status", "ok")); }
@@ -118,7 +117,7 @@ Response pair_refresh(Call& call) {
         200, json_pack("{s:s, s:s, s:s, s:s}", "otp", otp.c_str(), "expires_at",
                        iso8601(now + call.settings.otp_ttl_ms).c_str(), "pairing_url", pairing_url.c_str(),
                        "qr_svg", qr_svg(pairing_url).c_str()));
-    r.notices = otp_banner(call.settings, *url, otp, now);
+    r.banner = otp_banner(call.settings, *url, otp, now);
     return r;
 }
 

@@ -23,7 +23,7 @@ std::unique_ptr<QRcode, QrDeleter> encode(const std::string& text) {
 
 }  // namespace
 
-std::vector<std::string> qr_terminal_lines(const std::string& text) {
+std::vector<std::string> qr_terminal_lines(const std::string& text, QrColors colors) {
     auto q = encode(text);
     const int n = q->width, size = n + 2 * kQuiet;
     auto dark = [&](int x, int y) {
@@ -31,12 +31,15 @@ std::vector<std::string> qr_terminal_lines(const std::string& text) {
         y -= kQuiet;
         return x >= 0 && y >= 0 && x < n && y < n && (q->data[y * n + x] & 1);
     };
-    // Light modules are drawn as blocks so the code reads on dark terminals.
+    // A glyph is the terminal's text colour: on a dark terminal it draws the
+    // light modules, on a light terminal the dark ones.
+    const bool glyph_is_dark = colors == QrColors::DarkOnLight;
+    auto glyph = [&](int x, int y) { return y < size && dark(x, y) == glyph_is_dark; };
     std::vector<std::string> lines;
     for (int y = 0; y < size; y += 2) {
         std::string line;
         for (int x = 0; x < size; x++) {
-            bool top = !dark(x, y), bottom = y + 1 < size && !dark(x, y + 1);
+            bool top = glyph(x, y), bottom = glyph(x, y + 1);
             line += top && bottom ? "\u2588" : top ? "\u2580" : bottom ? "\u2584" : " ";
         }
         lines.push_back(line);

@@ -9,6 +9,7 @@
 
 #include "core/crypto.h"
 #include "core/files.h"
+#include "core/qr.h"
 
 namespace dp {
 
@@ -18,6 +19,10 @@ struct Settings {
     std::vector<DeviceKey> device_keys;
     std::shared_ptr<Ed25519Identity> identity;
     std::string public_url;                  // empty: scheme://Host of the request
+    // The start-up QR's base URL without device_pairing_url: the server's
+    // listen address and port (or its server_name), found at configuration.
+    std::string listen_url = "http://localhost";
+    QrColors qr_colors = QrColors::LightOnDark;
     std::string app_url = "devicepairing://pair?code=$code&host=$host";
     int64_t otp_ttl_ms = 600000;
     uint32_t mailbox_ttl_s = 300;

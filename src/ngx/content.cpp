@@ -171,6 +171,7 @@ ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
     dp::Response resp = dp::api_handle(store, *srv_conf(r)->settings, ctx->route, req, client_addr(r));
     for (const std::string& line : resp.notices)
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0, "%s", line.c_str());
+    if (!resp.banner.empty()) show_banner(zone, resp.banner, r->connection->log);
     if (resp.durable) persist_if_dirty(zone, r->connection->log);
 
     if (resp.poll_until_ms) {

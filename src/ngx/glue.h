@@ -10,6 +10,7 @@ extern "C" {
 }
 
 #include <string>
+#include <vector>
 
 #include "core/api.h"
 #include "core/http.h"
@@ -158,6 +159,9 @@ ngx_int_t init_deny_filter() noexcept;
 
 // zone.cpp
 ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept;
+// A new OTP for the operator: the error log (notice), the banner file, and
+// the terminal that started nginx when there is one.
+void show_banner(ZoneCtx* zone, const std::vector<std::string>& lines, ngx_log_t* log);
 ZoneCtx* zone_of(ngx_http_request_t* r);
 
 // persist.cpp: state= writes (durable answers, the flush timer, worker exit).

@@ -63,8 +63,8 @@ ZoneCtx* old_zone_with_same_name(ngx_shm_zone_t* shm_zone) {
 void start_otp_if_needed(ZoneCtx* ctx, ngx_log_t* log) {
     if (ngx_test_config || !ctx->mcf->first_pairing_srv) return;
     ZoneStore store(ctx);
-    for (const std::string& line : dp::otp_at_start(store, *ctx->mcf->first_pairing_srv->settings, now_ms()))
-        ngx_log_error(NGX_LOG_NOTICE, log, 0, "%s", line.c_str());
+    std::vector<std::string> banner = dp::otp_at_start(store, *ctx->mcf->first_pairing_srv->settings, now_ms());
+    if (!banner.empty()) show_banner(ctx, banner, log);
 }
 
 }  // namespace
@@ -204,6 +204,10 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
         ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone: unknown error");
     }
     return NGX_ERROR;
+}
+
+void show_banner(ZoneCtx* zone, const std::vector<std::string>& lines, ngx_log_t* log) {
+    for (const std::string& line : lines) ngx_log_error(NGX_LOG_NOTICE, log, 0, "%s", line.c_str());
 }
 
 ZoneCtx* zone_of(ngx_http_request_t* r) {

@@ -54,6 +54,7 @@ TEST(Otp, BurnedAfterTenFailuresFromAnyAddress) {
         EXPECT_EQ(last.status, 401);
     }
     EXPECT_EQ(last.notices.size(), 1u);
+    EXPECT_TRUE(last.banner.empty());
     h.addr.bytes[3] = 99;
     EXPECT_EQ(h.pair(otp, kT0 + 100).status, 401) << "burned";
     EXPECT_FALSE(otp_live(h.store, kT0 + 100));
