@@ -16,27 +16,41 @@ CORE_SRCS  := $(wildcard src/core/*.cpp src/core/persist/*.cpp)
 UNIT_SRCS  := $(wildcard t/unit/*.cpp)
 CORE_HDRS  := $(wildcard src/core/*.h src/core/persist/*.h)
 ALL_SRCS   := $(CORE_SRCS) $(CORE_HDRS) $(wildcard src/ngx/*.cpp src/ngx/*.h) config
-DEB_PKGS   := nginx nginx-dev libssl-dev libjansson-dev libqrencode-dev libgtest-dev g++ make \
-              perl python3 python3-cryptography openssl wrk chromium zbar-tools \
-              librsvg2-bin valgrind clang-14 libfuzzer-14-dev libclang-rt-14-dev
+VERSION    := 0.3.0
+# What building and running need (make run); the tests and the bench add theirs.
+RUN_PKGS   := nginx nginx-dev libssl-dev libjansson-dev libqrencode-dev g++ make openssl
+TEST_PKGS  := libgtest-dev perl python3 python3-cryptography chromium zbar-tools librsvg2-bin valgrind \
+              clang-14 libfuzzer-14-dev libclang-rt-14-dev curl bsdutils dpkg-dev
+BENCH_PKGS := wrk python3
 CXXFLAGS   := -std=gnu++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -Isrc
 LIBS       := -lcrypto -ljansson -lqrencode
 
-.PHONY: deps build asan ubsan run test unit integration test-asan test-ubsan test-valgrind browser-deps bench soak \
+.PHONY: deps deb test-deb banner build asan ubsan run test unit integration test-asan test-ubsan test-valgrind browser-deps bench soak \
         device-key clean fuzz fuzz-smoke
 
-deps: $(BUILD)/.deps
-$(BUILD)/.deps:
-	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+# Installs the Debian packages of a list that are missing.
+define install_pkgs
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+endef
+
+deps: $(BUILD)/.deps
+$(BUILD)/.deps:
+	$(call install_pkgs,$(RUN_PKGS))
 	@mkdir -p $(BUILD) && touch $@
+$(BUILD)/.test-deps: $(BUILD)/.deps
+	$(call install_pkgs,$(TEST_PKGS))
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	@touch $@
+$(BUILD)/.bench-deps: $(BUILD)/.deps
+	$(call install_pkgs,$(BENCH_PKGS))
+	@touch $@
 
 browser-deps: $(BUILD)/.browser-deps
-$(BUILD)/.browser-deps: $(BUILD)/.deps t/browser/package.json
+$(BUILD)/.browser-deps: $(BUILD)/.test-deps t/browser/package.json
 	cd t/browser && npm install --no-audit --no-fund --silent
 	@touch $@
 
@@ -61,7 +75,7 @@ build: $(MODULE)
 asan: $(ASAN_MODULE)
 ubsan: $(UBSAN_MODULE)
 
-$(BUILD)/unit_tests: $(BUILD)/.deps $(CORE_SRCS) $(UNIT_SRCS) $(CORE_HDRS) $(wildcard t/unit/*.h)
+$(BUILD)/unit_tests: $(BUILD)/.test-deps $(CORE_SRCS) $(UNIT_SRCS) $(CORE_HDRS) $(wildcard t/unit/*.h)
 	$(CXX) $(CXXFLAGS) -o $@ $(CORE_SRCS) $(UNIT_SRCS) $(LIBS) -lgtest -lgtest_main -pthread
 
 unit: $(BUILD)/unit_tests
@@ -89,7 +103,7 @@ FUZZ_FLAGS   := -std=gnu++17 -g -O1 -Isrc -It/unit -fsanitize=address,undefined 
 FUZZ_OBJS    := $(patsubst src/%.cpp,$(BUILD)/fuzz/obj/%.o,$(CORE_SRCS))
 FUZZ_RUNS    ?= 20000
 FUZZ_SECONDS ?= 300
-$(BUILD)/fuzz/obj/%.o: src/%.cpp $(CORE_HDRS) $(BUILD)/.deps
+$(BUILD)/fuzz/obj/%.o: src/%.cpp $(CORE_HDRS) $(BUILD)/.test-deps
 	@mkdir -p $(dir $@)
 	clang++-14 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 $(BUILD)/fuzz/%: t/fuzz/%.cpp t/fuzz/fuzz.h t/unit/memory_store.h $(FUZZ_OBJS)
@@ -111,13 +125,35 @@ fuzz: $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 	       "$$(grep -o 'stat::average_exec_per_sec: *[0-9]*' $(BUILD)/fuzz/$$f.log | grep -o '[0-9]*$$')/s, no finding"; \
 	done
 
-test: unit fuzz-smoke integration test-asan test-ubsan
+# The Debian package, the way Debian ships nginx modules (libnginx-mod-*).
+DEB := $(BUILD)/deb/libnginx-mod-http-device-pairing_$(VERSION)_amd64.deb
+deb: $(DEB)
+$(DEB): $(MODULE) packaging/DEBIAN/control.in packaging/DEBIAN/postinst packaging/DEBIAN/postrm packaging/mod-http-device-pairing.conf
+	rm -rf $(BUILD)/deb/root && mkdir -p $(BUILD)/deb/root/DEBIAN $(BUILD)/deb/root/usr/lib/nginx/modules \
+	    $(BUILD)/deb/root/usr/share/nginx/modules-available $(BUILD)/deb/root/usr/share/doc/libnginx-mod-http-device-pairing
+	sed 's/@VERSION@/$(VERSION)/' packaging/DEBIAN/control.in > $(BUILD)/deb/root/DEBIAN/control
+	install -m 755 packaging/DEBIAN/postinst packaging/DEBIAN/postrm $(BUILD)/deb/root/DEBIAN/
+	install -m 644 -s $(MODULE) $(BUILD)/deb/root/usr/lib/nginx/modules/
+	install -m 644 packaging/mod-http-device-pairing.conf $(BUILD)/deb/root/usr/share/nginx/modules-available/
+	install -m 644 README.md $(BUILD)/deb/root/usr/share/doc/libnginx-mod-http-device-pairing/
+	dpkg-deb --root-owner-group --build $(BUILD)/deb/root $@ >/dev/null
+
+# Installs the package into Debian's nginx on this machine, pairs through
+# the stock nginx.conf plus a site file, and removes it again.
+test-deb: $(DEB) $(BUILD)/.test-deps
+	t/deb/smoke.sh $(DEB)
+
+test: unit fuzz-smoke integration test-asan test-ubsan test-deb
 
 # Start nginx in the foreground with conf.example; the prefix is this folder.
 run: $(MODULE)
-	@mkdir -p $(BUILD)/run
+	@mkdir -p $(BUILD)/run && touch $(BUILD)/run/device-keys
 	@echo "device pairing: nginx on http://127.0.0.1:3001 (Ctrl-C stops it)"
 	$(NGINX) -p $(CURDIR)/ -c conf.example -g 'daemon off; user root;' -e stderr
+
+# The pairing URL, QR and OTP of the nginx that make run started, again.
+banner:
+	@cat $(BUILD)/run/device-pairing.state.banner
 
 # make device-key ACCOUNT=alice: print a new key once, keep only its hash.
 KEYS ?= $(BUILD)/run/device-keys
@@ -128,7 +164,7 @@ device-key:
 	echo "device key for $(ACCOUNT) (shown once, keep it safe): $$key"; \
 	echo "its SHA-256 was appended to $(KEYS); reload nginx to use it"
 
-bench: $(MODULE) $(BUILD)/make_state
+bench: $(MODULE) $(BUILD)/make_state $(BUILD)/.bench-deps
 	/usr/bin/python3 bench/run.py
 
 soak: $(MODULE)

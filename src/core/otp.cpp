@@ -59,6 +59,41 @@ std::vector<std::string> otp_at_start(Store& store, const Settings& settings, in
     return otp_banner(settings, url, otp, now_ms);
 }
 
+namespace {
+
+bool real_name(const std::string& name) {
+    return !name.empty() && name != "_" && name != "localhost" && name[0] != '~' &&
+           name.find('*') == std::string::npos && name.find('.') != std::string::npos;
+}
+
+}  // namespace
+
+std::string startup_url(const std::vector<ListenAddress>& listens, const std::vector<std::string>& server_names,
+                        const std::string& hostname, std::vector<std::string>* warnings) {
+    if (listens.empty()) return "http://localhost";
+    const ListenAddress& listen = listens.front();
+    const std::string scheme = listen.ssl ? "https" : "http";
+    const size_t colon = listen.text.rfind(':');
+    const std::string port = colon == std::string::npos ? "" : listen.text.substr(colon + 1);
+    std::string host = colon == std::string::npos ? listen.text : listen.text.substr(0, colon);
+    std::vector<std::string> names;
+    for (const std::string& n : server_names)
+        if (real_name(n)) names.push_back(n);
+    if (!names.empty()) {
+        host = names.front();
+        if (names.size() > 1)
+            warnings->push_back("several server names; the start-up QR uses \"" + host + "\"");
+    } else if (listen.wildcard) {
+        host = hostname.empty() ? "localhost" : hostname;
+        warnings->push_back("the server listens on a wildcard address; the start-up QR guesses the host name \"" +
+                            host + "\"");
+    }
+    const bool default_port = (scheme == "http" && port == "80") || (scheme == "https" && port == "443");
+    std::string url = scheme + "://" + host + (default_port || port.empty() ? "" : ":" + port);
+    if (!warnings->empty()) warnings->back() += " (" + url + "); set device_pairing_url to say which URL phones reach";
+    return url;
+}
+
 Response health(Call&) { return json_response(200, json_pack("{s:s}", "status", "ok")); }
 
 Response pair_page(Call&) {

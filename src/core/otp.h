@@ -21,6 +21,19 @@ std::vector<std::string> otp_banner(const Settings& settings, const std::string&
 // when one was made, else none.
 std::vector<std::string> otp_at_start(Store& store, const Settings& settings, int64_t now_ms);
 
+// One `listen` of a server, as nginx reports it: "127.0.0.1:3001", "[::]:80".
+struct ListenAddress {
+    std::string text;
+    bool ssl = false;
+    bool wildcard = false;  // 0.0.0.0 or [::]: not an address a phone can reach
+};
+// The start-up QR's base URL when device_pairing_url is not set: the
+// server_name when it is a real name, else the listen address, with the
+// listen port (omitted when it is the scheme's default). A guess (a wildcard
+// listen with no real name, several real names) adds a warning for nginx -t.
+std::string startup_url(const std::vector<ListenAddress>& listens, const std::vector<std::string>& server_names,
+                        const std::string& hostname, std::vector<std::string>* warnings);
+
 Response health(Call& call);        // GET /health
 Response pair_page(Call& call);     // GET /pair
 Response pair_otp(Call& call);      // POST /pair

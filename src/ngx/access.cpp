@@ -60,25 +60,28 @@ bool header_is(const ngx_table_elt_t& h, const char* lowercase_name) {
 
 // device_pairing_pass_credentials off: the upstream never sees them.
 ngx_int_t strip_credentials(ngx_http_request_t* r) {
+    ngx_uint_t total = 0, found = 0;
+    for (ngx_list_part_t* part = &r->headers_in.headers.part; part; part = part->next) {
+        auto* h = static_cast<ngx_table_elt_t*>(part->elts);
+        for (ngx_uint_t i = 0; i < part->nelts; i++, total++)
+            found += header_is(h[i], "authorization") || header_is(h[i], "x-device-key");
+    }
+    if (!found) return NGX_OK;
+    // A new list of just the other headers: the old one stays intact, so the
+    // pointers nginx keeps into it (Host, User-Agent...) stay valid.
     ngx_list_t kept;
-    if (ngx_list_init(&kept, r->pool, 20, sizeof(ngx_table_elt_t)) != NGX_OK) return NGX_ERROR;
-    bool found = false;
+    if (ngx_list_init(&kept, r->pool, total - found + 1, sizeof(ngx_table_elt_t)) != NGX_OK) return NGX_ERROR;
     for (ngx_list_part_t* part = &r->headers_in.headers.part; part; part = part->next) {
         auto* h = static_cast<ngx_table_elt_t*>(part->elts);
         for (ngx_uint_t i = 0; i < part->nelts; i++) {
-            if (header_is(h[i], "authorization") || header_is(h[i], "x-device-key")) {
-                found = true;
-                continue;
-            }
+            if (header_is(h[i], "authorization") || header_is(h[i], "x-device-key")) continue;
             auto* copy = static_cast<ngx_table_elt_t*>(ngx_list_push(&kept));
             if (!copy) return NGX_ERROR;
             *copy = h[i];
         }
     }
-    if (found) {
-        r->headers_in.headers = kept;
-        r->headers_in.authorization = nullptr;
-    }
+    r->headers_in.headers = kept;
+    r->headers_in.authorization = nullptr;
     return NGX_OK;
 }
 

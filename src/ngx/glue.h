@@ -37,6 +37,7 @@ struct ZoneCtx {
     ngx_slab_pool_t* shpool;
     ngx_shm_zone_t* shm_zone;
     ngx_str_t state_path;  // empty: no persistence
+    ngx_str_t banner_path;  // where a new OTP's banner is written for the operator; empty: nowhere
     MainConf* mcf;
 };
 
@@ -75,6 +76,8 @@ struct SrvConf {
     time_t code_ttl;
     ngx_uint_t max_pairings;
     size_t max_body;
+    ngx_uint_t qr_colors;
+    ngx_http_core_srv_conf_t* core;  // its server{}: listen addresses and names for the start-up URL
     dp::Settings* settings;  // built in merge; destroyed by a pool cleanup
 };
 

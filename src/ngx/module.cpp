@@ -3,6 +3,7 @@
 #include <new>
 
 #include "core/files.h"
+#include "core/otp.h"
 #include "ngx/glue.h"
 
 namespace dpngx {
@@ -29,7 +30,15 @@ ngx_conf_enum_t auth_modes[] = {
     {ngx_null_string, 0},
 };
 
+ngx_conf_enum_t qr_color_schemes[] = {
+    {ngx_string("light-on-dark"), (ngx_uint_t)dp::QrColors::LightOnDark},
+    {ngx_string("dark-on-light"), (ngx_uint_t)dp::QrColors::DarkOnLight},
+    {ngx_null_string, 0},
+};
+
 ngx_command_t commands[] = {
+    {ngx_string("device_pairing_qr_colors"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_enum_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, qr_colors), qr_color_schemes},
     {ngx_string("device_pairing_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12, zone_directive,
      NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("device_pairing"), NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG, pairing_directive,
@@ -88,6 +97,7 @@ void* create_srv_conf(ngx_conf_t* cf) noexcept {
     conf->code_ttl = NGX_CONF_UNSET;
     conf->max_pairings = NGX_CONF_UNSET_UINT;
     conf->max_body = NGX_CONF_UNSET_SIZE;
+    conf->qr_colors = NGX_CONF_UNSET_UINT;
     return conf;
 }
 
@@ -113,6 +123,7 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
     ngx_conf_merge_sec_value(conf->code_ttl, prev->code_ttl, 600);
     ngx_conf_merge_uint_value(conf->max_pairings, prev->max_pairings, 16);
     ngx_conf_merge_size_value(conf->max_body, prev->max_body, 16384);
+    ngx_conf_merge_uint_value(conf->qr_colors, prev->qr_colors, (ngx_uint_t)dp::QrColors::LightOnDark);
     if (conf->mailbox_ttl < 1 || conf->code_ttl < 1 || conf->otp_ttl < 1000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device pairing lifetimes must be at least 1s");
         return (char*)NGX_CONF_ERROR;
@@ -130,6 +141,7 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
         s->code_ttl_s = (uint32_t)conf->code_ttl;
         s->max_pairings_per_account = (uint32_t)conf->max_pairings;
         s->max_body = conf->max_body;
+        s->qr_colors = (dp::QrColors)conf->qr_colors;
 
         std::string path, error;
         if (full_path(cf, &conf->token_file, &path)) {
@@ -253,6 +265,7 @@ char* pairing_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept
         mcf->pairing_used = 1;
         auto* scf = static_cast<SrvConf*>(ngx_http_conf_get_module_srv_conf(cf, ngx_http_device_pairing_module));
         if (!mcf->first_pairing_srv) mcf->first_pairing_srv = scf;
+        scf->core = static_cast<ngx_http_core_srv_conf_t*>(ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module));
         auto** known = static_cast<SrvConf**>(mcf->pairing_srvs.elts);
         if (std::find(known, known + mcf->pairing_srvs.nelts, scf) == known + mcf->pairing_srvs.nelts) {
             auto** slot = static_cast<SrvConf**>(ngx_array_push(&mcf->pairing_srvs));
@@ -264,6 +277,55 @@ char* pairing_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept
 }
 
 ngx_int_t preconfiguration(ngx_conf_t* cf) noexcept { return add_variables(cf); }
+
+// Without device_pairing_url the start-up QR needs a URL a phone can reach:
+// the server's listen address and port, or its server_name (core rule:
+// dp::startup_url). nginx -t warns when that is a guess.
+bool set_listen_url(ngx_conf_t* cf, ngx_http_core_main_conf_t* cmcf, SrvConf* scf) {
+    std::vector<dp::ListenAddress> listens;
+    auto* ports = cmcf->ports ? static_cast<ngx_http_conf_port_t*>(cmcf->ports->elts) : nullptr;
+    for (ngx_uint_t p = 0; ports && p < cmcf->ports->nelts; p++) {
+        auto* addrs = static_cast<ngx_http_conf_addr_t*>(ports[p].addrs.elts);
+        for (ngx_uint_t a = 0; a < ports[p].addrs.nelts; a++) {
+            auto** servers = static_cast<ngx_http_core_srv_conf_t**>(addrs[a].servers.elts);
+            if (std::find(servers, servers + addrs[a].servers.nelts, scf->core) == servers + addrs[a].servers.nelts)
+                continue;
+            dp::ListenAddress l;
+            l.text = to_string(addrs[a].opt.addr_text);
+            l.ssl = addrs[a].opt.ssl;
+            struct sockaddr* sa = addrs[a].opt.sockaddr;
+            l.wildcard = (sa->sa_family == AF_INET &&
+                          reinterpret_cast<struct sockaddr_in*>(sa)->sin_addr.s_addr == INADDR_ANY)
+#if (NGX_HAVE_INET6)
+                         || (sa->sa_family == AF_INET6 &&
+                             IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<struct sockaddr_in6*>(sa)->sin6_addr))
+#endif
+                ;
+            listens.push_back(l);
+        }
+    }
+    std::vector<std::string> names;
+    auto* sn = static_cast<ngx_http_server_name_t*>(scf->core->server_names.elts);
+    for (ngx_uint_t i = 0; i < scf->core->server_names.nelts; i++) names.push_back(to_string(sn[i].name));
+    std::vector<std::string> warnings;
+    scf->settings->listen_url = dp::startup_url(listens, names, to_string(cf->cycle->hostname), &warnings);
+    if (scf->settings->public_url.empty())
+        for (const std::string& w : warnings) ngx_conf_log_error(NGX_LOG_WARN, cf, 0, "device_pairing: %s", w.c_str());
+    return true;
+}
+
+// Where a new OTP's banner goes: next to the state file, else next to the
+// operator token file.
+void set_banner_path(ngx_conf_t* cf, MainConf* mcf) {
+    auto* zone = static_cast<ZoneCtx*>(mcf->zone->data);
+    std::string base = to_string(zone->state_path);
+    if (base.empty() && !full_path(cf, &mcf->first_pairing_srv->token_file, &base)) return;
+    base += ".banner";
+    zone->banner_path.data = static_cast<u_char*>(ngx_pnalloc(cf->pool, base.size()));
+    if (!zone->banner_path.data) return;
+    ngx_memcpy(zone->banner_path.data, base.data(), base.size());
+    zone->banner_path.len = base.size();
+}
 
 ngx_int_t postconfiguration(ngx_conf_t* cf) noexcept {
     auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_device_pairing_module));
@@ -289,6 +351,12 @@ ngx_int_t postconfiguration(ngx_conf_t* cf) noexcept {
                                "set device_pairing_token_file once in http{}", &a, &b);
             return NGX_ERROR;
         }
+    }
+    try {
+        for (ngx_uint_t i = 0; i < mcf->pairing_srvs.nelts; i++) set_listen_url(cf, cmcf, srvs[i]);
+        if (mcf->zone && mcf->first_pairing_srv) set_banner_path(cf, mcf);
+    } catch (...) {
+        return NGX_ERROR;
     }
     auto* h = static_cast<ngx_http_handler_pt*>(ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers));
     if (!h) return NGX_ERROR;

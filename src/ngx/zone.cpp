@@ -64,7 +64,20 @@ void start_otp_if_needed(ZoneCtx* ctx, ngx_log_t* log) {
     if (ngx_test_config || !ctx->mcf->first_pairing_srv) return;
     ZoneStore store(ctx);
     std::vector<std::string> banner = dp::otp_at_start(store, *ctx->mcf->first_pairing_srv->settings, now_ms());
-    if (!banner.empty()) show_banner(ctx, banner, log);
+    if (!banner.empty()) {
+        show_banner(ctx, banner, log);
+        return;
+    }
+    // A reload keeps the live OTP: show its banner again from the file.
+    std::string text, error;
+    dp::PosixDisk disk;
+    if (ctx->banner_path.len && disk.read_file(to_string(ctx->banner_path), &text, &error)) {
+        for (size_t pos = 0, end; pos < text.size(); pos = end + 1) {
+            end = text.find('\n', pos);
+            if (end == std::string::npos) end = text.size();
+            ngx_log_error(NGX_LOG_NOTICE, log, 0, "%s", text.substr(pos, end - pos).c_str());
+        }
+    }
 }
 
 }  // namespace
@@ -208,6 +221,23 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
 
 void show_banner(ZoneCtx* zone, const std::vector<std::string>& lines, ngx_log_t* log) {
     for (const std::string& line : lines) ngx_log_error(NGX_LOG_NOTICE, log, 0, "%s", line.c_str());
+    std::string text;
+    for (const std::string& line : lines) text += line + "\n";
+    std::string path = to_string(zone->banner_path), error;
+    dp::PosixDisk disk;
+    if (!path.empty() && !disk.write_atomically(path, text, &error)) {
+        ngx_log_error(NGX_LOG_WARN, log, 0, "device_pairing: the banner file: %s", error.c_str());
+        path.clear();
+    }
+    std::string pointer = path.empty() ? "" : "device pairing: a new OTP; print the pairing URL, QR and OTP with: cat " + path;
+    if (!pointer.empty()) ngx_log_error(NGX_LOG_WARN, log, 0, "%s", pointer.c_str());
+    // nginx starting (not a reload, not a worker): stderr is still the
+    // starter's. A terminal gets the whole banner; anything else (systemd's
+    // journal) only where to look, never the OTP.
+    if (ngx_process == NGX_PROCESS_SINGLE && !ngx_test_config) {
+        const std::string out = isatty(STDERR_FILENO) ? text : pointer.empty() ? "" : pointer + "\n";
+        if (!out.empty()) (void)!write(STDERR_FILENO, out.data(), out.size());
+    }
 }
 
 ZoneCtx* zone_of(ngx_http_request_t* r) {

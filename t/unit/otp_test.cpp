@@ -139,3 +139,19 @@ TEST(Otp, TheBurnIsAChangeToPersist) {
     EXPECT_GT(h.store.state().dirty, before);
     EXPECT_TRUE(h.store.state().otp.burned);
 }
+
+TEST(Otp, TheStartupUrlComesFromTheListenAddressAndAReadServerName) {
+    std::vector<std::string> warnings;
+    EXPECT_EQ(startup_url({{"127.0.0.1:3001"}}, {""}, "box", &warnings), "http://127.0.0.1:3001");
+    EXPECT_TRUE(warnings.empty()) << "an exact address is no guess";
+    EXPECT_EQ(startup_url({{"192.168.1.5:80"}}, {"_"}, "box", &warnings), "http://192.168.1.5");
+    EXPECT_EQ(startup_url({{"0.0.0.0:8443", true, true}}, {"gw.example.org"}, "box", &warnings), "https://gw.example.org:8443");
+    EXPECT_TRUE(warnings.empty());
+    EXPECT_EQ(startup_url({{"[::1]:3001"}}, {"localhost"}, "box", &warnings), "http://[::1]:3001");
+    EXPECT_EQ(startup_url({{"0.0.0.0:3001", false, true}}, {""}, "box.lan", &warnings), "http://box.lan:3001");
+    ASSERT_EQ(warnings.size(), 1u) << "a wildcard listen is a guess";
+    EXPECT_NE(warnings[0].find("device_pairing_url"), std::string::npos);
+    warnings.clear();
+    EXPECT_EQ(startup_url({{"10.0.0.1:81"}}, {"a.example", "b.example"}, "box", &warnings), "http://a.example:81");
+    EXPECT_EQ(warnings.size(), 1u) << "several names are a guess";
+}
