@@ -80,7 +80,7 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
     }
     memcpy(p.device_name, d->name, std::min<size_t>(d->name_len, sizeof(p.device_name) - 1));
     if (now_s - d->last_seen_s >= kLastSeenEveryS) {
-        DeviceRecord* seen = update_record(*store, d);
+        DeviceRecord* seen = as<DeviceRecord>(store->touch(&d->h));
         seen->last_seen_s = now_s;
         if (addr.len) {
             seen->addr_len = addr.len;

@@ -130,7 +130,8 @@ bool anonymous_kind(Kind kind);
 // implementation holds the zone's ngx_shmtx for that span. Reads hand out
 // const records; a change goes through insert(), remove(), update() or
 // otp_for_update(), which mark the state dirty, so nothing reaches the
-// state file by a call site remembering to say so.
+// state file by a call site remembering to say so (touch() is the one
+// exception, for hints).
 class Store {
    public:
     virtual ~Store() = default;
@@ -151,6 +152,11 @@ class Store {
         mark_written();
         return const_cast<RecordHeader*>(record);
     }
+    // The writable form of a record for a hint that is not worth a write of
+    // its own (last seen, coalesced to once a minute): it reaches the state
+    // file with the next real change. Marking it dirty would make every
+    // minute of gate traffic rewrite the state.
+    RecordHeader* touch(const RecordHeader* record) { return const_cast<RecordHeader*>(record); }
     const SharedState& shared() { return raw_shared(); }
     OtpState& otp_for_update() {
         mark_written();
