@@ -66,7 +66,7 @@ std::optional<Response> api_precheck(const RouteMatch& route, const Request& hea
         return r;
     }
     // The media type is judged by the handler, after the credentials.
-    if (route.has_body && head.content_length > (int64_t)settings.max_body) return body_too_large(settings.max_body);
+    if (route.spec->has_body && head.content_length > (int64_t)settings.max_body) return body_too_large(settings.max_body);
     return std::nullopt;
 }
 

@@ -13,7 +13,7 @@ namespace dp {
 RouteMatch api_route(std::string_view method, std::string_view path);
 
 // What the request line and headers already decide: a 404, 405 or 413
-// answer, or nothing (then read the body if route.has_body, and handle).
+// answer, or nothing (then read the body if route.spec->has_body, and handle).
 // The media type (415) is judged after the credentials, by body_object().
 std::optional<Response> api_precheck(const RouteMatch& route, const Request& head, const Settings& settings);
 

@@ -22,7 +22,6 @@ struct Request {
     std::string device_key;     // "X-DEVICE-KEY" header value, empty if absent
     std::string content_type;   // "Content-Type" header value, empty if absent
     int64_t content_length = -1;  // declared length; -1 when absent (chunked or no body)
-    bool has_body = false;      // a body was announced (a length above 0, or chunked)
     std::string body;
     std::string user_agent;
     std::string host;           // Host header, for URLs when no public URL is set

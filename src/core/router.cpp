@@ -38,10 +38,7 @@ RouteMatch match_route(const RouteSpec* table, size_t count, std::string_view me
         if (method == spec_method || (method == "HEAD" && spec_method == "GET")) {
             m.outcome = RouteMatch::Found;
             m.spec = spec;
-            m.route = spec->route;
             m.param = std::move(param);
-            m.has_body = spec->has_body;
-            m.auth = spec->auth;
             return m;
         }
         allow(&m.allow, spec_method);

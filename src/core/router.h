@@ -50,12 +50,9 @@ struct RouteSpec {
 
 struct RouteMatch {
     enum Outcome { Found, NotFound, MethodNotAllowed } outcome = NotFound;
-    const RouteSpec* spec = nullptr;
-    Route route = Route::Health;
+    const RouteSpec* spec = nullptr;  // the matched route (Found only)
     std::string param;  // the {id} segment, if the pattern has one
     std::string allow;  // for MethodNotAllowed: "GET, POST"
-    bool has_body = false;
-    RouteAuth auth = RouteAuth::None;
 };
 
 RouteMatch match_route(const RouteSpec* table, size_t count, std::string_view method, std::string_view path);

@@ -53,9 +53,14 @@ ngx_int_t deny(ngx_http_request_t* r, RequestCtx* ctx, const dp::Principal& p, b
     return answer.status;
 }
 
-bool header_is(const ngx_table_elt_t& h, const char* lowercase_name) {
-    size_t len = ngx_strlen(lowercase_name);
-    return h.key.len == len && ngx_strncasecmp(h.key.data, (u_char*)lowercase_name, len) == 0;
+// A credential header: Authorization (nginx points at it) or X-DEVICE-KEY
+// (the length is checked before any compare).
+bool is_credential(ngx_http_request_t* r, const ngx_table_elt_t& h) {
+    static const ngx_str_t kDeviceKey = ngx_string("x-device-key");
+    return &h == r->headers_in.authorization ||
+           (h.key.len == kDeviceKey.len && ngx_strncasecmp(h.key.data, kDeviceKey.data, kDeviceKey.len) == 0) ||
+           (h.key.len == sizeof("authorization") - 1 &&
+            ngx_strncasecmp(h.key.data, (u_char*)"authorization", sizeof("authorization") - 1) == 0);
 }
 
 // device_pairing_pass_credentials off: the upstream never sees them.
@@ -63,8 +68,7 @@ ngx_int_t strip_credentials(ngx_http_request_t* r) {
     ngx_uint_t total = 0, found = 0;
     for (ngx_list_part_t* part = &r->headers_in.headers.part; part; part = part->next) {
         auto* h = static_cast<ngx_table_elt_t*>(part->elts);
-        for (ngx_uint_t i = 0; i < part->nelts; i++, total++)
-            found += header_is(h[i], "authorization") || header_is(h[i], "x-device-key");
+        for (ngx_uint_t i = 0; i < part->nelts; i++, total++) found += is_credential(r, h[i]);
     }
     if (!found) return NGX_OK;
     // A new list of just the other headers: the old one stays intact, so the
@@ -74,7 +78,7 @@ ngx_int_t strip_credentials(ngx_http_request_t* r) {
     for (ngx_list_part_t* part = &r->headers_in.headers.part; part; part = part->next) {
         auto* h = static_cast<ngx_table_elt_t*>(part->elts);
         for (ngx_uint_t i = 0; i < part->nelts; i++) {
-            if (header_is(h[i], "authorization") || header_is(h[i], "x-device-key")) continue;
+            if (is_credential(r, h[i])) continue;
             auto* copy = static_cast<ngx_table_elt_t*>(ngx_list_push(&kept));
             if (!copy) return NGX_ERROR;
             *copy = h[i];

@@ -49,7 +49,6 @@ dp::Request build_request(ngx_http_request_t* r) {
     if (r->headers_in.host) req.host = to_string(r->headers_in.host->value);
     if (r->headers_in.content_type) req.content_type = to_string(r->headers_in.content_type->value);
     req.content_length = r->headers_in.content_length_n;
-    req.has_body = r->headers_in.content_length_n > 0 || r->headers_in.chunked;
 #if (NGX_HTTP_SSL)
     if (r->connection->ssl) req.scheme = "https";
 #endif
@@ -232,7 +231,7 @@ ngx_int_t content_handler(ngx_http_request_t* r) noexcept {
             if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
             return send_response(r, *early);
         }
-        if (ctx->route.has_body) {
+        if (ctx->route.spec->has_body) {
             ngx_int_t rc = ngx_http_read_client_request_body(r, body_ready);
             if (rc >= NGX_HTTP_SPECIAL_RESPONSE) return rc;
             return NGX_DONE;

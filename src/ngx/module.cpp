@@ -281,7 +281,7 @@ ngx_int_t preconfiguration(ngx_conf_t* cf) noexcept { return add_variables(cf); 
 // Without device_pairing_url the start-up QR needs a URL a phone can reach:
 // the server's listen address and port, or its server_name (core rule:
 // dp::startup_url). nginx -t warns when that is a guess.
-bool set_listen_url(ngx_conf_t* cf, ngx_http_core_main_conf_t* cmcf, SrvConf* scf) {
+void set_listen_url(ngx_conf_t* cf, ngx_http_core_main_conf_t* cmcf, SrvConf* scf) {
     std::vector<dp::ListenAddress> listens;
     auto* ports = cmcf->ports ? static_cast<ngx_http_conf_port_t*>(cmcf->ports->elts) : nullptr;
     for (ngx_uint_t p = 0; ports && p < cmcf->ports->nelts; p++) {
@@ -311,7 +311,6 @@ bool set_listen_url(ngx_conf_t* cf, ngx_http_core_main_conf_t* cmcf, SrvConf* sc
     scf->settings->listen_url = dp::startup_url(listens, names, to_string(cf->cycle->hostname), &warnings);
     if (scf->settings->public_url.empty())
         for (const std::string& w : warnings) ngx_conf_log_error(NGX_LOG_WARN, cf, 0, "device_pairing: %s", w.c_str());
-    return true;
 }
 
 // Where a new OTP's banner goes: next to the state file, else next to the

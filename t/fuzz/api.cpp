@@ -48,7 +48,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     req.host = f[5];
     req.user_agent = f[6];
     req.body = f[7];
-    req.has_body = !req.body.empty();
     req.content_length = (int64_t)req.body.size();
     req.now_ms = now;
     for (const char* path : {req.path.c_str(), "/pair", "/api/devices/verify", "/api/devices/pairing/request"}) {

@@ -11,7 +11,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     head.path = f[1];
     head.content_type = f[2];
     head.content_length = (int64_t)size * 100;
-    head.has_body = size % 2;
     dp::Settings settings;
     auto early = dp::api_precheck(m, head, settings);
     if (m.outcome != dp::RouteMatch::Found && !early) abort();

@@ -9,24 +9,24 @@ using namespace dp;
 TEST(Router, MethodsAndParams) {
     auto m = api_route("PUT", "/api/v1/device-pairing/abc_DEF-1");
     EXPECT_EQ(m.outcome, RouteMatch::Found);
-    EXPECT_EQ(m.route, Route::MailboxDeposit);
+    EXPECT_EQ(m.spec->route, Route::MailboxDeposit);
     EXPECT_EQ(m.param, "abc_DEF-1");
-    EXPECT_TRUE(m.has_body);
+    EXPECT_TRUE(m.spec->has_body);
     m = api_route("PATCH", "/api/v1/device-pairing/abc");
     EXPECT_EQ(m.outcome, RouteMatch::MethodNotAllowed);
     EXPECT_EQ(m.allow, "PUT, GET, HEAD, DELETE");
-    EXPECT_EQ(api_route("HEAD", "/api/v1/device-pairing/x").route, Route::MailboxPoll) << "HEAD wherever GET is";
+    EXPECT_EQ(api_route("HEAD", "/api/v1/device-pairing/x").spec->route, Route::MailboxPoll) << "HEAD wherever GET is";
     EXPECT_EQ(api_route("HEAD", "/pair/refresh").outcome, RouteMatch::Found);
-    EXPECT_EQ(api_route("HEAD", "/pair").route, Route::PairPage);
+    EXPECT_EQ(api_route("HEAD", "/pair").spec->route, Route::PairPage);
     EXPECT_EQ(api_route("HEAD", "/api/devices/attest").outcome, RouteMatch::MethodNotAllowed);
     EXPECT_EQ(api_route("GET", "/api/v1/device-pairing/a/b").outcome, RouteMatch::NotFound);
     EXPECT_EQ(api_route("GET", "/api/v1/device-pairing/a%2e").outcome, RouteMatch::NotFound);
-    EXPECT_EQ(api_route("GET", "/api/devices/identity").route, Route::Identity);
-    EXPECT_EQ(api_route("DELETE", "/api/devices/dev_1").route, Route::DeviceRevoke);
-    EXPECT_EQ(api_route("DELETE", "/api/devices/dev_1").auth, RouteAuth::Bearer);
-    EXPECT_EQ(api_route("GET", "/api/v1/device-pairing/x").auth, RouteAuth::DeviceKey);
-    EXPECT_EQ(api_route("PUT", "/api/v1/device-pairing/x").auth, RouteAuth::None);  // write token, in the handler
-    EXPECT_EQ(api_route("GET", "/api/devices/pairing/status/x").auth, RouteAuth::None);  // the id is the capability
+    EXPECT_EQ(api_route("GET", "/api/devices/identity").spec->route, Route::Identity);
+    EXPECT_EQ(api_route("DELETE", "/api/devices/dev_1").spec->route, Route::DeviceRevoke);
+    EXPECT_EQ(api_route("DELETE", "/api/devices/dev_1").spec->auth, RouteAuth::Bearer);
+    EXPECT_EQ(api_route("GET", "/api/v1/device-pairing/x").spec->auth, RouteAuth::DeviceKey);
+    EXPECT_EQ(api_route("PUT", "/api/v1/device-pairing/x").spec->auth, RouteAuth::None);  // write token, in the handler
+    EXPECT_EQ(api_route("GET", "/api/devices/pairing/status/x").spec->auth, RouteAuth::None);  // the id is the capability
 }
 
 namespace {
@@ -35,7 +35,6 @@ Request head(const char* content_type, int64_t length) {
     Request r;
     r.content_type = content_type;
     r.content_length = length;
-    r.has_body = length != 0;
     return r;
 }
 
@@ -94,7 +93,6 @@ TEST(Api, JsonIsAcceptedAsClientsSendItAndCredentialsComeBeforeTheMediaType) {
         req.path = path;
         req.content_type = type;
         req.body = body;
-        req.has_body = true;
         req.authorization = auth;
         req.now_ms = kT0;
         return api_handle(h.store, h.settings, api_route("POST", path), req, h.addr);
