@@ -103,11 +103,10 @@ Response code_decide(Call& call, bool approve) {
     StoreLock lock(call.store);
     Limiter limiter(call.store, "code-limit", call.addr);
     if (int wait = limiter.admit(req.now_ms)) return rate_limited(wait, nullptr);
-    const CodeRequestRecord* found = nullptr;
-    call.store.for_each(Kind::CodeRequest, [&](const RecordHeader* h) {
-        auto* r = as<CodeRequestRecord>(h);
-        if (ct_equal(r->code_hash, code_hash.data(), 32) && r->code_expires_s > now) found = r;
-    });
+    // The index compares the whole hash; the code itself never reaches the zone.
+    auto* found = as<CodeRequestRecord>(
+        call.store.find_by(Index::CodeHash, std::string_view((const char*)code_hash.data(), 32)));
+    if (found && found->code_expires_s <= now) found = nullptr;
     if (!found) {
         limiter.failed(req.now_ms);
         return problem(404, "code_not_found", "Unknown code", "no pending request has this code, or it expired");

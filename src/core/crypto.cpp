@@ -151,6 +151,27 @@ bool ed25519_decompresses(const unsigned char* enc) {
 
 Digest sha256(std::string_view data) { return digest_parts(data, {}); }
 
+Sha256Stream::Sha256Stream() : ctx_(EVP_MD_CTX_new()) {
+    if (!ctx_ || EVP_DigestInit_ex2(static_cast<EVP_MD_CTX*>(ctx_), sha256_md(), nullptr) != 1) {
+        EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_));
+        throw CryptoError("SHA-256 failed");
+    }
+}
+
+Sha256Stream::~Sha256Stream() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void Sha256Stream::update(std::string_view data) {
+    if (EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data.data(), data.size()) != 1)
+        throw CryptoError("SHA-256 failed");
+}
+
+Digest Sha256Stream::finish() {
+    Digest out;
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), out.data(), &len) != 1) throw CryptoError("SHA-256 failed");
+    return out;
+}
+
 Digest sha256_labeled(std::string_view label, std::string_view value) {
     std::string prefix(label);
     prefix += '\0';

@@ -32,6 +32,20 @@ Digest sha256(std::string_view data);
 // Hash of a label and a value: distinct record kinds never share a key.
 Digest sha256_labeled(std::string_view label, std::string_view value);
 
+// SHA-256 over data given in pieces (a snapshot written in slices).
+class Sha256Stream {
+   public:
+    Sha256Stream();
+    ~Sha256Stream();
+    Sha256Stream(const Sha256Stream&) = delete;
+    Sha256Stream& operator=(const Sha256Stream&) = delete;
+    void update(std::string_view data);
+    Digest finish();
+
+   private:
+    void* ctx_;  // EVP_MD_CTX
+};
+
 bool ct_equal(const void* a, const void* b, size_t len);
 inline bool ct_equal(const Digest& a, const Digest& b) { return ct_equal(a.data(), b.data(), 32); }
 

@@ -1,6 +1,7 @@
 #include "core/devices.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -49,33 +50,53 @@ Result<std::string> issue_device(Store& store, Role role, PairMethod method, con
     return token;
 }
 
+// Pages of devices in id order: ?limit=N (default 100, at most 1000) and
+// ?cursor= the previous page's next_cursor. The records are copied under the
+// lock; the JSON is built after it.
 Response device_list(Call& call) {
-    struct Row {
-        uint32_t created;
-        json_t* json;
-    };
-    std::vector<Row> rows;
+    constexpr long kDefaultLimit = 100, kMaxLimit = 1000;
+    long limit = kDefaultLimit;
+    std::string limit_arg = call.req.query_arg("limit"), cursor_arg = call.req.query_arg("cursor");
+    if (!limit_arg.empty()) {
+        char* end = nullptr;
+        limit = limit_arg.size() <= 4 ? strtol(limit_arg.c_str(), &end, 10) : 0;
+        if (!end || *end || limit < 1 || limit > kMaxLimit)
+            return bad_request("\"limit\" must be a whole number from 1 to 1000");
+    }
+    std::string after;
+    if (!cursor_arg.empty()) {
+        auto raw = cursor_arg.size() == 20 && cursor_arg.compare(0, 4, "dev_") == 0 ? hex_decode(cursor_arg.substr(4))
+                                                                                   : std::nullopt;
+        if (!raw) return bad_request("\"cursor\" must be the next_cursor of the previous page");
+        after = *raw;
+    }
+    std::vector<DeviceRecord> page;
+    page.reserve((size_t)limit + 1);
     {
         StoreLock lock(call.store);
-        call.store.for_each(Kind::Device, [&](const RecordHeader* h) {
-            auto* d = as<DeviceRecord>(h);
-            ClientAddr a;
-            a.len = d->addr_len;
-            memcpy(a.bytes, d->addr, sizeof(a.bytes));
-            std::string name = sanitize_utf8(std::string_view(d->name, d->name_len), sizeof(d->name));
-            rows.push_back({h->created_s,
-                            json_checked(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", device_id_text(d->id).c_str(),
-                                      "name", name.c_str(), "role",
-                                      d->role == Role::Owner ? "owner" : "device", "method",
-                                      method_name(d->method), "createdAt", iso8601(h->created_s * 1000LL).c_str(),
-                                      "lastSeenAt", iso8601(d->last_seen_s * 1000LL).c_str(), "lastAddress",
-                                      addr_text(a).c_str()))});
+        call.store.visit_index_after(Index::DeviceId, after, (size_t)limit + 1, [&](const RecordHeader* h) {
+            page.push_back(*as<DeviceRecord>(h));
         });
     }
-    std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.created < b.created; });
+    const bool more = page.size() > (size_t)limit;
+    if (more) page.pop_back();
     Json list(json_array());
-    for (Row& r : rows) json_checked_append(list.get(), r.json);
-    return json_response(200, json_pack("{s:O}", "devices", list.get()));
+    for (const DeviceRecord& d : page) {
+        ClientAddr a;
+        a.len = d.addr_len;
+        memcpy(a.bytes, d.addr, sizeof(a.bytes));
+        std::string name = sanitize_utf8(std::string_view(d.name, d.name_len), sizeof(d.name));
+        json_checked_append(
+            list.get(), json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", device_id_text(d.id).c_str(), "name",
+                                  name.c_str(), "role", d.role == Role::Owner ? "owner" : "device", "method",
+                                  method_name(d.method), "createdAt", iso8601(d.h.created_s * 1000LL).c_str(),
+                                  "lastSeenAt", iso8601(d.last_seen_s * 1000LL).c_str(), "lastAddress",
+                                  addr_text(a).c_str()));
+    }
+    Json answer(json_checked(json_pack("{s:O}", "devices", list.get())));
+    json_object_set_new(answer.get(), "next_cursor",
+                        more ? json_checked(json_string(device_id_text(page.back().id).c_str())) : json_null());
+    return json_response(200, answer.release());
 }
 
 // Record counts and the zone's slab usage, for operators and `make bench`.
@@ -99,10 +120,7 @@ Response device_revoke(Call& call) {
     auto raw = id.size() == 20 && id.compare(0, 4, "dev_") == 0 ? hex_decode(id.substr(4)) : std::nullopt;
     if (!raw) return not_found;
     StoreLock lock(call.store);
-    const RecordHeader* target = nullptr;
-    call.store.for_each(Kind::Device, [&](const RecordHeader* h) {
-        if (memcmp(as<DeviceRecord>(h)->id, raw->data(), 8) == 0) target = h;
-    });
+    const RecordHeader* target = call.store.find_by(Index::DeviceId, *raw);
     if (!target) return not_found;
     call.store.remove(target);
     Response r = no_content();

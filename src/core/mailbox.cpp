@@ -43,6 +43,8 @@ Result<Bytes> decode_key(const json_t* body, const char* field, size_t length) {
 
 }  // namespace
 
+constexpr size_t kExpireBeforeRefusing = 256;
+
 Response mailbox_mint(Call& call) {
     const uint32_t now = call.now_s();
     const Settings& settings = call.settings;
@@ -52,8 +54,13 @@ Response mailbox_mint(Call& call) {
     Digest token_hash = sha256(write_token);
 
     StoreLock lock(call.store);
-    sweep_expired(call.store, now);  // expired mailboxes must not count against the cap
     uint32_t live_count = live_mailboxes(call.store, owner.data());
+    if (live_count >= settings.max_pairings_per_account) {
+        // Expired mailboxes must not count against the cap: drop a bounded
+        // batch of them from the expiry queue's head, then count again.
+        call.store.expire_some(Kind::Mailbox, now, kExpireBeforeRefusing);
+        live_count = live_mailboxes(call.store, owner.data());
+    }
     if (live_count >= settings.max_pairings_per_account)
         return problem(429, "too_many_pairings", "Too many pairings",
                        "this account already has " + std::to_string(live_count) +

@@ -1,5 +1,8 @@
 #include "core/store.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace dp {
 
 size_t record_size(Kind kind) {
@@ -25,33 +28,39 @@ bool Store::within_quota(Kind kind) {
     return used + size <= total / kAnonymousShareDivisor && free >= size + total / kAnonymousReserveDivisor;
 }
 
-size_t drop_expired(Store& store, uint32_t now_s) {
+std::string_view index_field(Index index, const RecordHeader* record) {
+    if (index == Index::DeviceId) return std::string_view((const char*)as<DeviceRecord>(record)->id, 8);
+    return std::string_view((const char*)as<CodeRequestRecord>(record)->code_hash, 32);
+}
+
+size_t Store::expire_some(Kind kind, uint32_t now_s, size_t max) {
     size_t dropped = 0;
-    for (size_t k = 0; k < kKindCount; k++) {
-        if ((Kind)k == Kind::Device) continue;  // devices live until revoked
-        store.for_each((Kind)k, [&](const RecordHeader* h) {
-            if (!record_live(h, now_s)) {
-                store.remove(h);
-                dropped++;
-            }
-        });
-    }
+    for (const RecordHeader* h; dropped < max && (h = oldest(kind)) && !record_live(h, now_s); dropped++)
+        drop(h, false);  // not journalled: a replayed record past its expiry is not loaded either
     return dropped;
 }
 
-void sweep_expired(Store& store, uint32_t now_s) {
-    SharedState& state = store.raw_shared();
-    if (state.last_sweep_s == now_s) return;
-    state.last_sweep_s = now_s;
-    drop_expired(store, now_s);
-}
+namespace {
+
+constexpr size_t kExpirePerInsert = 2;   // as limit_req: a little expiry work on every insert
+constexpr size_t kExpireWhenFull = 64;   // per kind, before an insert gives up for want of room
+
+std::string bytes_of(const void* p, size_t n) { return std::string(static_cast<const char*>(p), n); }
+
+}  // namespace
 
 RecordHeader* Store::insert(Kind kind, const Digest& key, uint32_t now_s,
                             const std::function<void(RecordHeader*)>& init) {
     if (do_find(kind, key)) return nullptr;
-    sweep_expired(*this, now_s);
+    if (expiring_kind(kind)) expire_some(kind, now_s, kExpirePerInsert);
+    capture(kind, key.data(), nullptr);
     RecordHeader* record = within_quota(kind) ? do_insert(kind, key, init) : nullptr;
-    if (!record && drop_expired(*this, now_s) > 0 && within_quota(kind)) record = do_insert(kind, key, init);
+    if (!record) {
+        size_t dropped = 0;
+        for (size_t k = 0; k < kKindCount; k++)
+            if (expiring_kind((Kind)k)) dropped += expire_some((Kind)k, now_s, kExpireWhenFull);
+        if (dropped > 0 && within_quota(kind)) record = do_insert(kind, key, init);
+    }
     if (!record) {
         report_full(kind);
         return nullptr;
@@ -60,6 +69,65 @@ RecordHeader* Store::insert(Kind kind, const Digest& key, uint32_t now_s,
     if (kind == Kind::Device) raw_shared().devices++;
     mark_written();
     return record;
+}
+
+void Store::capture(Kind kind, const uint8_t* key, const RecordHeader* before) {
+    if (!log_ || restoring_ || kind == Kind::AccountCount) return;  // account counters are derived
+    Digest k{};
+    if (key) memcpy(k.data(), key, 32);
+    for (const RecordChange& c : changes_)
+        if (c.kind == kind && c.key == k) return;
+    RecordChange change{kind, k, {}, {}, 0};
+    if (kind == Kind::Count)
+        change.before = bytes_of(&raw_shared().otp, sizeof(OtpState));
+    else if (before)
+        change.before = bytes_of(before, record_size(kind));
+    changes_.push_back(std::move(change));
+}
+
+std::string Store::current_bytes(const RecordChange& change) {
+    if (change.kind == Kind::Count) return bytes_of(&raw_shared().otp, sizeof(OtpState));
+    const RecordHeader* now = do_find(change.kind, change.key);
+    return now ? bytes_of(now, record_size(change.kind)) : std::string();
+}
+
+void Store::commit() {
+    if (written_) raw_shared().dirty++;
+    written_ = false;
+    if (!changes_.empty()) {
+        std::vector<RecordChange> changes;
+        changes.swap(changes_);
+        for (RecordChange& c : changes) c.after = current_bytes(c);
+        // Changed and changed back, or rewritten as it was: nothing to keep.
+        changes.erase(std::remove_if(changes.begin(), changes.end(),
+                                     [](const RecordChange& c) { return c.after == c.before; }),
+                      changes.end());
+        for (RecordChange& c : changes)
+            if (c.kind != Kind::Count) c.seq = ++raw_shared().journal_seq;
+        if (!changes.empty()) log_->committed(std::move(changes));
+    }
+    unlock();
+}
+
+void Store::restore(const RecordChange& change, uint32_t now_s) {
+    if (current_bytes(change) != change.after) return;  // changed again since: that change stands
+    restoring_ = true;
+    mark_written();
+    if (change.kind == Kind::Count) {
+        memcpy(&raw_shared().otp, change.before.data(), sizeof(OtpState));
+    } else if (const RecordHeader* now = do_find(change.kind, change.key)) {
+        if (change.before.empty())
+            drop(now, true);
+        else  // the store's reserved bytes stay the store's
+            memcpy(reinterpret_cast<char*>(const_cast<RecordHeader*>(now)) + 2, change.before.data() + 2,
+                   change.before.size() - 2);
+    } else if (!change.before.empty()) {
+        RecordHeader* back = insert(change.kind, change.key, now_s, [&](RecordHeader* r) {
+            memcpy(reinterpret_cast<char*>(r) + 2, change.before.data() + 2, change.before.size() - 2);
+        });
+        if (back && change.kind == Kind::Mailbox) count_mailbox(*this, as<MailboxRecord>(back), now_s);
+    }
+    restoring_ = false;
 }
 
 namespace {
@@ -74,8 +142,12 @@ const AccountCountRecord* account_counter(Store& store, const uint8_t account_ha
 
 }  // namespace
 
-void Store::remove(const RecordHeader* record) {
-    RecordHeader* r = update(record);
+void Store::remove(const RecordHeader* record) { drop(record, true); }
+
+void Store::drop(const RecordHeader* record, bool journalled) {
+    if (journalled) capture(record->kind, record->key, record);
+    mark_written();
+    RecordHeader* r = const_cast<RecordHeader*>(record);
     raw_shared().records[(size_t)r->kind]--;
     if (r->kind == Kind::Device) {
         raw_shared().devices--;
@@ -83,10 +155,10 @@ void Store::remove(const RecordHeader* record) {
         if (const AccountCountRecord* c = account_counter(*this, as<MailboxRecord>(r)->account_hash)) {
             if (c->live <= 1) {
                 raw_shared().records[(size_t)Kind::AccountCount]--;
-                do_remove(update(&c->h));
+                do_remove(const_cast<RecordHeader*>(&c->h));
             }
             else
-                update_record(*this, c)->live--;
+                const_cast<AccountCountRecord*>(c)->live--;
         }
     }
     do_remove(r);

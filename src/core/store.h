@@ -6,7 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 #include "core/crypto.h"
 
@@ -103,10 +105,12 @@ struct SharedState {
     OtpState otp;
     uint64_t devices;          // live device records
     uint64_t records[kKindCount];  // live records of each kind (for quotas and stats)
-    uint64_t dirty;            // bumped on every change worth persisting
-    uint64_t persisted;        // the value of dirty the state file holds
-    uint32_t last_sweep_s;     // when expired records were last dropped
-    uint32_t pad;
+    uint64_t dirty;            // bumped on every committed change
+    uint64_t journal_seq;      // sequence number of the last journalled record change
+    uint64_t generation;       // bumped when a zone takes over another (resize); in the state file
+    uint64_t journal_bytes;    // appended to the journal since the last compaction
+    uint32_t compactor_pid;    // the worker compacting the journal, 0: none
+    uint32_t retired;          // a resize copied this zone into a new one: no more writes here
 };
 
 template <typename T>
@@ -126,6 +130,31 @@ constexpr size_t kAnonymousReserveDivisor = 4;  // they leave 1/4 of the zone fr
 constexpr size_t kDeviceReserveDivisor = 16;    // limiters and mailboxes leave 1/16 free for devices
 bool anonymous_kind(Kind kind);
 
+// Lookups by a record's field other than its key, kept by the store.
+enum class Index : uint8_t { DeviceId, CodeHash };
+// The field an index finds a record by (device id: 8 bytes; code hash: 32).
+std::string_view index_field(Index index, const RecordHeader* record);
+
+// One changed record of a write transaction, as the journal and an undo need
+// it: the record's bytes before the transaction and after (empty: absent).
+// The OTP, never journalled but undone with the rest, is a change of kind
+// Kind::Count holding OtpState bytes.
+struct RecordChange {
+    Kind kind;
+    Digest key;
+    std::string before;
+    std::string after;
+    uint64_t seq = 0;  // from SharedState::journal_seq, assigned at commit
+};
+
+// Where committed changes go (the journal writer); called with the lock held,
+// so it only takes the changes.
+class ChangeLog {
+   public:
+    virtual ~ChangeLog() = default;
+    virtual void committed(std::vector<RecordChange>&& changes) = 0;
+};
+
 // Access to the records. Every call happens inside a StoreLock; the nginx
 // implementation holds the zone's ngx_shmtx for that span. Reads hand out
 // const records; a change goes through insert(), remove(), update() or
@@ -139,9 +168,9 @@ class Store {
     const RecordHeader* find(Kind kind, const Digest& key) { return do_find(kind, key); }
     // A zeroed record of record_size(kind) with kind and key set, filled by
     // init, and only then made visible to find(): a worker killed inside init
-    // leaves no half-built record. Expired records are swept first (at most
-    // once a second) and dropped when there is no room. Null when the key is
-    // already present or there is no room even after dropping expired records.
+    // leaves no half-built record. A few expired records of the kind are
+    // dropped first, more of every kind when there is no room. Null when the
+    // key is already present or there is no room even then.
     RecordHeader* insert(Kind kind, const Digest& key, uint32_t now_s,
                          const std::function<void(RecordHeader*)>& init);
     // Removes a record and keeps the counters that depend on it right (the
@@ -150,7 +179,10 @@ class Store {
     // The writable form of a record found by find().
     RecordHeader* update(const RecordHeader* record) {
         mark_written();
-        return const_cast<RecordHeader*>(record);
+        capture(record->kind, record->key, record);
+        RecordHeader* writable = const_cast<RecordHeader*>(record);
+        requeue(writable);
+        return writable;
     }
     // The writable form of a record for a hint that is not worth a write of
     // its own (last seen, coalesced to once a minute): it reaches the state
@@ -160,27 +192,47 @@ class Store {
     const SharedState& shared() { return raw_shared(); }
     OtpState& otp_for_update() {
         mark_written();
+        capture(Kind::Count, nullptr, nullptr);
         return raw_shared().otp;
     }
-    // Visits every record of a kind; the visitor may remove the one it is given.
+    // Visits every record of a kind; the visitor may remove the one it is
+    // given. A full walk: for loading, tests and tools, never a request path.
     virtual void for_each(Kind kind, const std::function<void(const RecordHeader*)>& visit) = 0;
+    // Up to limit records of a kind that follow `after` (null: from the
+    // start) in the store's own stable order; returns how many were visited.
+    virtual size_t visit_after(Kind kind, const Digest* after, size_t limit,
+                               const std::function<void(const RecordHeader*)>& visit) = 0;
+    // A record by an index; the indexed field of an index's kind is set by
+    // insert's init and never changes.
+    virtual const RecordHeader* find_by(Index index, std::string_view field) = 0;
+    // Up to limit records in the order of an index's field, after the field
+    // value `after` (empty: from the start); returns how many were visited.
+    virtual size_t visit_index_after(Index index, std::string_view after, size_t limit,
+                                     const std::function<void(const RecordHeader*)>& visit) = 0;
+    // The expiring record of a kind least recently inserted or updated (the
+    // head of the kind's expiry queue), or null.
+    virtual const RecordHeader* oldest(Kind kind) = 0;
+    // Drops up to max expired records from the head of a kind's expiry queue:
+    // bounded work that any insert can afford. Returns how many.
+    size_t expire_some(Kind kind, uint32_t now_s, size_t max);
+    // The journal writer for the changes committed through this store (null: none).
+    void attach(ChangeLog* log) { log_ = log; }
+    // Undo: puts records back as a change's `before` without journalling
+    // (the journal never held the change). Caller holds the lock.
+    void restore(const RecordChange& change, uint32_t now_s);
     // Bytes of the store in all, and of them still free (the zone's slab counters).
     virtual size_t total_bytes() = 0;
     virtual size_t free_bytes() = 0;
 
-    // StoreLock's: the lock itself, and the dirty mark made when it ends.
+    // StoreLock's: the lock itself, and the dirty mark and the journal's
+    // record images made when it ends.
     void begin() {
         lock();
         written_ = false;
     }
-    void commit() {
-        if (written_) raw_shared().dirty++;
-        written_ = false;
-        unlock();
-    }
+    void commit();
     // For the state loader and the persistence writer, which own the counters.
     SharedState& shared_for_persistence() { return raw_shared(); }
-    friend void sweep_expired(Store& store, uint32_t now_s);
 
    protected:
     virtual void lock() = 0;
@@ -190,6 +242,8 @@ class Store {
     virtual RecordHeader* do_insert(Kind kind, const Digest& key,
                                     const std::function<void(RecordHeader*)>& init) = 0;
     virtual void do_remove(RecordHeader* record) = 0;
+    // A record changed: it moves to the tail of its kind's expiry queue.
+    virtual void requeue(RecordHeader*) {}
     virtual SharedState& raw_shared() = 0;
     virtual void report_full(Kind) {}
     // Bytes one record of a kind really takes (the zone: its slab chunk).
@@ -198,7 +252,15 @@ class Store {
    private:
     bool within_quota(Kind kind);
     void mark_written() { written_ = true; }
+    // Keeps the record's bytes (kind Count: the OTP's) as they were before
+    // this transaction's first change to it, while a journal is attached.
+    void capture(Kind kind, const uint8_t* key, const RecordHeader* before);
+    std::string current_bytes(const RecordChange& change);
+    void drop(const RecordHeader* record, bool journalled);
     bool written_ = false;
+    ChangeLog* log_ = nullptr;
+    bool restoring_ = false;
+    std::vector<RecordChange> changes_;
 };
 
 // One write transaction: the store's lock, and the dirty mark when it ends.
@@ -213,10 +275,9 @@ class StoreLock {
     Store& store_;
 };
 
-// Removes the expired records of every kind but devices; returns how many.
-size_t drop_expired(Store& store, uint32_t now_s);
-// drop_expired at most once a second: cheap enough for every insert.
-void sweep_expired(Store& store, uint32_t now_s);
+// Records of every kind but devices expire; expiry is bounded work from the
+// head of each kind's queue (expire_some), never a walk.
+inline bool expiring_kind(Kind kind) { return kind != Kind::Device && kind != Kind::AccountCount; }
 
 // Live mailboxes of the account that owns account_hash.
 uint32_t live_mailboxes(Store& store, const uint8_t account_hash[16]);

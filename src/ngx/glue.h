@@ -21,10 +21,17 @@ extern "C" ngx_module_t ngx_http_device_pairing_module;
 
 namespace dpngx {
 
-// Shared memory: one rbtree per record kind plus the zone-wide state.
+constexpr size_t kIndexCount = 2;  // dp::Index
+
+// Shared memory: one rbtree per record kind, one per index, an expiry queue
+// per kind (records of expiring kinds carry its link before their tree node),
+// and the zone-wide state.
 struct SharedZone {
     ngx_rbtree_t trees[dp::kKindCount];
     ngx_rbtree_node_t sentinels[dp::kKindCount];
+    ngx_rbtree_t indexes[kIndexCount];
+    ngx_rbtree_node_t index_sentinels[kIndexCount];
+    ngx_queue_t expiry[dp::kKindCount];
     dp::SharedState state;
 };
 static_assert(dp::kShmSafe<SharedZone>);
@@ -45,6 +52,12 @@ class ZoneStore final : public dp::Store {
    public:
     explicit ZoneStore(ZoneCtx* zone) : zone_(zone) {}
     void for_each(dp::Kind kind, const std::function<void(const dp::RecordHeader*)>& visit) override;
+    size_t visit_after(dp::Kind kind, const dp::Digest* after, size_t limit,
+                       const std::function<void(const dp::RecordHeader*)>& visit) override;
+    const dp::RecordHeader* find_by(dp::Index index, std::string_view field) override;
+    size_t visit_index_after(dp::Index index, std::string_view after, size_t limit,
+                             const std::function<void(const dp::RecordHeader*)>& visit) override;
+    const dp::RecordHeader* oldest(dp::Kind kind) override;
     size_t total_bytes() override { return zone_->shm_zone->shm.size; }
     size_t free_bytes() override { return zone_->shpool->pfree * ngx_pagesize; }
 
@@ -57,6 +70,7 @@ class ZoneStore final : public dp::Store {
     dp::RecordHeader* do_insert(dp::Kind kind, const dp::Digest& key,
                                 const std::function<void(dp::RecordHeader*)>& init) override;
     void do_remove(dp::RecordHeader* record) override;
+    void requeue(dp::RecordHeader* record) override;
     dp::SharedState& raw_shared() override { return zone_->sh->state; }
     void report_full(dp::Kind kind) override;
     size_t footprint(dp::Kind kind) override;

@@ -15,19 +15,86 @@ namespace dpngx {
 namespace {
 
 constexpr size_t kRecordOffset = offsetof(ngx_rbtree_node_t, color);
+// Records of expiring kinds start with their expiry queue link.
+constexpr size_t kQueueLink = sizeof(ngx_queue_t);
 
 dp::RecordHeader* record_of(ngx_rbtree_node_t* node) {
     return reinterpret_cast<dp::RecordHeader*>(reinterpret_cast<u_char*>(node) + kRecordOffset);
 }
 
-ngx_rbtree_node_t* node_of(dp::RecordHeader* record) {
-    return reinterpret_cast<ngx_rbtree_node_t*>(reinterpret_cast<u_char*>(record) - kRecordOffset);
+ngx_rbtree_node_t* node_of(const dp::RecordHeader* record) {
+    return reinterpret_cast<ngx_rbtree_node_t*>(reinterpret_cast<u_char*>(const_cast<dp::RecordHeader*>(record)) -
+                                                kRecordOffset);
 }
+
+ngx_queue_t* link_of(const dp::RecordHeader* record) {
+    return reinterpret_cast<ngx_queue_t*>(reinterpret_cast<u_char*>(node_of(record)) - kQueueLink);
+}
+
+size_t link_size(dp::Kind kind) { return dp::expiring_kind(kind) ? kQueueLink : 0; }
 
 ngx_rbtree_key_t tree_key(const uint8_t* digest) {
     ngx_rbtree_key_t k;
     ngx_memcpy(&k, digest, sizeof(k));
     return k;
+}
+
+// Index trees order by the field's first 8 bytes read big-endian, then by the
+// whole field: byte order, so that a page of device ids follows the ids.
+ngx_rbtree_key_t index_key(std::string_view field) {
+    uint8_t first[8] = {};
+    ngx_memcpy(first, field.data(), std::min<size_t>(8, field.size()));
+    ngx_rbtree_key_t k = 0;
+    for (uint8_t b : first) k = (k << 8) | b;
+    return k;
+}
+
+// An index entry: its own small node pointing at the record (the zone is
+// mapped at one address in every process).
+struct IndexNode {
+    ngx_rbtree_node_t node;
+    dp::RecordHeader* record;
+};
+
+dp::Index index_of(dp::Kind kind, bool* has) {
+    *has = kind == dp::Kind::Device || kind == dp::Kind::CodeRequest;
+    return kind == dp::Kind::Device ? dp::Index::DeviceId : dp::Index::CodeHash;
+}
+
+std::string_view field_of(dp::Index index, ngx_rbtree_node_t* node) {
+    return dp::index_field(index, reinterpret_cast<IndexNode*>(node)->record);
+}
+
+// (tree key, rest) of a node against a probe: <0, 0, >0.
+int compare_node(ngx_rbtree_node_t* node, ngx_rbtree_key_t key, const std::function<int(ngx_rbtree_node_t*)>& rest) {
+    if (node->key != key) return node->key < key ? -1 : 1;
+    return rest(node);
+}
+
+// The first node after the probe in tree order (null: none).
+ngx_rbtree_node_t* first_after(ngx_rbtree_t* tree, ngx_rbtree_key_t key,
+                               const std::function<int(ngx_rbtree_node_t*)>& rest) {
+    ngx_rbtree_node_t *node = tree->root, *found = nullptr;
+    while (node != tree->sentinel) {
+        if (compare_node(node, key, rest) > 0) {
+            found = node;
+            node = node->left;
+        } else {
+            node = node->right;
+        }
+    }
+    return found;
+}
+
+size_t visit_from(ngx_rbtree_t* tree, ngx_rbtree_node_t* node, size_t limit,
+                  const std::function<void(ngx_rbtree_node_t*)>& visit) {
+    size_t n = 0;
+    for (; node && n < limit; n++) {
+        ngx_rbtree_node_t* next = ngx_rbtree_next(tree, node);  // the visitor may delete this one
+        visit(node);
+        node = next;
+    }
+    return n;
 }
 
 void insert_value(ngx_rbtree_node_t* temp, ngx_rbtree_node_t* node, ngx_rbtree_node_t* sentinel) {
@@ -38,6 +105,23 @@ void insert_value(ngx_rbtree_node_t* temp, ngx_rbtree_node_t* node, ngx_rbtree_n
         } else {
             p = ngx_memcmp(record_of(node)->key, record_of(temp)->key, 32) < 0 ? &temp->left : &temp->right;
         }
+        if (*p == sentinel) break;
+        temp = *p;
+    }
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+template <dp::Index index>
+void insert_index_value(ngx_rbtree_node_t* temp, ngx_rbtree_node_t* node, ngx_rbtree_node_t* sentinel) {
+    ngx_rbtree_node_t** p;
+    for (;;) {
+        bool left = node->key != temp->key ? node->key < temp->key
+                                            : field_of(index, node).compare(field_of(index, temp)) < 0;
+        p = left ? &temp->left : &temp->right;
         if (*p == sentinel) break;
         temp = *p;
     }
@@ -104,17 +188,27 @@ void ZoneStore::report_full(dp::Kind) {
 
 size_t ZoneStore::footprint(dp::Kind kind) {
     // The slab hands out power-of-two chunks (whole pages above half a page).
-    size_t size = kRecordOffset + dp::record_size(kind), chunk = 8;
+    size_t size = link_size(kind) + kRecordOffset + dp::record_size(kind), chunk = 8;
     while (chunk < size) chunk <<= 1;
-    return chunk;
+    bool indexed;
+    index_of(kind, &indexed);
+    return chunk + (indexed ? 64 : 0);  // an IndexNode takes a 64-byte chunk
 }
 
 dp::RecordHeader* ZoneStore::do_insert(dp::Kind kind, const dp::Digest& key,
                                        const std::function<void(dp::RecordHeader*)>& init) {
     SharedZone* sh = zone_->sh;
-    size_t size = kRecordOffset + dp::record_size(kind);
-    auto* node = static_cast<ngx_rbtree_node_t*>(ngx_slab_calloc_locked(zone_->shpool, size));
-    if (!node) return nullptr;
+    const size_t link = link_size(kind);
+    auto* block = static_cast<u_char*>(ngx_slab_calloc_locked(zone_->shpool, link + kRecordOffset + dp::record_size(kind)));
+    if (!block) return nullptr;
+    auto* node = reinterpret_cast<ngx_rbtree_node_t*>(block + link);
+    bool indexed;
+    const dp::Index index = index_of(kind, &indexed);
+    IndexNode* entry = nullptr;
+    if (indexed && !(entry = static_cast<IndexNode*>(ngx_slab_calloc_locked(zone_->shpool, sizeof(IndexNode))))) {
+        ngx_slab_free_locked(zone_->shpool, block);
+        return nullptr;
+    }
     node->key = tree_key(key.data());
     dp::RecordHeader* record = record_of(node);
     record->kind = kind;
@@ -122,27 +216,94 @@ dp::RecordHeader* ZoneStore::do_insert(dp::Kind kind, const dp::Digest& key,
     try {
         init(record);
     } catch (...) {
-        ngx_slab_free_locked(zone_->shpool, node);
+        if (entry) ngx_slab_free_locked(zone_->shpool, entry);
+        ngx_slab_free_locked(zone_->shpool, block);
         throw;
     }
     ngx_rbtree_insert(&sh->trees[(size_t)kind], node);  // visible only once complete
+    if (entry) {
+        entry->record = record;
+        entry->node.key = index_key(dp::index_field(index, record));
+        ngx_rbtree_insert(&sh->indexes[(size_t)index], &entry->node);
+    }
+    if (link) ngx_queue_insert_tail(&sh->expiry[(size_t)kind], link_of(record));
     return record;
 }
 
 void ZoneStore::do_remove(dp::RecordHeader* record) {
+    const dp::Kind kind = record->kind;
+    bool indexed;
+    const dp::Index index = index_of(kind, &indexed);
+    if (indexed) {
+        ngx_rbtree_t* tree = &zone_->sh->indexes[(size_t)index];
+        std::string_view field = dp::index_field(index, record);
+        ngx_rbtree_key_t key = index_key(field);
+        // Entries with an equal field are adjacent: from the first, to ours.
+        ngx_rbtree_node_t* n = first_after(tree, key, [&](ngx_rbtree_node_t* x) {
+            return field_of(index, x).compare(field) >= 0 ? 1 : -1;
+        });
+        while (n && reinterpret_cast<IndexNode*>(n)->record != record) n = ngx_rbtree_next(tree, n);
+        if (n) {
+            ngx_rbtree_delete(tree, n);
+            ngx_slab_free_locked(zone_->shpool, n);
+        }
+    }
     ngx_rbtree_node_t* node = node_of(record);
-    ngx_rbtree_delete(&zone_->sh->trees[(size_t)record->kind], node);
-    ngx_slab_free_locked(zone_->shpool, node);
+    ngx_rbtree_delete(&zone_->sh->trees[(size_t)kind], node);
+    if (link_size(kind)) ngx_queue_remove(link_of(record));
+    ngx_slab_free_locked(zone_->shpool, reinterpret_cast<u_char*>(node) - link_size(kind));
+}
+
+void ZoneStore::requeue(dp::RecordHeader* record) {
+    if (!link_size(record->kind)) return;
+    ngx_queue_remove(link_of(record));
+    ngx_queue_insert_tail(&zone_->sh->expiry[(size_t)record->kind], link_of(record));
+}
+
+const dp::RecordHeader* ZoneStore::oldest(dp::Kind kind) {
+    ngx_queue_t* q = &zone_->sh->expiry[(size_t)kind];
+    if (!link_size(kind) || ngx_queue_empty(q)) return nullptr;
+    return record_of(reinterpret_cast<ngx_rbtree_node_t*>(reinterpret_cast<u_char*>(ngx_queue_head(q)) + kQueueLink));
 }
 
 void ZoneStore::for_each(dp::Kind kind, const std::function<void(const dp::RecordHeader*)>& visit) {
     ngx_rbtree_t* tree = &zone_->sh->trees[(size_t)kind];
     if (tree->root == tree->sentinel) return;
-    // Collect first: the visitor may delete the node it is given.
-    std::vector<dp::RecordHeader*> records;
-    for (ngx_rbtree_node_t* n = ngx_rbtree_min(tree->root, tree->sentinel); n; n = ngx_rbtree_next(tree, n))
-        records.push_back(record_of(n));
-    for (dp::RecordHeader* r : records) visit(r);
+    visit_from(tree, ngx_rbtree_min(tree->root, tree->sentinel), SIZE_MAX,
+               [&](ngx_rbtree_node_t* n) { visit(record_of(n)); });
+}
+
+size_t ZoneStore::visit_after(dp::Kind kind, const dp::Digest* after, size_t limit,
+                              const std::function<void(const dp::RecordHeader*)>& visit) {
+    ngx_rbtree_t* tree = &zone_->sh->trees[(size_t)kind];
+    if (tree->root == tree->sentinel) return 0;
+    ngx_rbtree_node_t* start =
+        after ? first_after(tree, tree_key(after->data()),
+                            [&](ngx_rbtree_node_t* n) { return ngx_memcmp(record_of(n)->key, after->data(), 32); })
+              : ngx_rbtree_min(tree->root, tree->sentinel);
+    return visit_from(tree, start, limit, [&](ngx_rbtree_node_t* n) { visit(record_of(n)); });
+}
+
+const dp::RecordHeader* ZoneStore::find_by(dp::Index index, std::string_view field) {
+    ngx_rbtree_t* tree = &zone_->sh->indexes[(size_t)index];
+    ngx_rbtree_key_t key = index_key(field);
+    ngx_rbtree_node_t* n = first_after(tree, key, [&](ngx_rbtree_node_t* x) {
+        return field_of(index, x).compare(field) >= 0 ? 1 : -1;
+    });
+    return n && field_of(index, n) == field ? reinterpret_cast<IndexNode*>(n)->record : nullptr;
+}
+
+size_t ZoneStore::visit_index_after(dp::Index index, std::string_view after, size_t limit,
+                                    const std::function<void(const dp::RecordHeader*)>& visit) {
+    ngx_rbtree_t* tree = &zone_->sh->indexes[(size_t)index];
+    if (tree->root == tree->sentinel) return 0;
+    ngx_rbtree_node_t* start =
+        after.empty() ? ngx_rbtree_min(tree->root, tree->sentinel)
+                      : first_after(tree, index_key(after), [&](ngx_rbtree_node_t* x) {
+                            return field_of(index, x).compare(after);
+                        });
+    return visit_from(tree, start, limit,
+                      [&](ngx_rbtree_node_t* n) { visit(reinterpret_cast<IndexNode*>(n)->record); });
 }
 
 ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
@@ -164,7 +325,12 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
         if (!ctx->sh) return NGX_ERROR;
         for (size_t k = 0; k < dp::kKindCount; k++) {
             ngx_rbtree_init(&ctx->sh->trees[k], &ctx->sh->sentinels[k], insert_value);
+            ngx_queue_init(&ctx->sh->expiry[k]);
         }
+        ngx_rbtree_init(&ctx->sh->indexes[(size_t)dp::Index::DeviceId],
+                        &ctx->sh->index_sentinels[(size_t)dp::Index::DeviceId], insert_index_value<dp::Index::DeviceId>);
+        ngx_rbtree_init(&ctx->sh->indexes[(size_t)dp::Index::CodeHash],
+                        &ctx->sh->index_sentinels[(size_t)dp::Index::CodeHash], insert_index_value<dp::Index::CodeHash>);
         ctx->shpool->data = ctx->sh;
 
         size_t len = sizeof(" in device_pairing_zone \"\"") + shm_zone->shm.name.len;

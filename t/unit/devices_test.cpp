@@ -1,20 +1,48 @@
 // Paired devices: list, revoke, stats, and the roles that guard them.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
+#include "core/devices.h"
 #include "harness.h"
 
 using namespace dp;
 
 namespace {
 
-// The id of the newest listed device.
-std::string last_device_id(Harness& h) {
+// The id of the listed device paired by a method ("otp": an owner, "code": a device).
+std::string device_id_by(Harness& h, const char* method = "otp") {
     Response r = h.call("GET", "/api/devices", "", kT0, kOperator);
     std::string err;
     Json j = parse_json_object(r.body, &err);
     json_t* list = json_object_get(j.get(), "devices");
-    json_t* last = json_array_get(list, json_array_size(list) - 1);
-    return json_string_value(json_object_get(last, "id"));
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t* d = json_array_get(list, i);
+        if (std::string(json_string_value(json_object_get(d, "method"))) == method)
+            return json_string_value(json_object_get(d, "id"));
+    }
+    return "";
+}
+
+// Every id of every page of GET /api/devices?limit=N, following next_cursor.
+std::vector<std::string> all_pages(Harness& h, int limit, size_t* pages) {
+    std::vector<std::string> ids;
+    std::string cursor;
+    *pages = 0;
+    for (;;) {
+        std::string path = "/api/devices?limit=" + std::to_string(limit) + (cursor.empty() ? "" : "&cursor=" + cursor);
+        Response r = h.call("GET", path, "", kT0, kOperator);
+        EXPECT_EQ(r.status, 200);
+        std::string err;
+        Json j = parse_json_object(r.body, &err);
+        json_t* list = json_object_get(j.get(), "devices");
+        for (size_t i = 0; i < json_array_size(list); i++)
+            ids.push_back(json_string_value(json_object_get(json_array_get(list, i), "id")));
+        ++*pages;
+        json_t* next = json_object_get(j.get(), "next_cursor");
+        if (!json_is_string(next) || *pages > 100) return ids;
+        cursor = json_string_value(next);
+    }
 }
 
 }  // namespace
@@ -23,7 +51,7 @@ TEST(Devices, RevokedTokenNoLongerAuthenticates) {
     Harness h;
     std::string device = h.owner();
     EXPECT_EQ(h.call("GET", "/api/devices", "", kT0, device).status, 200);
-    std::string id = last_device_id(h);
+    std::string id = device_id_by(h);
     Response r = h.call("DELETE", "/api/devices/" + id, "", kT0, kOperator);
     EXPECT_EQ(r.status, 204);
     EXPECT_TRUE(r.durable);
@@ -35,9 +63,9 @@ TEST(Devices, RevokedTokenNoLongerAuthenticates) {
 TEST(Devices, TheDeviceRoleMayRevokeOnlyItself) {
     Harness h;
     std::string owner = h.owner(kT0);
-    std::string owner_id = last_device_id(h);
-    std::string device = h.device(kT0 + 5000);  // listed after the owner: the list is in pairing order
-    std::string device_id = last_device_id(h);
+    std::string owner_id = device_id_by(h, "otp");
+    std::string device = h.device(kT0 + 5000);
+    std::string device_id = device_id_by(h, "code");
     Response r = h.call("DELETE", "/api/devices/" + owner_id, "", kT0, device);
     EXPECT_EQ(r.status, 403);
     EXPECT_EQ(field(r, "code"), "forbidden");
@@ -85,4 +113,41 @@ TEST(Devices, ANameFromAnInvalidUserAgentIsListedAsValidUtf8) {
     EXPECT_NE(list.body.find("\"name\":\"A\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\""), std::string::npos)
         << list.body;
     EXPECT_NE(list.body.find("dev_"), std::string::npos) << "the device is listed";
+}
+
+TEST(Devices, TheListPagesByCursorInIdOrderWithoutGapsOrRepeats) {
+    Harness h;
+    {
+        StoreLock lock(h.store);
+        for (int i = 0; i < 105; i++)
+            ASSERT_TRUE(issue_device(h.store, Role::Device, PairMethod::Code, "d", h.addr, (uint32_t)(kT0 / 1000),
+                                     random_bytes(32)));
+    }
+    size_t pages = 0;
+    std::vector<std::string> ids = all_pages(h, 10, &pages);
+    EXPECT_EQ(pages, 11u);
+    ASSERT_EQ(ids.size(), 105u);
+    EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+    EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end()) << "no repeats";
+    EXPECT_EQ(all_pages(h, 1000, &pages), ids);
+    EXPECT_EQ(pages, 1u);
+
+    Response first = h.call("GET", "/api/devices", "", kT0, kOperator);
+    std::string err;
+    Json j = parse_json_object(first.body, &err);
+    EXPECT_EQ(json_array_size(json_object_get(j.get(), "devices")), 100u) << "the default page";
+    EXPECT_EQ(json_string_value(json_object_get(j.get(), "next_cursor")), ids[99]);
+
+    // A device revoked between pages neither shifts nor repeats the rest.
+    Response page1 = h.call("GET", "/api/devices?limit=50", "", kT0, kOperator);
+    ASSERT_EQ(h.call("DELETE", "/api/devices/" + ids[10], "", kT0, kOperator).status, 204);
+    Response page2 = h.call("GET", "/api/devices?limit=60&cursor=" + ids[49], "", kT0, kOperator);
+    EXPECT_NE(page2.body.find(ids[50]), std::string::npos);
+    EXPECT_NE(page2.body.find(ids[104]), std::string::npos);
+
+    for (const char* bad : {"limit=0", "limit=1001", "limit=ten", "limit=-5", "cursor=dev_zz", "cursor=x"}) {
+        Response r = h.call("GET", std::string("/api/devices?") + bad, "", kT0, kOperator);
+        EXPECT_EQ(r.status, 400) << bad;
+        EXPECT_EQ(r.content_type, "application/problem+json") << bad;
+    }
 }

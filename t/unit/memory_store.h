@@ -30,6 +30,40 @@ class MemoryStore final : public Store {
         for (auto& kv : records_[(size_t)kind]) all.push_back(header(kv.second));
         for (RecordHeader* h : all) visit(h);
     }
+    size_t visit_after(Kind kind, const Digest* after, size_t limit,
+                       const std::function<void(const RecordHeader*)>& visit) override {
+        must_hold_lock("visit_after");
+        auto& m = records_[(size_t)kind];
+        std::vector<RecordHeader*> page;
+        for (auto it = after ? m.upper_bound(*after) : m.begin(); it != m.end() && page.size() < limit; ++it)
+            page.push_back(header(it->second));
+        for (RecordHeader* h : page) visit(h);
+        return page.size();
+    }
+    const RecordHeader* find_by(Index index, std::string_view field) override {
+        must_hold_lock("find_by");
+        for (auto& kv : records_[(size_t)indexed_kind(index)])
+            if (index_field(index, header(kv.second)) == field) return header(kv.second);
+        return nullptr;
+    }
+    size_t visit_index_after(Index index, std::string_view after, size_t limit,
+                             const std::function<void(const RecordHeader*)>& visit) override {
+        must_hold_lock("visit_index_after");
+        std::vector<RecordHeader*> sorted;
+        for (auto& kv : records_[(size_t)indexed_kind(index)])
+            if (after.empty() || index_field(index, header(kv.second)) > after) sorted.push_back(header(kv.second));
+        std::sort(sorted.begin(), sorted.end(), [&](RecordHeader* a, RecordHeader* b) {
+            return index_field(index, a) < index_field(index, b);
+        });
+        if (sorted.size() > limit) sorted.resize(limit);
+        for (RecordHeader* h : sorted) visit(h);
+        return sorted.size();
+    }
+    const RecordHeader* oldest(Kind kind) override {
+        must_hold_lock("oldest");
+        auto& q = queue_[(size_t)kind];
+        return q.empty() ? nullptr : header(records_[(size_t)kind][q.begin()->second]);
+    }
     size_t total_bytes() override { return capacity == SIZE_MAX ? 1 << 20 : capacity * 128; }
     size_t free_bytes() override { return total_bytes() - std::min(total_bytes(), count() * 128); }
 
@@ -64,13 +98,22 @@ class MemoryStore final : public Store {
         init(h);
         auto& slot = records_[(size_t)kind][key];
         slot = std::move(record);  // visible only once built
+        if (expiring_kind(kind)) enqueue(kind, key);
         return header(slot);
     }
     void do_remove(RecordHeader* record) override {
         must_hold_lock("remove");
         Digest key;
         memcpy(key.data(), record->key, 32);
+        dequeue(record->kind, key);
         records_[(size_t)record->kind].erase(key);
+    }
+    void requeue(RecordHeader* record) override {
+        if (!expiring_kind(record->kind)) return;
+        Digest key;
+        memcpy(key.data(), record->key, 32);
+        dequeue(record->kind, key);
+        enqueue(record->kind, key);
     }
     SharedState& raw_shared() override {
         must_hold_lock("shared state");
@@ -82,6 +125,20 @@ class MemoryStore final : public Store {
         if (locked_ == 0) DP_STORE_VIOLATION(std::string("store ") + what + " outside a StoreLock");
     }
     static RecordHeader* header(std::vector<uint8_t>& v) { return reinterpret_cast<RecordHeader*>(v.data()); }
+    static Kind indexed_kind(Index index) { return index == Index::DeviceId ? Kind::Device : Kind::CodeRequest; }
+    void enqueue(Kind kind, const Digest& key) {
+        queue_[(size_t)kind][++queued_] = key;
+        position_[(size_t)kind][key] = queued_;
+    }
+    void dequeue(Kind kind, const Digest& key) {
+        auto it = position_[(size_t)kind].find(key);
+        if (it == position_[(size_t)kind].end()) return;
+        queue_[(size_t)kind].erase(it->second);
+        position_[(size_t)kind].erase(it);
+    }
+    std::map<uint64_t, Digest> queue_[kKindCount];     // expiry queue: order of insert or last update
+    std::map<Digest, uint64_t> position_[kKindCount];
+    uint64_t queued_ = 0;
     std::map<Digest, std::vector<uint8_t>> records_[kKindCount];
     SharedState shared_{};
     int locked_ = 0;

@@ -65,15 +65,27 @@ TEST(Store, ExpiredRecordsMakeRoomButDevicesAreNeverEvicted) {
     EXPECT_EQ(store.shared().devices, 1u);
 }
 
-TEST(Store, SweepDropsExpiredRecordsAtMostOncePerSecond) {
+TEST(Store, EachInsertExpiresAFewRecordsFromTheQueueHeadNeverAWalk) {
     MemoryStore store;
     StoreLock lock(store);
-    limiter_expiring(store, "a", 100, 101);
-    limiter_expiring(store, "b", 101, 0);  // sweeps at 101: "a" goes
-    EXPECT_FALSE(store.find(Kind::Limiter, key("a")));
-    limiter_expiring(store, "c", 101, 101);
-    limiter_expiring(store, "d", 101, 0);  // same second: no second walk
-    EXPECT_TRUE(store.find(Kind::Limiter, key("c")));
+    for (int i = 0; i < 5; i++) limiter_expiring(store, ("old" + std::to_string(i)).c_str(), 100, 101);
+    limiter_expiring(store, "new", 200, 0);
+    EXPECT_EQ(store.count(Kind::Limiter), 4u) << "two expired records dropped, the new one added";
+    EXPECT_FALSE(store.find(Kind::Limiter, key("old0")));
+    EXPECT_FALSE(store.find(Kind::Limiter, key("old1")));
+    EXPECT_TRUE(store.find(Kind::Limiter, key("old2"))) << "bounded: no more than two per insert";
+}
+
+TEST(Store, ExpiryStopsAtTheFirstLiveRecordAndAnUpdateMovesARecordToTheTail) {
+    MemoryStore store;
+    StoreLock lock(store);
+    const LimiterRecord* a = limiter_expiring(store, "a", 100, 150);
+    limiter_expiring(store, "b", 100, 101);
+    EXPECT_EQ(store.expire_some(Kind::Limiter, 120, 10), 0u) << "the head is live: expiry stops there";
+    update_record(store, a)->h.expires_s = 300;  // "a" changed: now the queue's tail
+    EXPECT_EQ(store.expire_some(Kind::Limiter, 120, 10), 1u);
+    EXPECT_FALSE(store.find(Kind::Limiter, key("b")));
+    EXPECT_TRUE(store.find(Kind::Limiter, key("a")));
 }
 
 TEST(Store, RemovingAMailboxKeepsItsAccountCounterRight) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -58,38 +59,132 @@ bool PosixDisk::write_atomically(const std::string& path, const std::string& byt
     return true;
 }
 
-bool PosixDisk::exclusively(const std::string& path, const std::function<bool()>& work, std::string* error) {
-    std::string lock_path = path + ".lock";
-    int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (lock_fd < 0) {
-        *error = "cannot open " + lock_path + ": " + strerror(errno);
+namespace {
+
+// Holds PATH.lock's flock for its lifetime.
+class FileLock {
+   public:
+    FileLock(const std::string& path, std::string* error) {
+        fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd_ < 0)
+            *error = "cannot open " + path + ": " + strerror(errno);
+        else
+            flock(fd_, LOCK_EX);
+    }
+    ~FileLock() {
+        if (fd_ >= 0) close(fd_);  // closing releases the flock
+    }
+    bool held() const { return fd_ >= 0; }
+
+   private:
+    int fd_;
+};
+
+bool write_all(int fd, std::string_view bytes) {
+    for (size_t done = 0; done < bytes.size();) {
+        ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        done += (size_t)n;
+    }
+    return true;
+}
+
+// The header of the state file in place (32 bytes, not the whole file).
+bool read_head(const std::string& path, SnapshotInfo* info) {
+    char head[32];
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, head, sizeof(head));
+    close(fd);
+    return n > 0 && read_snapshot_info(std::string_view(head, (size_t)n), info);
+}
+
+void sync_directory_of(const std::string& path) {
+    int dir = open(dirname_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+        fsync(dir);
+        close(dir);
+    }
+}
+
+}  // namespace
+
+bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error) {
+    FileLock lock(paths.lock, error);
+    if (!lock.held()) return false;
+    int fd = open(paths.journal.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        *error = "cannot open " + paths.journal + ": " + strerror(errno);
         return false;
     }
-    flock(lock_fd, LOCK_EX);
-    bool ok = work();
-    flock(lock_fd, LOCK_UN);
-    close(lock_fd);
+    struct stat st;
+    const bool created = fstat(fd, &st) == 0 && st.st_size == 0;
+    off_t start = lseek(fd, 0, SEEK_END);
+    bool ok = start >= 0 && write_all(fd, bytes) && fdatasync(fd) == 0;
+    int saved = errno;
+    if (!ok) {
+        if (start >= 0 && ftruncate(fd, start) == 0) fdatasync(fd);
+        *error = "cannot append to " + paths.journal + ": " + strerror(saved);
+    }
+    close(fd);
+    if (ok && created) sync_directory_of(paths.journal);  // a new journal's name is durable too
     return ok;
 }
 
-bool persist_state(Store& store, Disk& disk, const std::string& path, std::string* error) {
-    return disk.exclusively(
-        path,
-        [&] {
-            std::string bytes;
-            uint64_t version;
-            {
-                StoreLock lock(store);
-                version = store.shared().dirty;
-                bytes = serialize_state(store);
-            }
-            if (!disk.write_atomically(path, bytes, error)) return false;
-            StoreLock lock(store);
-            SharedState& state = store.shared_for_persistence();
-            if (state.persisted < version) state.persisted = version;
-            return true;
-        },
-        error);
+bool rotate_journal(const StatePaths& paths, std::string* error) {
+    FileLock lock(paths.lock, error);
+    if (!lock.held()) return false;
+    if (access(paths.rotated.c_str(), F_OK) == 0) return true;  // an interrupted compaction's: compact it too
+    if (rename(paths.journal.c_str(), paths.rotated.c_str()) != 0 && errno != ENOENT) {
+        *error = "cannot rename " + paths.journal + ": " + strerror(errno);
+        return false;
+    }
+    sync_directory_of(paths.journal);
+    return true;
+}
+
+bool SnapshotFile::create(const StatePaths& paths, std::string* error) {
+    paths_ = &paths;
+    tmp_ = paths.state + ".tmp." + std::to_string(getpid()) + "." + hex_encode(random_bytes(6));
+    fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd_ < 0) *error = "cannot create " + tmp_ + ": " + strerror(errno);
+    return fd_ >= 0;
+}
+
+bool SnapshotFile::write(std::string_view bytes, std::string* error) {
+    if (write_all(fd_, bytes)) return true;
+    *error = "cannot write " + tmp_ + ": " + strerror(errno);
+    return false;
+}
+
+bool SnapshotFile::commit(const SnapshotInfo& info, std::string* error) {
+    if (fsync(fd_) != 0) {
+        *error = "cannot write " + tmp_ + ": " + strerror(errno);
+        return false;
+    }
+    FileLock lock(paths_->lock, error);
+    if (!lock.held()) return false;
+    SnapshotInfo current;
+    if (read_head(paths_->state, &current) && current.generation > info.generation) {
+        *error = "the state file holds a newer generation (" + std::to_string(current.generation) + ")";
+        return false;
+    }
+    if (rename(tmp_.c_str(), paths_->state.c_str()) != 0) {
+        *error = "cannot rename " + tmp_ + ": " + strerror(errno);
+        return false;
+    }
+    tmp_.clear();
+    unlink(paths_->rotated.c_str());
+    sync_directory_of(paths_->state);
+    return true;
+}
+
+void SnapshotFile::abandon() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    if (!tmp_.empty()) unlink(tmp_.c_str());
+    tmp_.clear();
 }
 
 }  // namespace dp

@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 
+#include "core/persist/snapshot.h"
 #include "core/store.h"
 
 namespace dp {
@@ -15,22 +16,49 @@ class Disk {
     virtual bool read_file(const std::string& path, std::string* out, std::string* error) = 0;
     // Replaces path with bytes atomically and durably, or leaves it as it was.
     virtual bool write_atomically(const std::string& path, const std::string& bytes, std::string* error) = 0;
-    // Runs work while holding an exclusive lock named after path: writers of
-    // one file, in any process, take turns.
-    virtual bool exclusively(const std::string& path, const std::function<bool()>& work, std::string* error) = 0;
 };
 
 // The real file system: temp file (O_EXCL, never through a symlink, 0600),
-// fsync, rename, fsync of the directory; flock of PATH.lock.
+// fsync, rename, fsync of the directory.
 class PosixDisk final : public Disk {
    public:
     bool read_file(const std::string& path, std::string* out, std::string* error) override;
     bool write_atomically(const std::string& path, const std::string& bytes, std::string* error) override;
-    bool exclusively(const std::string& path, const std::function<bool()>& work, std::string* error) override;
 };
 
-// Serialises the store and replaces the state file with it; of two writers
-// at once, the newer snapshot lands last. Marks what the file now holds.
-bool persist_state(Store& store, Disk& disk, const std::string& path, std::string* error);
+// The files of state=PATH: the snapshot, the journal appended after it, the
+// journal set aside while a compaction runs, and the lock that orders
+// appends, rotation and the snapshot's replacement across processes.
+struct StatePaths {
+    explicit StatePaths(const std::string& state)
+        : state(state), journal(state + ".journal"), rotated(state + ".journal.1"), lock(state + ".lock") {}
+    std::string state, journal, rotated, lock;
+};
+
+// Appends bytes to the journal and makes them durable (fdatasync). On any
+// failure the journal is cut back to where it was, so a failed append never
+// leaves a half entry in the middle. Blocking: nginx runs it in a thread.
+bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error);
+
+// Sets the journal aside for a compaction (PATH.journal -> PATH.journal.1),
+// unless an interrupted compaction already left one, which is compacted too.
+bool rotate_journal(const StatePaths& paths, std::string* error);
+
+// A new snapshot written in pieces and put in place whole.
+class SnapshotFile {
+   public:
+    ~SnapshotFile() { abandon(); }
+    bool create(const StatePaths& paths, std::string* error);
+    bool write(std::string_view bytes, std::string* error);
+    // fsync, then replaces the state file unless it holds a newer generation,
+    // then drops the set-aside journal it covers.
+    bool commit(const SnapshotInfo& info, std::string* error);
+    void abandon();
+
+   private:
+    const StatePaths* paths_ = nullptr;
+    std::string tmp_;
+    int fd_ = -1;
+};
 
 }  // namespace dp

@@ -7,7 +7,8 @@ namespace dp {
 namespace {
 
 const char kMagic[8] = {'D', 'P', 'S', 'T', 'A', 'T', 'E', '\n'};
-constexpr size_t kHeaderSize = 16;  // magic + version + reserved
+constexpr size_t kHeaderSizeV1 = 16;  // magic + version + reserved
+constexpr size_t kHeaderSize = 32;    // ... + covered sequence + generation
 
 template <typename T>
 void put(std::string& out, const T& v) {
@@ -16,35 +17,69 @@ void put(std::string& out, const T& v) {
 
 }  // namespace
 
-std::string serialize_state(Store& store) {
-    std::string out(kMagic, sizeof(kMagic));
-    put(out, kStateVersion);
-    put(out, (uint32_t)0);
+SnapshotWriter::SnapshotWriter(const SnapshotInfo& info) : buf_(kMagic, sizeof(kMagic)) {
+    put(buf_, kStateVersion);
+    put(buf_, (uint32_t)0);
+    put(buf_, info.covers_seq);
+    put(buf_, info.generation);
     // The OTP is never written: a restart prints a fresh one (seed 000), and
     // a file copy holds no hash of a 6-digit number to recover.
-    put(out, OtpState{});
-    for (size_t k = 0; k < kKindCount; k++) {
-        store.for_each((Kind)k, [&](const RecordHeader* h) {
-            size_t size = record_size(h->kind);
-            put(out, (uint8_t)h->kind);
-            put(out, (uint16_t)size);
-            out.append(reinterpret_cast<const char*>(h), size);
-        });
-    }
-    put(out, (uint8_t)0xff);
-    Digest sum = sha256(out);
-    out.append(reinterpret_cast<const char*>(sum.data()), sum.size());
+    put(buf_, OtpState{});
+}
+
+void SnapshotWriter::add(const RecordHeader* h) {
+    if (h->kind == Kind::AccountCount) return;  // derived: rebuilt from the mailboxes on load
+    size_t size = record_size(h->kind);
+    put(buf_, (uint8_t)h->kind);
+    put(buf_, (uint16_t)size);
+    buf_.append(reinterpret_cast<const char*>(h), size);
+}
+
+std::string SnapshotWriter::take() {
+    sum_.update(buf_);
+    std::string out;
+    out.swap(buf_);
     return out;
 }
 
-bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::string* error) {
-    if (bytes.size() < kHeaderSize + sizeof(OtpState) + 1 + 32 || memcmp(bytes.data(), kMagic, 8) != 0) {
+std::string SnapshotWriter::finish() {
+    put(buf_, (uint8_t)0xff);
+    sum_.update(buf_);
+    Digest sum = sum_.finish();
+    buf_.append(reinterpret_cast<const char*>(sum.data()), sum.size());
+    std::string out;
+    out.swap(buf_);
+    return out;
+}
+
+std::string serialize_state(Store& store, const SnapshotInfo& info) {
+    SnapshotWriter writer(info);
+    for (size_t k = 0; k < kKindCount; k++) store.for_each((Kind)k, [&](const RecordHeader* h) { writer.add(h); });
+    std::string out = writer.take();
+    return out + writer.finish();
+}
+
+bool read_snapshot_info(std::string_view bytes, SnapshotInfo* info) {
+    if (bytes.size() < kHeaderSizeV1 || memcmp(bytes.data(), kMagic, 8) != 0) return false;
+    uint32_t version;
+    memcpy(&version, bytes.data() + 8, 4);
+    *info = SnapshotInfo{};
+    if (version >= 2 && bytes.size() >= kHeaderSize) {
+        memcpy(&info->covers_seq, bytes.data() + 16, 8);
+        memcpy(&info->generation, bytes.data() + 24, 8);
+    }
+    return true;
+}
+
+bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::string* error, SnapshotInfo* info) {
+    SnapshotInfo header;
+    if (bytes.size() < kHeaderSizeV1 + sizeof(OtpState) + 1 + 32 || !read_snapshot_info(bytes, &header)) {
         *error = "not a device pairing state file";
         return false;
     }
     uint32_t version;
     memcpy(&version, bytes.data() + 8, 4);
-    if (version != kStateVersion) {
+    if (version != 1 && version != kStateVersion) {
         *error = "state file version " + std::to_string(version) + " is not supported (expected " +
                  std::to_string(kStateVersion) + ")";
         return false;
@@ -55,7 +90,8 @@ bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::str
         *error = "checksum mismatch: the file is corrupt or truncated";
         return false;
     }
-    size_t pos = kHeaderSize;
+    if (info) *info = header;
+    size_t pos = version == 1 ? kHeaderSizeV1 : kHeaderSize;
     pos += sizeof(OtpState);  // written empty: a start always makes a fresh OTP
     StoreLock lock(store);
     while (pos < body) {
