@@ -1,7 +1,8 @@
-# Durability: state= keeps devices and pending pairings (not the OTP) across stop/start
-# and kill -9; a zone resize on reload keeps everything; a corrupt state file
-# stops startup; a full zone answers 503 and nginx keeps serving; a failed
-# write keeps the old file and is retried.
+# Durability: state= keeps devices and pending pairings (not the OTP) across
+# stop/start and kill -9; a zone resize on reload keeps everything; a failed
+# journal write answers 503 and changes nothing; a torn journal tail is
+# dropped, a corrupt one refused; a corrupt state file stops startup; a full
+# zone answers 503 and nginx keeps serving.
 use strict;
 use warnings;
 use Test::More;
@@ -11,7 +12,7 @@ use DPTest;
 
 my $key = 'dk_durability_key_000000000000001';
 my $keys = "alice " . sha256_hex($key) . "\n";
-my $t = DPTest->new(allow => qr/device_pairing_zone "pairing": cannot open .*state\.lock/);
+my $t = DPTest->new(allow => qr/journal write failed/);
 $t->standard(device_keys => $keys);
 $t->start;
 my $op = $t->operator_token;
@@ -20,11 +21,11 @@ my $token = $t->pair_device(refresh => 0);
 my $otp = $t->get('/pair/refresh', token => $op)->{json}{otp};
 my $mint = $t->post('/api/v1/device-pairing', device_key => $key)->{json};
 my $code = $t->post('/api/devices/pairing/request', json => { requesterId => 'phone' })->{json};
-sleep 1.5;    # short-lived records reach the file within a second
+sleep 0.3;    # answered at once, written with the next journal batch
 
 $t->stop;
-ok(-s "$t->{dir}/state", 'state file written');
-is((stat "$t->{dir}/state")[2] & 0777, 0600, 'state file is 0600');
+ok(-s "$t->{dir}/state.journal", 'journal written');
+is((stat "$t->{dir}/state.journal")[2] & 0777, 0600, 'the journal is 0600');
 $t->start;
 is($t->get('/api/x', token => $token)->{status}, 200, 'stop/start keeps devices');
 is($t->get("/api/v1/device-pairing/$mint->{pairing_id}", device_key => $key)->{json}{status}, 'pending', 'and pending mailboxes');
@@ -42,9 +43,8 @@ $t->start;
 is($t->get('/api/x', token => $r->{json}{token})->{status}, 200, 'kill -9 right after pairing keeps the device');
 
 # Revocation is durable too.
-my $victim = $t->pair_device;
-my @ids = map { $_->{id} } @{ $t->get('/api/devices', token => $op)->{json}{devices} };
-my $victim_id = $ids[-1];
+my $victim = $t->pair_device(json => { name => 'victim' });
+my ($victim_id) = map { $_->{id} } grep { $_->{name} eq 'victim' } @{ $t->get('/api/devices', token => $op)->{json}{devices} };
 is($t->request('DELETE', "/api/devices/$victim_id", token => $op)->{status}, 204, 'revoke');
 $t->crash;
 $t->start;
@@ -57,26 +57,63 @@ like($t->read_file('error.log'), qr/device_pairing_zone "pairing" resized, \d+ d
 is($t->get('/api/x', token => $token)->{status}, 200, 'a resize keeps devices');
 is($t->get("/api/v1/device-pairing/$mint->{pairing_id}", device_key => $key)->{json}{status}, 'pending', 'and pending mailboxes');
 
-# A failed write keeps the old file, alerts, and is retried by a full rewrite.
-my $before = $t->read_file('state');
-unlink "$t->{dir}/state.lock";
-mkdir "$t->{dir}/state.lock" or die "mkdir: $!";    # the writer cannot take its lock: the write fails
-my $during = $t->pair_device(refresh => 0);
-sleep 1.2;
-is($t->read_file('state'), $before, 'the old state file is intact after a failed write');
-like($t->read_file('error.log'), qr/\[alert\].*cannot open .*state\.lock.*old state file is kept/, 'the failure is an alert');
-rmdir "$t->{dir}/state.lock";
-sleep 1.5;
-isnt($t->read_file('state'), $before, 'the next flush rewrites the file');
+# A failed journal write: 503, and the change is undone (state unchanged).
+my $stats = sub { $t->get('/api/devices/stats', token => $op)->{json}{records}{devices} };
+my $devices_before = $stats->();
+my $otp3 = $t->get('/pair/refresh', token => $op)->{json}{otp};
+unlink "$t->{dir}/state.journal";
+mkdir "$t->{dir}/state.journal" or die "mkdir: $!";    # the journal cannot be opened: the append fails
+my $failed = $t->post('/pair', json => { otp => $otp3 });
+DPTest::is_problem($failed, 503, 'state_unavailable', 'a pairing whose journal write fails answers 503');
+is($failed->{headers}{'retry-after'}, '1', 'with Retry-After');
+ok(!defined $failed->{json}{token}, 'and hands out no token');
+is($stats->(), $devices_before, 'the device does not exist');
+like($t->read_file('error.log'), qr/\[alert\].*journal write failed.*undone/, 'the failure is an alert');
+rmdir "$t->{dir}/state.journal";
+my $retry = $t->post('/pair', json => { otp => $otp3 });
+is($retry->{status}, 200, 'the OTP the failed pairing spent was given back: the retry pairs');
 $t->crash;
 $t->start;
-is($t->get('/api/x', token => $during)->{status}, 200, 'the device paired during the failure was persisted by the retry');
-my $good_state = $t->read_file('state');
+is($t->get('/api/x', token => $retry->{json}{token})->{status}, 200, 'and the retried device survives kill -9');
+my $good_state = $t->read_file('state') // '';
 $t->finish;
+
+# The journal on disk: a torn tail is dropped with a notice; a corrupt entry
+# before good ones stops nginx -t and the start, naming the file and offset.
+my $j = DPTest->new(allow => qr/corrupt journal entry/);
+$j->standard;
+$j->start;
+my @tokens = map { $j->pair_device } 1 .. 3;
+$j->stop;
+my $journal = $j->read_file('state.journal');
+ok(length $journal > 0, 'pairings are in the journal');
+$j->write_file('state.journal', $journal . substr($journal, 0, 40));    # a half entry, as a crash mid-append leaves
+$j->start;
+like($j->read_file('error.log'), qr/\[notice\].*journal ".*state\.journal": an incomplete last entry at offset @{[ length $journal ]}/,
+     'a torn tail is dropped with a notice naming the offset');
+is($j->get('/api/x', token => $_)->{status}, 200, 'the entries before it load') for @tokens;
+is(-s "$j->{dir}/state.journal", length $journal, 'the torn bytes are cut off, so later appends follow good entries');
+my $t4 = $j->pair_device;
+$j->stop;
+my $bad = $j->read_file('state.journal');
+substr($bad, 20, 1) = chr(ord(substr($bad, 20, 1)) ^ 1);    # inside the first entry
+$j->write_file('state.journal', $bad);
+my ($jstatus, $jout) = $j->test_config;
+isnt($jstatus, 0, 'nginx -t fails on a corrupt journal entry in the middle');
+like($jout, qr/\[emerg\].*journal ".*state\.journal": corrupt journal entry at offset 0/, 'naming the file and the offset');
+ok(!$j->start(may_fail => 1), 'nginx does not start on it');
+$j->finish;
 
 # A corrupt or unreadable state file stops nginx -t and startup with a clear message.
 my $c = DPTest->new;
-$c->standard;
+$c->standard(zone => 'zone=pairing:1m state=%%DIR%%/state compact=1k');
+$c->start;
+$c->pair_device for 1 .. 12;    # past compact=1k: a snapshot is written
+for (1 .. 100) { last if -s "$c->{dir}/state"; sleep 0.05 }
+$c->stop;
+$good_state = $c->read_file('state');
+ok(length($good_state // '') > 200, 'compaction wrote a snapshot');
+unlink "$c->{dir}/state.journal";
 my $flipped = $good_state;
 substr($flipped, 100, 1) = chr(ord(substr($flipped, 100, 1)) ^ 1);
 for my $case ([ $flipped, qr/checksum mismatch/, 'a flipped byte' ],

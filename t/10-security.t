@@ -138,7 +138,7 @@ is($f->post('/pair', json => { otp => $fotp }, from => '127.0.0.8')->{status}, 2
 $f->finish;
 
 # 5. A burned OTP came back after a restart; nonces must survive one.
-my $d = DPTest->new;
+my $d = DPTest->new(allow => qr/journal write failed/);
 $d->standard;
 $d->start;
 my $dop = $d->operator_token;
@@ -157,15 +157,18 @@ isnt($d->otp, $burn, 'a restart prints a fresh OTP');
 is($d->post('/pair', json => { otp => $d->otp }, from => '127.0.0.9')->{status}, 200, 'which pairs');
 is($d->post('/api/devices/verify', json => { attestation => $datt })->{json}{reason}, 'replay', 'a nonce survives a restart');
 
-# 11. The state writer's temp file went through a planted symlink.
+# 11. The state writer's files went through a planted symlink. The journal
+# is opened O_NOFOLLOW (the snapshot's temp file is O_EXCL|O_NOFOLLOW with an
+# unpredictable name): a link planted in its place is refused, not written.
 my $victim = $d->write_file('victim', "precious\n");
-for my $pid ($d->worker_pids) {
-    symlink $victim, "$d->{dir}/state.tmp.$pid" or die "symlink: $!";
-}
+unlink "$d->{dir}/state.journal";
+symlink $victim, "$d->{dir}/state.journal" or die "symlink: $!";
 my $otp3 = $d->get('/pair/refresh', token => $dop)->{json}{otp};
-is($d->post('/pair', json => { otp => $otp3 })->{status}, 200, 'a durable pairing');
+is($d->post('/pair', json => { otp => $otp3 })->{status}, 503, 'a pairing whose journal is a planted symlink is refused');
 is($d->read_file('victim'), "precious\n", 'the planted symlink was not followed');
-is((stat "$d->{dir}/state")[2] & 0777, 0600, 'the state file is 0600');
+unlink "$d->{dir}/state.journal";
+is($d->post('/pair', json => { otp => $otp3 })->{status}, 200, 'without it the same OTP pairs');
+is((stat "$d->{dir}/state.journal")[2] & 0777, 0600, 'the journal is 0600');
 $d->finish;
 
 done_testing;

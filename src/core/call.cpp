@@ -22,6 +22,12 @@ Response quota_full(const char* what) {
     return r;
 }
 
+Response unavailable(const char* detail) {
+    Response r = problem(503, "state_unavailable", "Try again", detail);
+    r.header("Retry-After", "1");
+    return r;
+}
+
 Response forbidden(const char* detail) { return problem(403, "forbidden", "Forbidden", detail); }
 
 bool media_type_can_hold_json(const std::string& content_type) {

@@ -31,6 +31,9 @@ Response zone_full();
 // 503 quota_exceeded: what anonymous clients may keep in the zone is used up.
 Response quota_full(const char* what);
 Response forbidden(const char* detail);
+// 503 state_unavailable, Retry-After: 1: the change could not be made durable
+// (and was undone), or this worker's zone was retired by a resize.
+Response unavailable(const char* detail);
 
 // False for media types that cannot carry JSON text (multipart, binary).
 bool media_type_can_hold_json(const std::string& content_type);

@@ -12,6 +12,7 @@ namespace {
 void destroy_ctx(void* data) {
     auto* ctx = static_cast<RequestCtx*>(data);
     if (ctx->poll_timer.timer_set) ngx_del_timer(&ctx->poll_timer);
+    if (ctx->waiting_durable) journal_forget(ctx->owner, zone_of(ctx->owner));
     ctx->~RequestCtx();
 }
 
@@ -75,7 +76,8 @@ void body_ready(ngx_http_request_t* r) noexcept {
             rc = too_large ? send_response(r, dp::body_too_large(limit)) : NGX_HTTP_INTERNAL_SERVER_ERROR;
         } else {
             rc = run_route(r, ctx, std::move(body));
-            if (rc == NGX_DONE) return;
+            // Held (a long poll, a durable answer): the hold took its own
+            // reference; this one, the body reading's, is given back.
         }
     } catch (const std::exception& e) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0, "device_pairing: %s", e.what());
@@ -166,12 +168,19 @@ ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
     ZoneCtx* zone = zone_of(r);
     dp::Request req = build_request(r);
     req.body = std::move(body);
+    // A resize retired this worker's zone: a change made in it now would be
+    // lost, and a poll would watch a zone nobody writes. The client retries
+    // and reaches a new worker (the gate still reads the retired zone).
+    if (zone_retired(zone))
+        return send_response(r, dp::unavailable("the pairing state moved to a resized zone; try again"));
     ZoneStore store(zone);
+    journal_current(zone, ctx);
     dp::Response resp = dp::api_handle(store, *srv_conf(r)->settings, ctx->route, req, client_addr(r));
+    journal_current(zone, nullptr);
     for (const std::string& line : resp.notices)
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0, "%s", line.c_str());
     if (!resp.banner.empty()) show_banner(zone, resp.banner, r->connection->log);
-    if (resp.durable) persist_if_dirty(zone, r->connection->log);
+    if (journal_hold(r, zone, ctx, std::move(resp))) return NGX_DONE;
 
     if (resp.poll_until_ms) {
         // The deadline runs on nginx's monotonic clock: a step of the wall

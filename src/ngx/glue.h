@@ -45,12 +45,16 @@ struct ZoneCtx {
     ngx_shm_zone_t* shm_zone;
     ngx_str_t state_path;  // empty: no persistence
     ngx_str_t banner_path;  // where a new OTP's banner is written for the operator; empty: nowhere
+    size_t compact_after;   // compact=SIZE: journal bytes that start a new snapshot
     MainConf* mcf;
+    dp::ChangeLog* journal;  // this worker's journal writer (null: no state=, or the master)
+    SharedZone* took_over;   // a resize copied this zone from it: retired unless this cycle fails
+    bool cycle_ok;           // init_module ran: the cycle that holds this zone is the running one
 };
 
 class ZoneStore final : public dp::Store {
    public:
-    explicit ZoneStore(ZoneCtx* zone) : zone_(zone) {}
+    explicit ZoneStore(ZoneCtx* zone) : zone_(zone) { attach(zone->journal); }
     void for_each(dp::Kind kind, const std::function<void(const dp::RecordHeader*)>& visit) override;
     size_t visit_after(dp::Kind kind, const dp::Digest* after, size_t limit,
                        const std::function<void(const dp::RecordHeader*)>& visit) override;
@@ -130,6 +134,11 @@ struct RequestCtx {
     ngx_msec_t poll_deadline = 0;         // monotonic (ngx_current_msec); 0: not polling yet
     bool polling = false;
     ngx_event_t poll_timer;
+    // The record changes this request's route committed (for an undo), and
+    // the answer held until they are durable.
+    std::vector<dp::RecordChange> changes;
+    dp::Response held;
+    bool waiting_durable = false;
 };
 
 RequestCtx* request_ctx(ngx_http_request_t* r);  // created on first use; null on error
@@ -181,9 +190,17 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept;
 void show_banner(ZoneCtx* zone, const std::vector<std::string>& lines, ngx_log_t* log);
 ZoneCtx* zone_of(ngx_http_request_t* r);
 
-// persist.cpp: state= writes (durable answers, the flush timer, worker exit).
-void persist_if_dirty(ZoneCtx* zone, ngx_log_t* log);
-ngx_int_t start_flush_timer(ngx_cycle_t* cycle, ZoneCtx* zone);
+// persist.cpp: the journal (group commit in a thread, undo on failure) and
+// its compaction.
+ngx_int_t start_journal(ngx_cycle_t* cycle, ZoneCtx* zone);
+// The request whose route runs now collects the changes it commits.
+void journal_current(ZoneCtx* zone, RequestCtx* ctx);
+// A durable answer with changes is held until they are on disk (true: the
+// request now waits); anything else is answered now.
+bool journal_hold(ngx_http_request_t* r, ZoneCtx* zone, RequestCtx* ctx, dp::Response&& resp);
+void journal_forget(ngx_http_request_t* r, ZoneCtx* zone);
 void flush_at_exit(ngx_cycle_t* cycle, ZoneCtx* zone);
+// zone.cpp: a resize retired the zone this worker uses: no more writes.
+bool zone_retired(ZoneCtx* zone);
 
 }  // namespace dpngx

@@ -39,7 +39,7 @@ ngx_conf_enum_t qr_color_schemes[] = {
 ngx_command_t commands[] = {
     {ngx_string("device_pairing_qr_colors"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_enum_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, qr_colors), qr_color_schemes},
-    {ngx_string("device_pairing_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12, zone_directive,
+    {ngx_string("device_pairing_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE123, zone_directive,
      NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("device_pairing"), NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG, pairing_directive,
      NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, enable), nullptr},
@@ -194,13 +194,22 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
     return NGX_CONF_OK;
 }
 
-// device_pairing_zone zone=NAME:SIZE [state=PATH]
+// A reload that failed after its zone took over the old one (resize) gives
+// the old zone back to the workers that still use it.
+void give_back_old_zone(void* data) {
+    auto* ctx = static_cast<ZoneCtx*>(data);
+    if (ctx->took_over && !ctx->cycle_ok) ctx->took_over->state.retired = 0;
+}
+
+constexpr size_t kDefaultCompactAfter = 64 << 20;
+
+// device_pairing_zone zone=NAME:SIZE [state=PATH] [compact=SIZE]
 char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
     auto* mcf = static_cast<MainConf*>(conf);
     if (mcf->zone) return (char*)"is duplicate";
     ngx_str_t* value = static_cast<ngx_str_t*>(cf->args->elts);
     ngx_str_t name = ngx_null_string, state = ngx_null_string;
-    ssize_t size = 0;
+    ssize_t size = 0, compact_after = (ssize_t)kDefaultCompactAfter;
     for (ngx_uint_t i = 1; i < cf->args->nelts; i++) {
         if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
             name.data = value[i].data + 5;
@@ -232,6 +241,16 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
             }
             continue;
         }
+        if (ngx_strncmp(value[i].data, "compact=", 8) == 0) {
+            ngx_str_t s = {value[i].len - 8, value[i].data + 8};
+            compact_after = ngx_parse_size(&s);
+            if (compact_after == NGX_ERROR || compact_after < 1024) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid \"%V\", expected compact=SIZE of at least 1k",
+                                   &value[i]);
+                return (char*)NGX_CONF_ERROR;
+            }
+            continue;
+        }
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", &value[i]);
         return (char*)NGX_CONF_ERROR;
     }
@@ -242,7 +261,15 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
     auto* ctx = static_cast<ZoneCtx*>(ngx_pcalloc(cf->pool, sizeof(ZoneCtx)));
     if (!ctx) return (char*)NGX_CONF_ERROR;
     ctx->state_path = state;
+    ctx->compact_after = (size_t)compact_after;
     ctx->mcf = mcf;
+    // The journal is written in nginx's thread pool "default" (created with
+    // its defaults unless nginx.conf declares it).
+    if (state.len && !ngx_thread_pool_add(cf, nullptr)) return (char*)NGX_CONF_ERROR;
+    ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (!cln) return (char*)NGX_CONF_ERROR;
+    cln->handler = give_back_old_zone;
+    cln->data = ctx;
     ngx_shm_zone_t* shm_zone = ngx_shared_memory_add(cf, &name, (size_t)size, &ngx_http_device_pairing_module);
     if (!shm_zone) return (char*)NGX_CONF_ERROR;
     if (shm_zone->data) {
@@ -375,7 +402,13 @@ ZoneCtx* cycle_zone(ngx_cycle_t* cycle) {
     return mcf && mcf->zone ? static_cast<ZoneCtx*>(mcf->zone->data) : nullptr;
 }
 
-ngx_int_t init_process(ngx_cycle_t* cycle) noexcept { return start_flush_timer(cycle, cycle_zone(cycle)); }
+// The cycle that holds the zone runs: a zone it took over in a resize stays retired.
+ngx_int_t init_module(ngx_cycle_t* cycle) noexcept {
+    if (ZoneCtx* zone = cycle_zone(cycle)) zone->cycle_ok = true;
+    return NGX_OK;
+}
+
+ngx_int_t init_process(ngx_cycle_t* cycle) noexcept { return start_journal(cycle, cycle_zone(cycle)); }
 
 void exit_process(ngx_cycle_t* cycle) noexcept { flush_at_exit(cycle, cycle_zone(cycle)); }
 
@@ -390,7 +423,7 @@ ngx_module_t ngx_http_device_pairing_module = {
     dpngx::commands,          /* module directives */
     NGX_HTTP_MODULE,          /* module type */
     nullptr,                  /* init master */
-    nullptr,                  /* init module */
+    dpngx::init_module,       /* init module */
     dpngx::init_process,      /* init process */
     nullptr,                  /* init thread */
     nullptr,                  /* exit thread */

@@ -1,62 +1,365 @@
-// state=PATH: durable answers are written before they leave, everything
-// else within a second (a timer per worker) and at worker exit.
-#include <malloc.h>
+// state=PATH: the journal and its compaction. Each worker collects the
+// record changes its requests commit and appends them to PATH.journal in a
+// thread of nginx's thread pool, one batch (one fdatasync) at a time: the
+// requests that came in while a batch was written share the next one (group
+// commit). A durable answer waits for its batch; when the batch fails, its
+// changes are undone and the client gets 503. When the journal has grown
+// past compact=SIZE, one worker writes a new snapshot in slices (the zone
+// lock held for one slice at a time) and the journal starts again.
+#include <signal.h>
+
+#include <memory>
 
 #include "core/persist/disk.h"
+#include "core/persist/journal.h"
+#include "core/persist/snapshot.h"
 #include "ngx/glue.h"
+
+#if !(NGX_THREADS)
+#error "device_pairing needs nginx built --with-threads: the journal is written in a thread pool"
+#endif
 
 namespace dpngx {
 
 namespace {
 
-constexpr ngx_msec_t kFlushIntervalMs = 1000;  // short-lived records reach the state file within a second
-ngx_event_t flush_timer;
+constexpr size_t kSliceRecords = 2048;     // records copied per hold of the zone lock
+constexpr size_t kSnapshotChunk = 1 << 20; // bytes handed to a thread per write
+constexpr ngx_msec_t kSliceGapMs = 1;      // the event loop runs between slices
+constexpr ngx_msec_t kInFlightCheckMs = 60000;
 
-void flush_tick(ngx_event_t* ev) noexcept {
+void alert_rate_limited(ngx_log_t* log, const char* what, const std::string& error) {
+    static time_t last;
+    if (ngx_time() - last < 60) return;
+    last = ngx_time();
+    ngx_log_error(NGX_LOG_ALERT, log, 0, "device_pairing: %s: %s", what, error.c_str());
+}
+
+// A blocking step run in the thread pool, with its completion in the event loop.
+struct ThreadStep {
+    std::function<bool(std::string*)> work;   // thread: no nginx calls, no zone access
+    std::function<void(bool, const std::string&)> done;
+    bool ok = false;
+    std::string error;
+};
+
+void thread_run(void* data, ngx_log_t*) {
+    auto* step = *static_cast<ThreadStep**>(data);
     try {
-        persist_if_dirty(static_cast<ZoneCtx*>(ev->data), ev->log);
-    } catch (...) {
-        ngx_log_error(NGX_LOG_ALERT, ev->log, 0, "device_pairing: state flush failed");
+        step->ok = step->work(&step->error);
+    } catch (const std::exception& e) {
+        step->ok = false;
+        step->error = e.what();
     }
-    if (!ngx_exiting && !ngx_quit && !ngx_terminate) ngx_add_timer(ev, kFlushIntervalMs);
+}
+
+void thread_done(ngx_event_t* ev) noexcept {
+    auto* step = *static_cast<ThreadStep**>(ev->data);
+    try {
+        step->done(step->ok, step->error);
+    } catch (const std::exception& e) {
+        ngx_log_error(NGX_LOG_ALERT, ev->log, 0, "device_pairing: %s", e.what());
+    }
 }
 
 }  // namespace
 
-void persist_if_dirty(ZoneCtx* zone, ngx_log_t* log) {
-    if (!zone || !zone->sh || zone->state_path.len == 0) return;
-    ZoneStore store(zone);
-    {
-        dp::StoreLock lock(store);
-        if (store.shared().dirty == store.shared().persisted) return;
+class JournalWriter final : public dp::ChangeLog {
+   public:
+    JournalWriter(ZoneCtx* zone, ngx_thread_pool_t* pool, ngx_cycle_t* cycle)
+        : zone_(zone), pool_(pool), log_(cycle->log), paths_(to_string(zone->state_path)) {
+        append_task_ = new_task(cycle, &append_step_);
+        compact_task_ = new_task(cycle, &compact_step_);
+        slice_timer_.handler = [](ngx_event_t* ev) noexcept {
+            try {
+                static_cast<JournalWriter*>(ev->data)->copy_slice();
+            } catch (const std::exception& e) {
+                ngx_log_error(NGX_LOG_ALERT, ev->log, 0, "device_pairing: compaction: %s", e.what());
+            }
+        };
+        slice_timer_.data = this;
+        slice_timer_.log = log_;
+        slice_timer_.cancelable = 1;
+        // A worker shutting down gracefully exits once no timer is left: this
+        // one, armed while a batch is in flight, keeps it for the answers.
+        in_flight_timer_.handler = [](ngx_event_t* ev) noexcept { ngx_add_timer(ev, kInFlightCheckMs); };
+        in_flight_timer_.data = this;
+        in_flight_timer_.log = log_;
     }
-    std::string error;
-    static time_t last_alert;  // a failing disk alerts once a minute, not once a second
-    dp::PosixDisk disk;
-    bool ok = dp::persist_state(store, disk, to_string(zone->state_path), &error);
-    malloc_trim(0);  // the snapshot of a large zone must not stay resident in the worker
-    if (!ok && ngx_time() - last_alert >= 60) {
-        last_alert = ngx_time();
-        ngx_log_error(NGX_LOG_ALERT, log, 0, "device_pairing_zone \"%V\": %s; the old state file is kept "
-                      "and a full rewrite will be retried", &zone->shm_zone->shm.name, error.c_str());
+    bool ready() const { return append_task_ && compact_task_; }
+
+    RequestCtx* current = nullptr;  // the request whose route runs now
+
+    void committed(std::vector<dp::RecordChange>&& changes) override {
+        pending_ += dp::encode_journal(changes);
+        if (current)
+            for (dp::RecordChange& c : changes) current->changes.push_back(std::move(c));
     }
+
+    // Holds r until its changes are durable, then sends ctx->held (or 503).
+    void wait(ngx_http_request_t* r) {
+        r->main->count++;
+        pending_waiters_.push_back(r);
+        post();
+    }
+    // A request that goes away (the client closed, the worker exits) is no
+    // longer answered by a batch.
+    void forget(ngx_http_request_t* r) {
+        for (auto* list : {&pending_waiters_, &writing_waiters_})
+            for (auto& w : *list)
+                if (w == r) w = nullptr;
+    }
+
+    // Hands the collected entries to a thread unless a batch is in flight
+    // (then they go with the next one, when it completes).
+    void post() {
+        if (in_flight_ || pending_.empty()) return;
+        writing_.swap(pending_);
+        pending_.clear();
+        writing_waiters_.swap(pending_waiters_);
+        pending_waiters_.clear();
+        in_flight_ = true;
+        ngx_add_timer(&in_flight_timer_, kInFlightCheckMs);
+        append_step_.work = [this](std::string* error) { return dp::append_journal(paths_, writing_, error); };
+        append_step_.done = [this](bool ok, const std::string& error) { appended(ok, error); };
+        if (ngx_thread_task_post(pool_, append_task_) != NGX_OK) appended(false, "the thread pool refused the task");
+    }
+
+    // Worker exit: what is still collected is written here, blocking.
+    void flush_at_exit() {
+        if (in_flight_ || pending_.empty()) return;
+        std::string error;
+        if (!dp::append_journal(paths_, pending_, &error)) alert_rate_limited(log_, "the last journal write", error);
+        pending_.clear();
+    }
+
+   private:
+    static ngx_thread_task_t* new_task(ngx_cycle_t* cycle, ThreadStep* step) {
+        ngx_thread_task_t* task = ngx_thread_task_alloc(cycle->pool, sizeof(ThreadStep*));
+        if (!task) return nullptr;
+        *static_cast<ThreadStep**>(task->ctx) = step;
+        task->handler = thread_run;
+        task->event.handler = thread_done;
+        task->event.data = task->ctx;
+        task->event.log = cycle->log;
+        return task;
+    }
+
+    void appended(bool ok, const std::string& error) {
+        in_flight_ = false;
+        if (in_flight_timer_.timer_set) ngx_del_timer(&in_flight_timer_);
+        const size_t written = writing_.size();
+        writing_.clear();
+        std::vector<ngx_http_request_t*> waiters;
+        waiters.swap(writing_waiters_);
+        if (!ok) alert_rate_limited(log_, "the journal write failed; its changes were undone and answered 503", error);
+        for (ngx_http_request_t* r : waiters)
+            if (r) answer(r, ok);
+        if (ok) {
+            ZoneStore store(zone_);
+            dp::StoreLock lock(store);
+            store.shared_for_persistence().journal_bytes += written;
+        }
+        maybe_compact();
+        post();
+    }
+
+    void answer(ngx_http_request_t* r, bool durable) {
+        ngx_connection_t* c = r->connection;
+        RequestCtx* ctx = find_ctx(r);
+        ngx_int_t rc = NGX_ERROR;
+        try {
+            if (ctx) {
+                ctx->waiting_durable = false;
+                if (!durable) {
+                    ZoneStore store(zone_);
+                    store.attach(nullptr);  // the undo puts back what the disk still holds
+                    dp::StoreLock lock(store);
+                    const uint32_t now_s = (uint32_t)ngx_time();
+                    for (auto it = ctx->changes.rbegin(); it != ctx->changes.rend(); ++it) store.restore(*it, now_s);
+                }
+                ctx->changes.clear();
+                rc = send_response(r, durable ? ctx->held
+                                              : dp::unavailable("the change could not be written to disk and was "
+                                                                "undone; try again"));
+            }
+        } catch (const std::exception& e) {
+            ngx_log_error(NGX_LOG_ALERT, c->log, 0, "device_pairing: %s", e.what());
+        }
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+    }
+
+    // --- compaction ---
+
+    void maybe_compact() {
+        if (compacting_) return;
+        ZoneStore store(zone_);
+        {
+            dp::StoreLock lock(store);
+            dp::SharedState& sh = store.shared_for_persistence();
+            if (sh.retired || sh.journal_bytes < zone_->compact_after) return;
+            if (sh.compactor_pid && sh.compactor_pid != (uint32_t)ngx_pid && kill((pid_t)sh.compactor_pid, 0) == 0)
+                return;  // another worker is at it
+            sh.compactor_pid = (uint32_t)ngx_pid;
+        }
+        compacting_ = true;
+        file_ = std::make_unique<dp::SnapshotFile>();
+        compact_step_.work = [this](std::string* error) {
+            return dp::rotate_journal(paths_, error) && file_->create(paths_, error);
+        };
+        compact_step_.done = [this](bool ok, const std::string& error) {
+            if (!ok) return end_compaction(false, error);
+            ZoneStore store(zone_);
+            dp::StoreLock lock(store);
+            dp::SharedState& sh = store.shared_for_persistence();
+            info_ = dp::SnapshotInfo{sh.journal_seq, sh.generation};
+            sh.journal_bytes = 0;  // the journal was set aside: a new one starts
+            snapshot_ = std::make_unique<dp::SnapshotWriter>(info_);
+            kind_ = 0;
+            has_cursor_ = false;
+            ngx_add_timer(&slice_timer_, kSliceGapMs);
+        };
+        if (ngx_thread_task_post(pool_, compact_task_) != NGX_OK) end_compaction(false, "the thread pool refused the task");
+    }
+
+    // One slice: the lock held while kSliceRecords records are copied.
+    void copy_slice() {
+        ZoneStore store(zone_);
+        bool last = false, retired = false;
+        {
+            dp::StoreLock lock(store);
+            retired = store.shared().retired;
+            size_t budget = retired ? 0 : kSliceRecords;
+            while (budget > 0 && kind_ < dp::kKindCount) {
+                const dp::Digest* after = has_cursor_ ? &cursor_ : nullptr;
+                size_t n = store.visit_after((dp::Kind)kind_, after, budget, [&](const dp::RecordHeader* h) {
+                    snapshot_->add(h);
+                    memcpy(cursor_.data(), h->key, 32);
+                    has_cursor_ = true;
+                });
+                budget -= n;
+                if (budget > 0) {  // this kind is done
+                    kind_++;
+                    has_cursor_ = false;
+                }
+            }
+            last = kind_ >= dp::kKindCount;
+        }
+        if (retired) return end_compaction(false, "the zone was retired by a resize");  // its new zone compacts
+        if (!last && snapshot_->pending() < kSnapshotChunk) {
+            ngx_add_timer(&slice_timer_, kSliceGapMs);
+            return;
+        }
+        chunk_ = snapshot_->take();
+        if (last) chunk_ += snapshot_->finish();
+        compact_step_.work = [this, last](std::string* error) {
+            return file_->write(chunk_, error) && (!last || file_->commit(info_, error));
+        };
+        compact_step_.done = [this, last](bool ok, const std::string& error) {
+            chunk_.clear();
+            if (!ok || last) return end_compaction(ok, error);
+            ngx_add_timer(&slice_timer_, kSliceGapMs);
+        };
+        if (ngx_thread_task_post(pool_, compact_task_) != NGX_OK) end_compaction(false, "the thread pool refused the task");
+    }
+
+    void end_compaction(bool ok, const std::string& error) {
+        if (!ok) {
+            alert_rate_limited(log_, "journal compaction failed (the journal is kept and replayed)", error);
+            if (file_) file_->abandon();
+        } else {
+            ngx_log_error(NGX_LOG_INFO, log_, 0, "device_pairing: journal compacted into a new snapshot");
+        }
+        file_.reset();
+        snapshot_.reset();
+        ZoneStore store(zone_);
+        {
+            dp::StoreLock lock(store);
+            dp::SharedState& sh = store.shared_for_persistence();
+            if (sh.compactor_pid == (uint32_t)ngx_pid) sh.compactor_pid = 0;
+        }
+        compacting_ = false;
+    }
+
+    ZoneCtx* zone_;
+    ngx_thread_pool_t* pool_;
+    ngx_log_t* log_;
+    dp::StatePaths paths_;
+
+    std::string pending_, writing_;
+    std::vector<ngx_http_request_t*> pending_waiters_, writing_waiters_;
+    bool in_flight_ = false;
+    ngx_event_t in_flight_timer_{};
+    ThreadStep append_step_;
+    ngx_thread_task_t* append_task_;
+
+    bool compacting_ = false;
+    ThreadStep compact_step_;
+    ngx_thread_task_t* compact_task_;
+    ngx_event_t slice_timer_{};
+    std::unique_ptr<dp::SnapshotFile> file_;
+    std::unique_ptr<dp::SnapshotWriter> snapshot_;
+    dp::SnapshotInfo info_;
+    size_t kind_ = 0;
+    dp::Digest cursor_{};
+    bool has_cursor_ = false;
+    std::string chunk_;
+};
+
+namespace {
+JournalWriter* worker_journal;  // this worker's, for the zone of the running cycle
 }
 
-ngx_int_t start_flush_timer(ngx_cycle_t* cycle, ZoneCtx* zone) {
+JournalWriter* journal_of(ZoneCtx* zone) {
+    return zone && zone->state_path.len && worker_journal ? worker_journal : nullptr;
+}
+
+ngx_int_t start_journal(ngx_cycle_t* cycle, ZoneCtx* zone) {
     if (!zone || zone->state_path.len == 0) return NGX_OK;
-    flush_timer.handler = flush_tick;
-    flush_timer.log = cycle->log;
-    flush_timer.data = zone;
-    flush_timer.cancelable = 1;  // never holds up a graceful shutdown
-    ngx_add_timer(&flush_timer, kFlushIntervalMs);
+    static ngx_str_t pool_name = ngx_string("default");
+    ngx_thread_pool_t* pool = ngx_thread_pool_get(cycle, &pool_name);
+    if (!pool) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "device_pairing: no thread pool \"default\"");
+        return NGX_ERROR;
+    }
+    try {
+        worker_journal = new JournalWriter(zone, pool, cycle);
+    } catch (...) {
+        return NGX_ERROR;
+    }
+    if (!worker_journal->ready()) return NGX_ERROR;
+    zone->journal = worker_journal;
     return NGX_OK;
+}
+
+void journal_current(ZoneCtx* zone, RequestCtx* ctx) {
+    if (JournalWriter* j = journal_of(zone)) j->current = ctx;
+}
+
+bool journal_hold(ngx_http_request_t* r, ZoneCtx* zone, RequestCtx* ctx, dp::Response&& resp) {
+    JournalWriter* j = journal_of(zone);
+    if (!j) return false;
+    if (!resp.durable || ctx->changes.empty()) {
+        ctx->changes.clear();  // answered now: reaches the disk with the next batch, never undone
+        j->post();
+        return false;
+    }
+    ctx->held = std::move(resp);
+    ctx->waiting_durable = true;
+    j->wait(r);
+    return true;
+}
+
+void journal_forget(ngx_http_request_t* r, ZoneCtx* zone) {
+    if (JournalWriter* j = journal_of(zone)) j->forget(r);
 }
 
 void flush_at_exit(ngx_cycle_t* cycle, ZoneCtx* zone) {
     try {
-        persist_if_dirty(zone, cycle->log);
+        if (JournalWriter* j = journal_of(zone)) j->flush_at_exit();
     } catch (...) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "device_pairing: final state flush failed");
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "device_pairing: final journal write failed");
     }
 }
 

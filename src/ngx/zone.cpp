@@ -7,6 +7,8 @@
 
 #include "core/otp.h"
 #include "core/persist/disk.h"
+#include "core/files.h"
+#include "core/persist/journal.h"
 #include "core/persist/snapshot.h"
 #include "ngx/glue.h"
 
@@ -144,6 +146,67 @@ ZoneCtx* old_zone_with_same_name(ngx_shm_zone_t* shm_zone) {
     return old ? static_cast<ZoneCtx*>(old->data) : nullptr;
 }
 
+// Recovery: the snapshot, then the journal set aside by an unfinished
+// compaction and the journal, entries newer than the snapshot in sequence
+// order. A torn tail (a crash mid-append) is cut off with a notice; a corrupt
+// entry before good ones stops the start with the file and offset.
+ngx_int_t recover(ZoneStore& store, ZoneCtx* ctx, uint32_t now_s, ngx_log_t* log) {
+    const dp::StatePaths paths(to_string(ctx->state_path));
+    ngx_str_t* name = &ctx->shm_zone->shm.name;
+    std::string bytes, error;
+    dp::SnapshotInfo info;
+    if (dp::read_file(paths.state, &bytes, &error)) {
+        if (!dp::load_state(store, bytes, now_s, &error, &info)) {
+            ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state file \"%s\": %s", name,
+                          paths.state.c_str(), error.c_str());
+            return NGX_ERROR;
+        }
+    } else if (errno != ENOENT) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state file \"%s\": %s", name,
+                      paths.state.c_str(), error.c_str());
+        return NGX_ERROR;
+    }
+    std::string().swap(bytes);
+    std::vector<dp::JournalEntry> entries;
+    uint64_t journal_bytes = 0;
+    for (const std::string* path : {&paths.rotated, &paths.journal}) {
+        std::string text;
+        if (!dp::read_file(*path, &text, &error)) {
+            if (errno == ENOENT) continue;
+            ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": journal \"%s\": %s", name,
+                          path->c_str(), error.c_str());
+            return NGX_ERROR;
+        }
+        dp::JournalScan scan;
+        if (!dp::parse_journal(text, &scan, &error)) {
+            ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": journal \"%s\": %s", name,
+                          path->c_str(), error.c_str());
+            return NGX_ERROR;
+        }
+        if (scan.torn) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "device_pairing_zone \"%V\": journal \"%s\": an incomplete last entry at offset %uz "
+                          "(an append cut off by a crash) is dropped", name, path->c_str(), scan.valid_bytes);
+            if (!ngx_test_config && truncate(path->c_str(), (off_t)scan.valid_bytes) != 0)
+                ngx_log_error(NGX_LOG_EMERG, log, ngx_errno, "device_pairing_zone \"%V\": truncate \"%s\"", name,
+                              path->c_str());
+        }
+        journal_bytes += scan.valid_bytes;
+        for (dp::JournalEntry& e : scan.entries) entries.push_back(std::move(e));
+    }
+    uint64_t last_seq = info.covers_seq;
+    if (!dp::apply_journal(store, entries, info.covers_seq, now_s, &last_seq, &error)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
+        return NGX_ERROR;
+    }
+    dp::StoreLock lock(store);
+    dp::SharedState& state = store.shared_for_persistence();
+    state.journal_seq = last_seq;
+    state.generation = info.generation;
+    state.journal_bytes = journal_bytes;
+    return NGX_OK;
+}
+
 void start_otp_if_needed(ZoneCtx* ctx, ngx_log_t* log) {
     if (ngx_test_config || !ctx->mcf->first_pairing_srv) return;
     ZoneStore store(ctx);
@@ -226,7 +289,9 @@ dp::RecordHeader* ZoneStore::do_insert(dp::Kind kind, const dp::Digest& key,
         entry->node.key = index_key(dp::index_field(index, record));
         ngx_rbtree_insert(&sh->indexes[(size_t)index], &entry->node);
     }
-    if (link) ngx_queue_insert_tail(&sh->expiry[(size_t)kind], link_of(record));
+    if (link) {
+        ngx_queue_insert_tail(&sh->expiry[(size_t)kind], link_of(record));
+    }
     return record;
 }
 
@@ -250,7 +315,9 @@ void ZoneStore::do_remove(dp::RecordHeader* record) {
     }
     ngx_rbtree_node_t* node = node_of(record);
     ngx_rbtree_delete(&zone_->sh->trees[(size_t)kind], node);
-    if (link_size(kind)) ngx_queue_remove(link_of(record));
+    if (link_size(kind)) {
+        ngx_queue_remove(link_of(record));
+    }
     ngx_slab_free_locked(zone_->shpool, reinterpret_cast<u_char*>(node) - link_size(kind));
 }
 
@@ -345,33 +412,31 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
         if (ZoneCtx* old = old_zone_with_same_name(shm_zone)) {
             ZoneStore old_store(old);
             std::string snapshot;
+            dp::SharedState old_state;
             {
+                // Retired in the same hold of its lock: a change made in it
+                // after this copy would be lost, so its workers refuse writes.
                 dp::StoreLock lock(old_store);
                 snapshot = dp::serialize_state(old_store);
+                old_state = old_store.shared();
+                old_store.shared_for_persistence().retired = 1;
             }
+            ctx->took_over = old->sh;
             if (!dp::load_state(store, snapshot, now_s, &error)) {
                 ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": cannot take over the old zone: %s",
                               &shm_zone->shm.name, error.c_str());
                 return NGX_ERROR;
             }
+            dp::StoreLock lock(store);
+            dp::SharedState& state = store.shared_for_persistence();
+            state.journal_seq = old_state.journal_seq;
+            state.journal_bytes = old_state.journal_bytes;
+            state.generation = old_state.generation + 1;
             ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\" resized, %uL devices kept",
-                          &shm_zone->shm.name, (uint64_t)store.shared().devices);
-        } else if (ctx->state_path.len) {
-            std::string path = to_string(ctx->state_path), bytes;
-            dp::PosixDisk disk;
-            if (disk.read_file(path, &bytes, &error)) {
-                if (!dp::load_state(store, bytes, now_s, &error)) {
-                    ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state file \"%s\": %s",
-                                  &shm_zone->shm.name, path.c_str(), error.c_str());
-                    return NGX_ERROR;
-                }
-            } else if (errno != ENOENT) {
-                ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state file \"%s\": %s",
-                              &shm_zone->shm.name, path.c_str(), error.c_str());
-                return NGX_ERROR;
-            }
+                          &shm_zone->shm.name, (uint64_t)state.devices);
+        } else if (ctx->state_path.len && recover(store, ctx, now_s, log) != NGX_OK) {
+            return NGX_ERROR;
         }
-        store.shared_for_persistence().persisted = store.shared().dirty;
         // The master's heap held the whole file; give it back before workers
         // fork, or each would start with it resident.
         malloc_trim(0);
@@ -404,6 +469,12 @@ void show_banner(ZoneCtx* zone, const std::vector<std::string>& lines, ngx_log_t
         const std::string out = isatty(STDERR_FILENO) ? text : pointer.empty() ? "" : pointer + "\n";
         if (!out.empty()) (void)!write(STDERR_FILENO, out.data(), out.size());
     }
+}
+
+bool zone_retired(ZoneCtx* zone) {
+    // One word read without the lock: set once, by the master, never unset
+    // while this zone's workers run.
+    return zone && zone->sh && ((volatile dp::SharedState&)zone->sh->state).retired;
 }
 
 ZoneCtx* zone_of(ngx_http_request_t* r) {
