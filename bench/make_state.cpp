@@ -19,6 +19,15 @@ class DeviceVector final : public dp::Store {
         if (kind == dp::Kind::Device)
             for (auto& d : devices) visit(&d.h);
     }
+    size_t visit_after(dp::Kind, const dp::Digest*, size_t, const std::function<void(const dp::RecordHeader*)>&) override {
+        return 0;
+    }
+    const dp::RecordHeader* find_by(dp::Index, std::string_view) override { return nullptr; }
+    size_t visit_index_after(dp::Index, std::string_view, size_t,
+                             const std::function<void(const dp::RecordHeader*)>&) override {
+        return 0;
+    }
+    const dp::RecordHeader* oldest(dp::Kind) override { return nullptr; }
     size_t total_bytes() override { return 0; }
     size_t free_bytes() override { return 0; }
 

@@ -137,7 +137,85 @@ def gate_conf(state, zone_size):
         listen 127.0.0.1:%PORT% backlog=4096;
         location /t {{ device_pairing_auth bearer; empty_gif; }}
         location /api/devices {{ device_pairing on; }}
+        location /pair {{ device_pairing on; }}
     }}"""
+
+
+def timed(method, url, headers=None, body=None):
+    """(seconds, status, json) of one request."""
+    req = urllib.request.Request(url, method=method, headers=headers or {}, data=body)
+    t0 = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=60) as res:
+            data, status = res.read(), res.status
+    except urllib.error.HTTPError as e:
+        data, status = e.read(), e.code
+    took = time.perf_counter() - t0
+    try:
+        doc = json.loads(data) if data else None
+    except ValueError:
+        doc = None
+    return took, status, doc
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p / 100))]
+
+
+def state_engine_rows(s):
+    """#12's figures on the 1 000 000-device server (state= on, one worker)."""
+    base = f'http://127.0.0.1:{s.port}'
+    op = {'Authorization': 'Bearer ' + open(f'{s.dir}/operator-token').read().strip()}
+    json_h = {'Content-Type': 'application/json'}
+
+    def pair():
+        _, _, doc = timed('GET', base + '/pair/refresh', op)
+        return timed('POST', base + '/pair', json_h, json.dumps({'otp': doc['otp']}).encode())
+
+    rows = []
+    ticks0 = s.cpu_ticks()
+    pairs = [pair() for _ in range(200)]
+    cpu_ms = (s.cpu_ticks() - ticks0) / TICK * 1000 / 400  # two requests per pairing (refresh + pair)
+    assert all(p[1] == 200 for p in pairs), [p[1] for p in pairs if p[1] != 200][:3]
+    rows.append(('POST /pair latency, p99 of 200 pairings', f'{pct([p[0] for p in pairs], 99) * 1000:.2f} ms'))
+    rows.append(('worker CPU per request of a pairing (refresh + pair, fsync wait excluded)', f'{cpu_ms:.3f} ms'))
+
+    # Gated requests while ~100 pairings/s run beside them.
+    import threading
+    stop = threading.Event()
+    def pairing_load():
+        while not stop.is_set():
+            pair()
+            time.sleep(0.01)
+    th = threading.Thread(target=pairing_load)
+    th.start()
+    cmd = ['taskset', '-c', '1', 'wrk', '-t1', '-c8', '-d4s', '--latency', '-H', f'Authorization: Bearer {TOKEN}', base + '/t']
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    stop.set()
+    th.join()
+    def ms(text):
+        m = re.match(r'([\d.]+)(us|ms|s)$', text)
+        return float(m.group(1)) * {'us': 0.001, 'ms': 1, 's': 1000}[m.group(2)]
+    p99 = ms(re.search(r'99%\s+(\S+)', out).group(1))
+    worst = ms(re.search(r'Latency\s+\S+\s+\S+\s+(\S+)', out).group(1))
+    rows.append(('gated requests while ~100 pairings/s run: p99 / max latency', f'{p99:.2f} ms / {worst:.2f} ms'))
+
+    listed = [timed('GET', base + '/api/devices?limit=100', op) for _ in range(50)]
+    rows.append(('GET /api/devices?limit=100, median of 50', f'{statistics.median(l[0] for l in listed) * 1000:.2f} ms'))
+    ids = [d['id'] for d in listed[0][2]['devices'][:50]]
+    revokes = [timed('DELETE', f'{base}/api/devices/{i}', op) for i in ids]
+    rows.append(('DELETE /api/devices/{id}, median of 50 (fsync included)', f'{statistics.median(r[0] for r in revokes) * 1000:.2f} ms'))
+
+    s.stop()
+    on_disk = sum(os.path.getsize(f'{s.state}{ext}') for ext in ('', '.journal', '.journal.1') if os.path.exists(f'{s.state}{ext}'))
+    t0 = time.time()
+    s.start()
+    while timed('GET', base + '/t', {'Authorization': f'Bearer {TOKEN}'})[1] != 200:
+        time.sleep(0.01)
+    rows.append(('restart with 1 000 000 devices (start to first 200)', f'{time.time() - t0:.2f} s'))
+    rows.append(('state on disk per device (snapshot + journal)', f'{on_disk / 1000000:.0f} B'))
+    return rows
 
 
 def main():
@@ -254,6 +332,11 @@ def main():
                      statistics.median(r[1] for r in results[label]),
                      statistics.median(r[2] for r in results[label]), results[label][-1][3] > 0))
 
+    servers['gate_1m'].state = f'{WORK}/state-1000000'
+    engine_rows = state_engine_rows(servers['gate_1m'])
+    for label, value in engine_rows:
+        print(f'state engine {label:70s} {value}', flush=True)
+
     # Pairing routes on 2 workers (not pinned): wrk Lua scripts drive each.
     routes = Nginx('routes', f"""
     device_pairing_zone zone=pairing:64m;
@@ -266,6 +349,7 @@ def main():
         location /pair {{ device_pairing on; }}
         location /api/v1/device-pairing {{ device_pairing on; }}
         location /api/devices {{ device_pairing on; }}
+        location /pair {{ device_pairing on; }}
     }}""", workers=2, pinned=False)
     bench_key = 'dk_bench_key_0000000000000000000000'
     with open(f'{routes.dir}/keys', 'w') as f:
@@ -324,6 +408,8 @@ print(base64.b64encode(ed25519.Ed25519PrivateKey.generate().public_key().public_
         md.append(f'| {label}{" (401s)" if rejected else ""} | {cpu:.2f} | {delta:+.2f} | {rps:,.0f} | {p99:,.0f} |')
     md += ['', '| pairing route (2 workers, unpinned) | req/s | p99 µs |', '|---|---:|---:|']
     md += [f'| {label} | {rps:,.0f} | {p99:,.0f} |' for label, rps, p99 in route_rows]
+    md += ['', '| state engine, 1 000 000 devices, state= on, one worker | value |', '|---|---:|']
+    md += [f'| {label} | {value} |' for label, value in engine_rows]
     md += ['', '| memory | value |', '|---|---:|',
            f'| zone bytes per device (slab pages used, 100 000 vs 1 device) | {per_device:.0f} |',
            f'| zone bytes per pending mailbox (slab pages used, 5 000 more) | {per_mailbox:.0f} |',

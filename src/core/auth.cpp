@@ -66,7 +66,7 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
     }
     p.status = Principal::Invalid;
     if (!store) return p;
-    StoreLock lock(*store);
+    StoreReadLock lock(*store);  // every worker's gate reads at once; only writers wait
     auto* d = as<DeviceRecord>(store->find(Kind::Device, hash));
     if (!d || !ct_equal(d->h.key, hash.data(), 32)) return p;
     p.status = Principal::Ok;

@@ -185,9 +185,9 @@ class Store {
         return writable;
     }
     // The writable form of a record for a hint that is not worth a write of
-    // its own (last seen, coalesced to once a minute): it reaches the state
-    // file with the next real change. Marking it dirty would make every
-    // minute of gate traffic rewrite the state.
+    // its own (last seen, coalesced to once a minute), allowed under a read
+    // lock: readers touching one record at once store the same kind of value
+    // into a hint; it reaches the state file with the next compaction.
     RecordHeader* touch(const RecordHeader* record) { return const_cast<RecordHeader*>(record); }
     const SharedState& shared() { return raw_shared(); }
     OtpState& otp_for_update() {
@@ -224,6 +224,10 @@ class Store {
     virtual size_t total_bytes() = 0;
     virtual size_t free_bytes() = 0;
 
+    // StoreReadLock's: lookups and hints (find, touch, shared) that do not
+    // exclude each other, only writers.
+    void begin_read() { read_lock(); }
+    void end_read() { read_unlock(); }
     // StoreLock's: the lock itself, and the dirty mark and the journal's
     // record images made when it ends.
     void begin() {
@@ -237,6 +241,9 @@ class Store {
    protected:
     virtual void lock() = 0;
     virtual void unlock() = 0;
+    // Shared with other readers, exclusive of lock(); by default just lock().
+    virtual void read_lock() { lock(); }
+    virtual void read_unlock() { unlock(); }
     virtual RecordHeader* do_find(Kind kind, const Digest& key) = 0;
     // Allocates, initialises and links a record; null when there is no room.
     virtual RecordHeader* do_insert(Kind kind, const Digest& key,
@@ -261,6 +268,19 @@ class Store {
     ChangeLog* log_ = nullptr;
     bool restoring_ = false;
     std::vector<RecordChange> changes_;
+};
+
+// A read: find(), touch() and shared() only, beside other reads (the gate's
+// token lookup in every worker at once).
+class StoreReadLock {
+   public:
+    explicit StoreReadLock(Store& s) : store_(s) { store_.begin_read(); }
+    ~StoreReadLock() { store_.end_read(); }
+    StoreReadLock(const StoreReadLock&) = delete;
+    StoreReadLock& operator=(const StoreReadLock&) = delete;
+
+   private:
+    Store& store_;
 };
 
 // One write transaction: the store's lock, and the dirty mark when it ends.

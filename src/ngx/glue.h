@@ -33,6 +33,10 @@ struct SharedZone {
     ngx_rbtree_node_t index_sentinels[kIndexCount];
     ngx_queue_t expiry[dp::kKindCount];
     dp::SharedState state;
+    // The readers-writer protocol beside the slab mutex (see ZoneStore).
+    ngx_atomic_t writer;                      // pid of the process writing, 0: none
+    ngx_atomic_t reader_slots;                // process slots that have ever read
+    ngx_atomic_t readers[NGX_MAX_PROCESSES];  // per process slot: pid while it reads, else 0
 };
 static_assert(dp::kShmSafe<SharedZone>);
 
@@ -66,10 +70,15 @@ class ZoneStore final : public dp::Store {
     size_t free_bytes() override { return zone_->shpool->pfree * ngx_pagesize; }
 
    protected:
-    // A worker killed while holding this mutex does not wedge the zone: the
-    // master's ngx_unlock_mutexes() releases it when it reaps the worker.
-    void lock() override { ngx_shmtx_lock(&zone_->shpool->mutex); }
-    void unlock() override { ngx_shmtx_unlock(&zone_->shpool->mutex); }
+    // Writers take the slab mutex (a worker killed while holding it does not
+    // wedge the zone: the master releases it when it reaps the worker), then
+    // raise `writer` and wait until no process slot is reading. A reader
+    // marks its slot and reads unless a writer is up: readers never wait for
+    // each other. A dead reader's or writer's pid is cleared by whoever waits on it.
+    void lock() override;
+    void unlock() override;
+    void read_lock() override;
+    void read_unlock() override;
     dp::RecordHeader* do_find(dp::Kind kind, const dp::Digest& key) override;
     dp::RecordHeader* do_insert(dp::Kind kind, const dp::Digest& key,
                                 const std::function<void(dp::RecordHeader*)>& init) override;

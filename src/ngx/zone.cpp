@@ -229,6 +229,65 @@ void start_otp_if_needed(ZoneCtx* ctx, ngx_log_t* log) {
 
 }  // namespace
 
+namespace {
+
+constexpr ngx_uint_t kSpinsBeforeLivenessCheck = 4096;
+
+void full_fence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }  // a store then a load: x86 needs mfence
+
+// Waits until *word is 0; a pid in it that names no live process is cleared.
+void wait_for_zero(ngx_atomic_t* word) {
+    for (ngx_uint_t spins = 1;; spins++) {
+        ngx_atomic_uint_t pid = *word;
+        if (pid == 0) return;
+        if (spins % kSpinsBeforeLivenessCheck == 0) {
+            if (kill((pid_t)pid, 0) == -1 && errno == ESRCH) ngx_atomic_cmp_set(word, pid, 0);
+            sched_yield();
+        } else {
+            ngx_cpu_pause();
+        }
+    }
+}
+
+}  // namespace
+
+void ZoneStore::lock() {
+    SharedZone* sh = zone_->sh;
+    ngx_shmtx_lock(&zone_->shpool->mutex);
+    sh->writer = (ngx_atomic_uint_t)ngx_pid;
+    full_fence();
+    const ngx_atomic_uint_t used = sh->reader_slots, slots = used < NGX_MAX_PROCESSES ? used : NGX_MAX_PROCESSES;
+    for (ngx_atomic_uint_t i = 0; i < slots; i++) wait_for_zero(&sh->readers[i]);
+}
+
+void ZoneStore::unlock() {
+    full_fence();
+    zone_->sh->writer = 0;
+    ngx_shmtx_unlock(&zone_->shpool->mutex);
+}
+
+void ZoneStore::read_lock() {
+    SharedZone* sh = zone_->sh;
+    const ngx_atomic_uint_t slot = (ngx_atomic_uint_t)ngx_process_slot;
+    if (slot >= NGX_MAX_PROCESSES) return lock();
+    for (ngx_atomic_uint_t seen = sh->reader_slots; seen <= slot; seen = sh->reader_slots)
+        ngx_atomic_cmp_set(&sh->reader_slots, seen, slot + 1);
+    for (;;) {
+        sh->readers[slot] = (ngx_atomic_uint_t)ngx_pid;
+        full_fence();
+        if (sh->writer == 0) return;
+        sh->readers[slot] = 0;  // let the writer finish
+        wait_for_zero(&sh->writer);
+    }
+}
+
+void ZoneStore::read_unlock() {
+    const ngx_atomic_uint_t slot = (ngx_atomic_uint_t)ngx_process_slot;
+    if (slot >= NGX_MAX_PROCESSES) return unlock();
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    zone_->sh->readers[slot] = 0;
+}
+
 dp::RecordHeader* ZoneStore::do_find(dp::Kind kind, const dp::Digest& key) {
     ngx_rbtree_t* tree = &zone_->sh->trees[(size_t)kind];
     ngx_rbtree_key_t hash = tree_key(key.data());

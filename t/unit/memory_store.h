@@ -83,13 +83,18 @@ class MemoryStore final : public Store {
         locked_++;
     }
     void unlock() override { locked_--; }
+    void read_lock() override {
+        if (locked_ != 0) DP_STORE_VIOLATION("a read lock inside the write lock");
+        reading_++;
+    }
+    void read_unlock() override { reading_--; }
     RecordHeader* do_find(Kind kind, const Digest& key) override {
         must_hold_lock("find");
         auto it = records_[(size_t)kind].find(key);
         return it == records_[(size_t)kind].end() ? nullptr : header(it->second);
     }
     RecordHeader* do_insert(Kind kind, const Digest& key, const std::function<void(RecordHeader*)>& init) override {
-        must_hold_lock("insert");
+        must_write("insert");
         if (count() >= capacity) return nullptr;
         std::vector<uint8_t> record(record_size(kind), 0);
         RecordHeader* h = header(record);
@@ -102,13 +107,14 @@ class MemoryStore final : public Store {
         return header(slot);
     }
     void do_remove(RecordHeader* record) override {
-        must_hold_lock("remove");
+        must_write("remove");
         Digest key;
         memcpy(key.data(), record->key, 32);
         dequeue(record->kind, key);
         records_[(size_t)record->kind].erase(key);
     }
     void requeue(RecordHeader* record) override {
+        must_write("update");
         if (!expiring_kind(record->kind)) return;
         Digest key;
         memcpy(key.data(), record->key, 32);
@@ -122,7 +128,10 @@ class MemoryStore final : public Store {
 
    private:
     void must_hold_lock(const char* what) {
-        if (locked_ == 0) DP_STORE_VIOLATION(std::string("store ") + what + " outside a StoreLock");
+        if (locked_ == 0 && reading_ == 0) DP_STORE_VIOLATION(std::string("store ") + what + " outside a StoreLock");
+    }
+    void must_write(const char* what) {
+        if (locked_ == 0) DP_STORE_VIOLATION(std::string("store ") + what + " outside a StoreLock (a read lock is not enough)");
     }
     static RecordHeader* header(std::vector<uint8_t>& v) { return reinterpret_cast<RecordHeader*>(v.data()); }
     static Kind indexed_kind(Index index) { return index == Index::DeviceId ? Kind::Device : Kind::CodeRequest; }
@@ -142,6 +151,7 @@ class MemoryStore final : public Store {
     std::map<Digest, std::vector<uint8_t>> records_[kKindCount];
     SharedState shared_{};
     int locked_ = 0;
+    int reading_ = 0;
 };
 
 }  // namespace dp

@@ -24,6 +24,20 @@ TEST(Store, AccessOutsideTheLockFailsTheTest) {
     EXPECT_NONFATAL_FAILURE(store.shared(), "outside a StoreLock");
 }
 
+TEST(Store, AReadLockAllowsLookupsAndHintsButNoWrite) {
+    MemoryStore store;
+    {
+        StoreLock lock(store);
+        limiter_expiring(store, "a", 100, 0);
+    }
+    StoreReadLock read(store);
+    const RecordHeader* a = store.find(Kind::Limiter, key("a"));
+    ASSERT_TRUE(a);
+    store.touch(a);
+    EXPECT_NONFATAL_FAILURE(store.update(a), "a read lock is not enough");
+    EXPECT_NONFATAL_FAILURE(store.remove(a), "a read lock is not enough");
+}
+
 TEST(Store, DuplicateInsertIsRefused) {
     MemoryStore store;
     StoreLock lock(store);
