@@ -50,7 +50,7 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
                               const ClientAddr& addr, uint32_t now_s) {
     Principal p;
     bool malformed;
-    std::string token = bearer_token(authorization, &malformed);
+    std::string_view token = bearer_token(authorization, &malformed);
     if (token.empty()) {
         p.status = malformed ? Principal::Invalid : Principal::Missing;
         return p;

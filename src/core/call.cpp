@@ -59,7 +59,7 @@ Result<Json> body_object(const Request& req, bool empty_ok) {
     return root;
 }
 
-std::string bearer_token(std::string_view authorization, bool* malformed) {
+std::string_view bearer_token(std::string_view authorization, bool* malformed) {
     *malformed = false;
     if (authorization.empty()) return {};
     if (authorization.size() < 8 || strncasecmp(authorization.data(), "Bearer ", 7) != 0) {
@@ -70,7 +70,7 @@ std::string bearer_token(std::string_view authorization, bool* malformed) {
     while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
     while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
     if (token.empty()) *malformed = true;
-    return std::string(token);
+    return token;
 }
 
 namespace {

@@ -82,7 +82,7 @@ Response mailbox_mint(Call& call) {
 Response mailbox_deposit(Call& call) {
     const uint32_t now = call.now_s();
     bool malformed;
-    std::string token = bearer_token(call.req.authorization, &malformed);
+    std::string_view token = bearer_token(call.req.authorization, &malformed);
     Digest presented = sha256(token);
 
     StoreLock lock(call.store);

@@ -12,7 +12,7 @@ namespace {
 void destroy_ctx(void* data) {
     auto* ctx = static_cast<RequestCtx*>(data);
     if (ctx->poll_timer.timer_set) ngx_del_timer(&ctx->poll_timer);
-    if (ctx->waiting_durable) journal_forget(ctx->owner, zone_of(ctx->owner));
+    if (ctx->durable && ctx->durable->waiting) journal_forget(ctx->owner, zone_of(ctx->owner));
     ctx->~RequestCtx();
 }
 

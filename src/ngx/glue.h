@@ -9,6 +9,7 @@ extern "C" {
 #include <ngx_http.h>
 }
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -144,10 +145,14 @@ struct RequestCtx {
     bool polling = false;
     ngx_event_t poll_timer;
     // The record changes this request's route committed (for an undo), and
-    // the answer held until they are durable.
-    std::vector<dp::RecordChange> changes;
-    dp::Response held;
-    bool waiting_durable = false;
+    // the answer held until they are durable; made only for API routes with
+    // state=, so the gate's per-request context stays small.
+    struct Durable {
+        std::vector<dp::RecordChange> changes;
+        dp::Response held;
+        bool waiting = false;
+    };
+    std::unique_ptr<Durable> durable;
 };
 
 RequestCtx* request_ctx(ngx_http_request_t* r);  // created on first use; null on error

@@ -92,8 +92,10 @@ class JournalWriter final : public dp::ChangeLog {
 
     void committed(std::vector<dp::RecordChange>&& changes) override {
         pending_ += dp::encode_journal(changes);
-        if (current)
-            for (dp::RecordChange& c : changes) current->changes.push_back(std::move(c));
+        if (current) {
+            if (!current->durable) current->durable = std::make_unique<RequestCtx::Durable>();
+            for (dp::RecordChange& c : changes) current->durable->changes.push_back(std::move(c));
+        }
     }
 
     // Holds r until its changes are durable, then sends ctx->held (or 503).
@@ -169,17 +171,18 @@ class JournalWriter final : public dp::ChangeLog {
         RequestCtx* ctx = find_ctx(r);
         ngx_int_t rc = NGX_ERROR;
         try {
-            if (ctx) {
-                ctx->waiting_durable = false;
+            if (ctx && ctx->durable) {
+                RequestCtx::Durable& d = *ctx->durable;
+                d.waiting = false;
                 if (!durable) {
                     ZoneStore store(zone_);
                     store.attach(nullptr);  // the undo puts back what the disk still holds
                     dp::StoreLock lock(store);
                     const uint32_t now_s = (uint32_t)ngx_time();
-                    for (auto it = ctx->changes.rbegin(); it != ctx->changes.rend(); ++it) store.restore(*it, now_s);
+                    for (auto it = d.changes.rbegin(); it != d.changes.rend(); ++it) store.restore(*it, now_s);
                 }
-                ctx->changes.clear();
-                rc = send_response(r, durable ? ctx->held
+                d.changes.clear();
+                rc = send_response(r, durable ? d.held
                                               : dp::unavailable("the change could not be written to disk and was "
                                                                 "undone; try again"));
             }
@@ -340,13 +343,13 @@ void journal_current(ZoneCtx* zone, RequestCtx* ctx) {
 bool journal_hold(ngx_http_request_t* r, ZoneCtx* zone, RequestCtx* ctx, dp::Response&& resp) {
     JournalWriter* j = journal_of(zone);
     if (!j) return false;
-    if (!resp.durable || ctx->changes.empty()) {
-        ctx->changes.clear();  // answered now: reaches the disk with the next batch, never undone
+    if (!resp.durable || !ctx->durable || ctx->durable->changes.empty()) {
+        if (ctx->durable) ctx->durable->changes.clear();  // answered now: written with the next batch, never undone
         j->post();
         return false;
     }
-    ctx->held = std::move(resp);
-    ctx->waiting_durable = true;
+    ctx->durable->held = std::move(resp);
+    ctx->durable->waiting = true;
     j->wait(r);
     return true;
 }
