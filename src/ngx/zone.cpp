@@ -99,30 +99,22 @@ size_t visit_from(ngx_rbtree_t* tree, ngx_rbtree_node_t* node, size_t limit,
     return n;
 }
 
-void insert_value(ngx_rbtree_node_t* temp, ngx_rbtree_node_t* node, ngx_rbtree_node_t* sentinel) {
-    ngx_rbtree_node_t** p;
-    for (;;) {
-        if (node->key != temp->key) {
-            p = node->key < temp->key ? &temp->left : &temp->right;
-        } else {
-            p = ngx_memcmp(record_of(node)->key, record_of(temp)->key, 32) < 0 ? &temp->left : &temp->right;
-        }
-        if (*p == sentinel) break;
-        temp = *p;
-    }
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
+// Ties of the 8-byte tree key: the record's whole key, or the index's whole field.
+bool record_key_less(ngx_rbtree_node_t* a, ngx_rbtree_node_t* b) {
+    return ngx_memcmp(record_of(a)->key, record_of(b)->key, 32) < 0;
 }
 
 template <dp::Index index>
-void insert_index_value(ngx_rbtree_node_t* temp, ngx_rbtree_node_t* node, ngx_rbtree_node_t* sentinel) {
+bool field_less(ngx_rbtree_node_t* a, ngx_rbtree_node_t* b) {
+    return field_of(index, a).compare(field_of(index, b)) < 0;
+}
+
+// ngx_rbtree's insert: by the tree key, ties broken by tie_less.
+template <bool (*tie_less)(ngx_rbtree_node_t*, ngx_rbtree_node_t*)>
+void insert_ordered(ngx_rbtree_node_t* temp, ngx_rbtree_node_t* node, ngx_rbtree_node_t* sentinel) {
     ngx_rbtree_node_t** p;
     for (;;) {
-        bool left = node->key != temp->key ? node->key < temp->key
-                                            : field_of(index, node).compare(field_of(index, temp)) < 0;
+        const bool left = node->key != temp->key ? node->key < temp->key : tie_less(node, temp);
         p = left ? &temp->left : &temp->right;
         if (*p == sentinel) break;
         temp = *p;
@@ -450,13 +442,13 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
         ctx->sh = static_cast<SharedZone*>(ngx_slab_calloc(ctx->shpool, sizeof(SharedZone)));
         if (!ctx->sh) return NGX_ERROR;
         for (size_t k = 0; k < dp::kKindCount; k++) {
-            ngx_rbtree_init(&ctx->sh->trees[k], &ctx->sh->sentinels[k], insert_value);
+            ngx_rbtree_init(&ctx->sh->trees[k], &ctx->sh->sentinels[k], insert_ordered<record_key_less>);
             ngx_queue_init(&ctx->sh->expiry[k]);
         }
         ngx_rbtree_init(&ctx->sh->indexes[(size_t)dp::Index::DeviceId],
-                        &ctx->sh->index_sentinels[(size_t)dp::Index::DeviceId], insert_index_value<dp::Index::DeviceId>);
+                        &ctx->sh->index_sentinels[(size_t)dp::Index::DeviceId], insert_ordered<field_less<dp::Index::DeviceId>>);
         ngx_rbtree_init(&ctx->sh->indexes[(size_t)dp::Index::CodeHash],
-                        &ctx->sh->index_sentinels[(size_t)dp::Index::CodeHash], insert_index_value<dp::Index::CodeHash>);
+                        &ctx->sh->index_sentinels[(size_t)dp::Index::CodeHash], insert_ordered<field_less<dp::Index::CodeHash>>);
         ctx->shpool->data = ctx->sh;
 
         size_t len = sizeof(" in device_pairing_zone \"\"") + shm_zone->shm.name.len;
