@@ -6,12 +6,12 @@ set -euo pipefail
 deb=$1
 port=${DP_DEB_PORT:-39481}
 site=/etc/nginx/sites-enabled/device-pairing-smoke
-state=/var/lib/nginx/device-pairing-smoke.state
+state=/var/lib/nginx/device-pairing/smoke.state
 pass=0 fail=0
 check() { if eval "$2"; then echo "ok - $1"; pass=$((pass + 1)); else echo "not ok - $1"; fail=$((fail + 1)); fi; }
 cleanup() {
     [ -f /run/nginx.pid ] && nginx -s quit 2>/dev/null && sleep 1 || true
-    rm -f "$site" "$state" "$state".* /var/lib/nginx/device-pairing-smoke.token*
+    rm -f "$site" "$state" "$state".* /var/lib/nginx/device-pairing/smoke.token*
     DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq libnginx-mod-http-device-pairing >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -21,10 +21,12 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null
 check "Depends names the nginx ABI" "dpkg -s libnginx-mod-http-device-pairing | grep -q 'nginx-abi-1.22.1-7'"
 check "the module is in /usr/lib/nginx/modules" "[ -f /usr/lib/nginx/modules/ngx_http_device_pairing_module.so ]"
 check "and enabled through modules-enabled" "[ -L /etc/nginx/modules-enabled/50-mod-http-device-pairing.conf ]"
+check "its state directory belongs to the workers' user (0700)" \
+    "[ \"\$(stat -c '%U %a' /var/lib/nginx/device-pairing)\" = 'www-data 700' ]"
 
 cat > "$site" <<SITE
 device_pairing_zone zone=smoke:1m state=$state;
-device_pairing_token_file /var/lib/nginx/device-pairing-smoke.token;
+device_pairing_token_file /var/lib/nginx/device-pairing/smoke.token;
 server {
     listen 127.0.0.1:$port;
     location /pair    { device_pairing on; }
@@ -49,10 +51,12 @@ token=$(curl -s -X POST http://127.0.0.1:$port/pair -d "{\"otp\":\"$otp\"}" | se
 check "POST /pair with the banner's OTP gives a token" "[ -n \"$token\" ]"
 check "the token opens a gated location" "[ \"\$(curl -s -o /dev/null -w %{http_code} -H 'Authorization: Bearer $token' http://127.0.0.1:$port/api/x)\" = 200 ]"
 check "without it: 401" "[ \"\$(curl -s -o /dev/null -w %{http_code} http://127.0.0.1:$port/api/x)\" = 401 ]"
+check "the pairing is in the journal, written by the workers" "[ -s $state.journal ] && [ \"\$(stat -c %U $state.journal)\" = www-data ]"
 nginx -s quit; sleep 1
 rm -f /tmp/dp-smoke-terminal
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq libnginx-mod-http-device-pairing >/dev/null
 check "purge removes the module" "[ ! -e /usr/lib/nginx/modules/ngx_http_device_pairing_module.so ]"
 check "and its modules-enabled link" "[ ! -e /etc/nginx/modules-enabled/50-mod-http-device-pairing.conf ]"
+check "and its state directory" "[ ! -e /var/lib/nginx/device-pairing ]"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
