@@ -1,6 +1,7 @@
 // Bench-only loader: writes a state file holding N paired devices, so a zone
 // can be filled with a million devices without a million HTTP pairings.
 // Device i has the bearer token "dp_tok_bench_<i>". Usage: make_state N OUT
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -70,6 +71,14 @@ int main(int argc, char** argv) {
         memcpy(d.name, "bench", 5);
         d.name_len = 5;
     }
+    // In the zone's tree order (the first 8 key bytes as a native integer,
+    // then the whole key), as a snapshot written by compaction is.
+    std::sort(store.devices.begin(), store.devices.end(), [](const dp::DeviceRecord& a, const dp::DeviceRecord& b) {
+        uint64_t ka, kb;
+        memcpy(&ka, a.h.key, 8);
+        memcpy(&kb, b.h.key, 8);
+        return ka != kb ? ka < kb : memcmp(a.h.key, b.h.key, 32) < 0;
+    });
     std::string error;
     dp::PosixDisk disk;
     if (!disk.write_atomically(argv[2], dp::serialize_state(store), &error)) {

@@ -67,6 +67,11 @@ class ZoneStore final : public dp::Store {
     size_t visit_index_after(dp::Index index, std::string_view after, size_t limit,
                              const std::function<void(const dp::RecordHeader*)>& visit) override;
     const dp::RecordHeader* oldest(dp::Kind kind) override;
+    // Loading a zone: records go in without their index entries, which
+    // build_indexes() then inserts in index order (a million random-order
+    // inserts into a second tree cost more than the rest of the load).
+    void defer_indexes() { defer_indexes_ = true; }
+    bool build_indexes();
     size_t total_bytes() override { return zone_->shm_zone->shm.size; }
     size_t free_bytes() override { return zone_->shpool->pfree * ngx_pagesize; }
 
@@ -91,6 +96,7 @@ class ZoneStore final : public dp::Store {
 
    private:
     ZoneCtx* zone_;
+    bool defer_indexes_ = false;
 };
 
 struct SrvConf {

@@ -3,6 +3,8 @@
 // byte on, is the core's record (RecordHeader reserves those two bytes).
 #include <malloc.h>
 
+#include <algorithm>
+
 #include <vector>
 
 #include "core/otp.h"
@@ -319,7 +321,7 @@ dp::RecordHeader* ZoneStore::do_insert(dp::Kind kind, const dp::Digest& key,
     bool indexed;
     const dp::Index index = index_of(kind, &indexed);
     IndexNode* entry = nullptr;
-    if (indexed && !(entry = static_cast<IndexNode*>(ngx_slab_calloc_locked(zone_->shpool, sizeof(IndexNode))))) {
+    if (indexed && !defer_indexes_ && !(entry = static_cast<IndexNode*>(ngx_slab_calloc_locked(zone_->shpool, sizeof(IndexNode))))) {
         ngx_slab_free_locked(zone_->shpool, block);
         return nullptr;
     }
@@ -350,7 +352,7 @@ void ZoneStore::do_remove(dp::RecordHeader* record) {
     const dp::Kind kind = record->kind;
     bool indexed;
     const dp::Index index = index_of(kind, &indexed);
-    if (indexed) {
+    if (indexed && !defer_indexes_) {
         ngx_rbtree_t* tree = &zone_->sh->indexes[(size_t)index];
         std::string_view field = dp::index_field(index, record);
         ngx_rbtree_key_t key = index_key(field);
@@ -370,6 +372,31 @@ void ZoneStore::do_remove(dp::RecordHeader* record) {
         ngx_queue_remove(link_of(record));
     }
     ngx_slab_free_locked(zone_->shpool, reinterpret_cast<u_char*>(node) - link_size(kind));
+}
+
+bool ZoneStore::build_indexes() {
+    defer_indexes_ = false;
+    for (dp::Kind kind : {dp::Kind::Device, dp::Kind::CodeRequest}) {
+        bool indexed;
+        const dp::Index index = index_of(kind, &indexed);
+        std::vector<std::pair<ngx_rbtree_key_t, dp::RecordHeader*>> order;
+        order.reserve(zone_->sh->state.records[(size_t)kind]);
+        for_each(kind, [&](const dp::RecordHeader* r) {
+            order.emplace_back(index_key(dp::index_field(index, r)), const_cast<dp::RecordHeader*>(r));
+        });
+        std::sort(order.begin(), order.end(), [&](const auto& a, const auto& b) {
+            return a.first != b.first ? a.first < b.first
+                                      : dp::index_field(index, a.second) < dp::index_field(index, b.second);
+        });
+        for (const auto& [key, record] : order) {
+            auto* entry = static_cast<IndexNode*>(ngx_slab_calloc_locked(zone_->shpool, sizeof(IndexNode)));
+            if (!entry) return false;
+            entry->record = record;
+            entry->node.key = key;
+            ngx_rbtree_insert(&zone_->sh->indexes[(size_t)index], &entry->node);
+        }
+    }
+    return true;
 }
 
 void ZoneStore::requeue(dp::RecordHeader* record) {
@@ -458,6 +485,7 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
         ctx->shpool->log_nomem = 0;  // a full zone is reported by the module, once per failure
 
         ZoneStore store(ctx);
+        store.defer_indexes();
         const uint32_t now_s = (uint32_t)(now_ms() / 1000);
         std::string error;
         if (ZoneCtx* old = old_zone_with_same_name(shm_zone)) {
@@ -486,6 +514,11 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
             ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\" resized, %uL devices kept",
                           &shm_zone->shm.name, (uint64_t)state.devices);
         } else if (ctx->state_path.len && recover(store, ctx, now_s, log) != NGX_OK) {
+            return NGX_ERROR;
+        }
+        if (!store.build_indexes()) {
+            ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\" is too small for the indexes of "
+                          "its records", &shm_zone->shm.name);
             return NGX_ERROR;
         }
         // The master's heap held the whole file; give it back before workers

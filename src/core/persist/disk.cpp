@@ -22,6 +22,20 @@ std::string dirname_of(const std::string& path) {
 
 }  // namespace
 
+namespace {
+
+bool write_all(int fd, std::string_view bytes) {
+    for (size_t done = 0; done < bytes.size();) {
+        ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        done += (size_t)n;
+    }
+    return true;
+}
+
+}  // namespace
+
 bool PosixDisk::read_file(const std::string& path, std::string* out, std::string* error) {
     return dp::read_file(path, out, error);
 }
@@ -35,14 +49,7 @@ bool PosixDisk::write_atomically(const std::string& path, const std::string& byt
         *error = "cannot create " + tmp + ": " + strerror(errno);
         return false;
     }
-    size_t done = 0;
-    while (done < bytes.size()) {
-        ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += (size_t)n;
-    }
-    bool ok = done == bytes.size() && fsync(fd) == 0;
+    bool ok = write_all(fd, bytes);
     int saved = errno;
     close(fd);
     if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
@@ -50,11 +57,6 @@ bool PosixDisk::write_atomically(const std::string& path, const std::string& byt
         unlink(tmp.c_str());
         *error = "cannot write " + path + ": " + strerror(saved);
         return false;
-    }
-    int dir = open(dirname_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir >= 0) {
-        fsync(dir);
-        close(dir);
     }
     return true;
 }
@@ -79,16 +81,6 @@ class FileLock {
    private:
     int fd_;
 };
-
-bool write_all(int fd, std::string_view bytes) {
-    for (size_t done = 0; done < bytes.size();) {
-        ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        done += (size_t)n;
-    }
-    return true;
-}
 
 // The header of the state file in place (32 bytes, not the whole file).
 bool read_head(const std::string& path, SnapshotInfo* info) {

@@ -14,12 +14,14 @@ class Disk {
    public:
     virtual ~Disk() = default;
     virtual bool read_file(const std::string& path, std::string* out, std::string* error) = 0;
-    // Replaces path with bytes atomically and durably, or leaves it as it was.
+    // Replaces path with bytes atomically (a reader sees the old file or the
+    // new one), or leaves it as it was. Not fsynced: for files made again at
+    // every start (the banner), written from the event loop.
     virtual bool write_atomically(const std::string& path, const std::string& bytes, std::string* error) = 0;
 };
 
 // The real file system: temp file (O_EXCL, never through a symlink, 0600),
-// fsync, rename, fsync of the directory.
+// then rename.
 class PosixDisk final : public Disk {
    public:
     bool read_file(const std::string& path, std::string* out, std::string* error) override;
