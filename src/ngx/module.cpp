@@ -4,8 +4,6 @@
 
 #include "core/files.h"
 #include "core/otp.h"
-#include <sys/mman.h>
-
 #include "ngx/glue.h"
 
 namespace dpngx {
@@ -410,20 +408,7 @@ ngx_int_t init_module(ngx_cycle_t* cycle) noexcept {
     return NGX_OK;
 }
 
-// A worker maps every page of the zone now (they are shared: this costs page
-// tables, not memory), or the first lookups in a large zone each pay minor
-// page faults along their tree walk, a few hundred µs of a worker per request.
-void map_zone_pages(ZoneCtx* zone) {
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23  // Linux 5.14; an older kernel answers EINVAL and faults lazily
-#endif
-    if (zone && zone->shm_zone) (void)madvise(zone->shm_zone->shm.addr, zone->shm_zone->shm.size, MADV_POPULATE_WRITE);
-}
-
-ngx_int_t init_process(ngx_cycle_t* cycle) noexcept {
-    map_zone_pages(cycle_zone(cycle));
-    return start_journal(cycle, cycle_zone(cycle));
-}
+ngx_int_t init_process(ngx_cycle_t* cycle) noexcept { return start_journal(cycle, cycle_zone(cycle)); }
 
 void exit_process(ngx_cycle_t* cycle) noexcept { flush_at_exit(cycle, cycle_zone(cycle)); }
 
