@@ -20,7 +20,7 @@ VERSION    := 0.3.0
 # What building and running need (make run); the tests and the bench add theirs.
 RUN_PKGS   := nginx nginx-dev libssl-dev libjansson-dev libqrencode-dev zlib1g-dev g++ make openssl
 TEST_PKGS  := libgtest-dev perl python3 python3-cryptography chromium zbar-tools librsvg2-bin valgrind \
-              clang-14 libfuzzer-14-dev libclang-rt-14-dev curl bsdutils dpkg-dev
+              clang-14 libfuzzer-14-dev libclang-rt-14-dev curl bsdutils dpkg-dev python3-prometheus-client
 BENCH_PKGS := wrk python3
 CXXFLAGS   := -std=gnu++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -Isrc
 LIBS       := -lcrypto -ljansson -lqrencode -lz

@@ -42,8 +42,11 @@ const RouteSpec kRoutes[] = {
     {"POST", "/api/devices/pairing/cleanup", Route::CodeCleanup, kNoBody, kBearer, kAnyRole, code_cleanup},
     {"GET", "/api/devices/stats", Route::Stats, kNoBody, kBearer, kOwner, zone_stats},
     {"GET", "/api/devices", Route::DeviceList, kNoBody, kBearer, kAnyRole, device_list},
+    {"DELETE", "/api/devices", Route::DeviceRevokeOthers, kNoBody, kBearer, kOwner, device_revoke_others},
+    {"POST", "/api/devices/self/rotate", Route::DeviceRotate, kNoBody, kBearer, kAnyRole, device_rotate},
     // Owners revoke any device, a device itself (checked by the handler).
     {"DELETE", "/api/devices/{}", Route::DeviceRevoke, kNoBody, kBearer, kAnyRole, device_revoke},
+    {"PATCH", "/api/devices/{}", Route::DeviceRename, kBody, kBearer, kAnyRole, device_rename},
 };
 
 }  // namespace
@@ -76,7 +79,11 @@ Response api_handle(Store& store, const Settings& settings, const RouteMatch& ro
     const RouteSpec& spec = *route.spec;
     if (spec.auth == RouteAuth::Bearer) {
         call.who = authenticate_bearer(&store, settings, req.authorization, addr, call.now_s());
-        if (call.who.status != Principal::Ok) return unauthorized(call.who, false);
+        if (call.who.status != Principal::Ok) {
+            Response refused = unauthorized(call.who, false);
+            if (call.who.expired_now) refused.audit.push_back(expired_event(call.who));
+            return refused;
+        }
     } else if (spec.auth == RouteAuth::DeviceKey) {
         call.who = authenticate_device_key(settings, req.device_key);
         if (call.who.status != Principal::Ok) return unauthorized(call.who, true);

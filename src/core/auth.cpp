@@ -9,13 +9,51 @@ namespace dp {
 
 namespace {
 
-constexpr uint32_t kLastSeenEveryS = 60;  // coalescing of last-seen writes
+// Last-seen writes are coalesced to once a minute, or to half an idle
+// timeout shorter than two minutes, so the timeout is judged on a fresh enough value.
+uint32_t last_seen_every(const Settings& settings) {
+    constexpr uint32_t kLastSeenEveryS = 60;
+    if (!settings.token_idle_timeout_s) return kLastSeenEveryS;
+    return std::max<uint32_t>(1, std::min(kLastSeenEveryS, settings.token_idle_timeout_s / 2));
+}
 
-Response build_unauthorized(bool missing, bool device_key) {
+void fill_device(Principal& p, const DeviceRecord* d) {
+    p.method = Principal::DeviceToken;
+    p.role = d->role;
+    static const char digits[] = "0123456789abcdef";
+    memcpy(p.device_id, "dev_", 4);
+    for (int i = 0; i < 8; i++) {
+        p.device_id[4 + 2 * i] = digits[d->id[i] >> 4];
+        p.device_id[5 + 2 * i] = digits[d->id[i] & 15];
+    }
+    memcpy(p.device_name, d->name, std::min<size_t>(d->name_len, sizeof(p.device_name) - 1));
+}
+
+void touch_last_seen(Store& store, const DeviceRecord* d, const ClientAddr& addr, uint32_t now_s,
+                     uint32_t every_s) {
+    if (now_s - d->last_seen_s >= every_s) {
+        DeviceRecord* seen = as<DeviceRecord>(store.touch(&d->h));
+        seen->last_seen_s = now_s;
+        if (addr.len) {
+            seen->addr_len = addr.len;
+            memcpy(seen->addr, addr.bytes, addr.len);
+        }
+    }
+}
+
+
+Response build_unauthorized(bool missing, bool device_key, Principal::Reason reason = Principal::Unknown) {
     const char* scheme = device_key ? "DeviceKey" : "Bearer";
     Response r;
     std::string challenge = std::string(scheme) + " realm=\"device-pairing\"";
-    if (missing) {
+    if (reason == Principal::Expired) {
+        r = problem(401, "token_expired", "Token expired",
+                    "the token passed its lifetime or idle timeout; pair this device again");
+        challenge += ", error=\"invalid_token\", error_description=\"token expired\"";
+    } else if (reason == Principal::Revoked) {
+        r = problem(401, "token_revoked", "Token revoked", "the token was revoked; pair this device again");
+        challenge += ", error=\"invalid_token\", error_description=\"token revoked\"";
+    } else if (missing) {
         r = problem(401, "authentication_required", "Authentication required",
                     device_key ? "send the device key in X-DEVICE-KEY"
                                : "send a device token as \"Authorization: Bearer <token>\"");
@@ -66,29 +104,60 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
     }
     p.status = Principal::Invalid;
     if (!store) return p;
-    StoreReadLock lock(*store);  // every worker's gate reads at once; only writers wait
-    auto* d = as<DeviceRecord>(store->find(Kind::Device, hash));
-    if (!d || !ct_equal(d->h.key, hash.data(), 32)) return p;
-    p.status = Principal::Ok;
-    p.method = Principal::DeviceToken;
-    p.role = d->role;
-    static const char digits[] = "0123456789abcdef";
-    memcpy(p.device_id, "dev_", 4);
-    for (int i = 0; i < 8; i++) {
-        p.device_id[4 + 2 * i] = digits[d->id[i] >> 4];
-        p.device_id[5 + 2 * i] = digits[d->id[i] & 15];
-    }
-    memcpy(p.device_name, d->name, std::min<size_t>(d->name_len, sizeof(p.device_name) - 1));
-    if (now_s - d->last_seen_s >= kLastSeenEveryS) {
-        DeviceRecord* seen = as<DeviceRecord>(store->touch(&d->h));
-        seen->last_seen_s = now_s;
-        if (addr.len) {
-            seen->addr_len = addr.len;
-            memcpy(seen->addr, addr.bytes, addr.len);
+    {
+        StoreReadLock lock(*store);  // every worker's gate reads at once; only writers wait
+        auto* d = as<DeviceRecord>(store->find(Kind::Device, hash));
+        if (d && ct_equal(d->h.key, hash.data(), 32)) {
+            fill_device(p, d);
+            const uint32_t expiry = token_expiry(d, settings);
+            if (expiry == 0 || now_s < expiry) {
+                p.status = Principal::Ok;
+                touch_last_seen(*store, d, addr, now_s, last_seen_every(settings));
+                return p;
+            }
+        } else {
+            auto* gone = store->find(Kind::Revoked, hash);
+            if (gone && ct_equal(gone->key, hash.data(), 32) && record_live(gone, now_s))
+                p.reason = gone->flags & kRevokedExpired ? Principal::Expired : Principal::Revoked;
+            return p;
         }
+    }
+    // Expired: retired under the write lock, once (another worker may have
+    // been first).
+    StoreLock lock(*store);
+    p.reason = Principal::Expired;
+    if (const RecordHeader* d = store->find(Kind::Device, hash)) {
+        retire_device(*store, d, kRevokedExpired, now_s);
+        p.expired_now = true;
     }
     return p;
 }
+
+AuditEvent expired_event(const Principal& p) {
+    return AuditEvent{"expired", p.device_id, p.role_name(), "", "", ""};
+}
+
+uint32_t token_expiry(const DeviceRecord* d, const Settings& settings) {
+    uint32_t expiry = 0;
+    if (settings.token_lifetime_s) expiry = token_issued(d) + settings.token_lifetime_s;
+    if (settings.token_idle_timeout_s) {
+        uint32_t idle = d->last_seen_s + settings.token_idle_timeout_s;
+        expiry = expiry ? std::min(expiry, idle) : idle;
+    }
+    return expiry;
+}
+
+void retire_device(Store& store, const RecordHeader* device, RevokedFlags why, uint32_t now_s) {
+    Digest key;
+    memcpy(key.data(), device->key, 32);
+    store.remove(device);
+    // Without room for it the token is still gone; it is just refused as unknown.
+    insert_record<RevokedRecord>(store, Kind::Revoked, key, now_s, [&](RevokedRecord* r) {
+        r->h.flags = why;
+        r->h.expires_s = now_s + kRevokedKeptS;
+    });
+}
+
 
 Principal authenticate_device_key(const Settings& settings, std::string_view key) {
     Principal p;
@@ -111,6 +180,10 @@ const Response& unauthorized(const Principal& p, bool device_key) {
         {build_unauthorized(false, false), build_unauthorized(false, true)},
         {build_unauthorized(true, false), build_unauthorized(true, true)},
     };
+    static const Response revoked = build_unauthorized(false, false, Principal::Revoked),
+                          expired = build_unauthorized(false, false, Principal::Expired);
+    if (!device_key && p.reason == Principal::Revoked) return revoked;
+    if (!device_key && p.reason == Principal::Expired) return expired;
     return answers[p.status == Principal::Missing][device_key];
 }
 

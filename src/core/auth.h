@@ -13,6 +13,9 @@ namespace dp {
 
 struct Principal {
     enum Status { Missing, Invalid, Ok } status = Missing;
+    // Why an Invalid token is refused, when the zone still knows it.
+    enum Reason : uint8_t { Unknown, Revoked, Expired } reason = Unknown;
+    bool expired_now = false;  // this check found the token past its lifetime and retired it
     enum Method { OperatorToken, DeviceToken, DeviceKeyAuth } method = DeviceToken;
     Role role = Role::Device;
     char device_id[24] = {};     // "dev_<16 hex>", "operator", or empty
@@ -25,12 +28,26 @@ struct Principal {
 };
 
 // Checks "Authorization: Bearer <token>" against the operator token and the
-// device records (when there is a store); refreshes last-seen at most once a minute.
+// device records (when there is a store); refreshes last-seen at most once a
+// minute. A device token past settings' idle timeout or lifetime is retired
+// on the spot (its record becomes a Revoked one: gone from the list and the
+// count) and refused with reason Expired.
 Principal authenticate_bearer(Store* store, const Settings& settings, std::string_view authorization,
                               const ClientAddr& addr, uint32_t now_s);
 Principal authenticate_device_key(const Settings& settings, std::string_view key);
 
 // Problem answers for a failed credential check (RFC 6750 header included).
 const Response& unauthorized(const Principal& p, bool device_key);
+
+// The audit event of a token found past its lifetime (expired_now).
+AuditEvent expired_event(const Principal& p);
+
+// When a device's token stops being accepted (0: never): the earlier of its
+// lifetime's end and its idle timeout's.
+uint32_t token_expiry(const DeviceRecord* d, const Settings& settings);
+
+// Takes a device's token out of use (the caller holds the StoreLock): the
+// record goes, a Revoked record with the same key says why for a while.
+void retire_device(Store& store, const RecordHeader* device, RevokedFlags why, uint32_t now_s);
 
 }  // namespace dp

@@ -26,6 +26,9 @@ struct Call {
 inline uint32_t to_s(int64_t ms) { return (uint32_t)(ms / 1000); }
 inline Digest key_of(std::string_view label, std::string_view value) { return sha256_labeled(label, value); }
 
+// The audit event of an address locked out of guessing a secret ("otp", "code").
+inline AuditEvent lockout_event(const char* secret) { return AuditEvent{"lockout", "", "", secret, "", ""}; }
+
 Response bad_request(const std::string& detail);
 Response zone_full();
 // 503 quota_exceeded: what anonymous clients may keep in the zone is used up.

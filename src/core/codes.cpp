@@ -45,6 +45,7 @@ Result<NewRequest> create_code_request(Call& call, const std::string& requester,
             memcpy(r->meta, meta.data(), meta.size());
         });
     if (!r) return quota_full("pairing-code requests");
+    call.store.count(Counter::CodesRequested);
     return out;
 }
 
@@ -108,8 +109,9 @@ Response code_decide(Call& call, bool approve) {
         call.store.find_by(Index::CodeHash, std::string_view((const char*)code_hash.data(), 32)));
     if (found && found->code_expires_s <= now) found = nullptr;
     if (!found) {
-        limiter.failed(req.now_ms);
-        return problem(404, "code_not_found", "Unknown code", "no pending request has this code, or it expired");
+        Response r = problem(404, "code_not_found", "Unknown code", "no pending request has this code, or it expired");
+        if (limiter.failed(req.now_ms)) r.audit.push_back(lockout_event("code"));
+        return r;
     }
     if (found->status != CodeStatus::Pending)
         return problem(409, "request_not_pending", "Request already decided",
@@ -117,11 +119,15 @@ Response code_decide(Call& call, bool approve) {
     CodeRequestRecord* decided = update_record(call.store, found);
     decided->status = approve ? CodeStatus::Approved : CodeStatus::Rejected;
     decided->approved_at_ms = req.now_ms;
-    return json_response(200, json_pack("{s:s, s:s, s:s}", "status", approve ? "approved" : "rejected",
-                                        "requesterId",
-                                        std::string(found->requester, found->requester_len).c_str(),
-                                        approve ? "approvedAt" : "rejectedAt",
-                                        iso8601(req.now_ms).c_str()));
+    const std::string requester(found->requester, found->requester_len);
+    call.store.count(approve ? Counter::CodesApproved : Counter::CodesRejected);
+    Response r = json_response(200, json_pack("{s:s, s:s, s:s}", "status", approve ? "approved" : "rejected",
+                                              "requesterId", requester.c_str(), approve ? "approvedAt" : "rejectedAt",
+                                              iso8601(req.now_ms).c_str()));
+    r.audit.push_back(AuditEvent{approve ? "code_approved" : "code_rejected", "", "", "code", call.who.device_id,
+                                 sanitize_utf8(requester, sizeof(found->requester))});
+    r.durable = true;
+    return r;
 }
 
 }  // namespace
@@ -168,15 +174,16 @@ Response status_of(Call& call, const std::string& request_id) {
         case CodeStatus::Approved: break;
     }
     const Bytes raw = random_bytes(32);
-    Result<std::string> token = issue_device(call.store, Role::Device, PairMethod::Code,
-                                             std::string(r->requester, r->requester_len), call.addr, now, raw);
-    if (!token) return token.error();
+    Result<IssuedDevice> device = issue_device(call.store, call.settings, Role::Device, PairMethod::Code,
+                                               std::string(r->requester, r->requester_len), call.addr, now, raw);
+    if (!device) return device.error();
     CodeRequestRecord* delivered = update_record(call.store, r);
     delivered->status = CodeStatus::Delivered;
     delivered->delivered_s = now;
     Bytes sealed = seal(request_id, (const uint8_t*)raw.data());
     memcpy(delivered->sealed_token, sealed.data(), 32);
-    Response resp = approved(r, &*token);
+    Response resp = approved(r, &device->token);
+    resp.audit.push_back(paired_event(call.store, *device, Role::Device, PairMethod::Code));
     resp.durable = true;
     return resp;
 }

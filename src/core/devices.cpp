@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace dp {
@@ -17,11 +18,32 @@ void copy_name(DeviceRecord* d, const std::string& name) {
     d->name_len = (uint8_t)clean.size();
 }
 
-const char* method_name(PairMethod m) {
-    return m == PairMethod::Otp ? "otp" : m == PairMethod::Code ? "code" : "imported";
+const char* role_name(Role role) { return role == Role::Owner ? "owner" : "device"; }
+
+// A device id from a URL ("dev_" + 16 hex digits), raw, or nothing.
+std::optional<std::string> device_id_raw(const std::string& id) {
+    return id.size() == 20 && id.compare(0, 4, "dev_") == 0 ? hex_decode(id.substr(4)) : std::nullopt;
+}
+
+Response device_not_found() {
+    return problem(404, "device_not_found", "Device not found", "no paired device has this id");
+}
+
+AuditEvent device_event(const char* event, const DeviceRecord* d, const Principal& actor) {
+    return AuditEvent{event, device_id_text(d->id), role_name(d->role), pair_method_name(d->method),
+                      actor.device_id, std::string()};
+}
+
+Response durable(Response r) {
+    r.durable = true;
+    return r;
 }
 
 }  // namespace
+
+const char* pair_method_name(PairMethod m) {
+    return m == PairMethod::Otp ? "otp" : m == PairMethod::Code ? "code" : "imported";
+}
 
 std::string user_agent_summary(const std::string& ua) {
     static const char* const known[] = {"iPhone", "iPad", "Android", "Firefox", "Edg", "Chrome",
@@ -33,8 +55,16 @@ std::string user_agent_summary(const std::string& ua) {
 
 std::string device_token_text(const Bytes& raw) { return "dp_tok_" + base64url_encode(raw); }
 
-Result<std::string> issue_device(Store& store, Role role, PairMethod method, const std::string& name,
-                                 const ClientAddr& addr, uint32_t now_s, const Bytes& raw) {
+Result<IssuedDevice> issue_device(Store& store, const Settings& settings, Role role, PairMethod method,
+                                  const std::string& name, const ClientAddr& addr, uint32_t now_s,
+                                  const Bytes& raw) {
+    // Signal's model: past the cap the owner revokes first; nothing is evicted.
+    if (settings.max_devices && store.shared().devices >= settings.max_devices) {
+        store.count(Counter::DeviceLimit);
+        return problem(409, "device_limit", "Device limit reached",
+                       "this gateway pairs at most " + std::to_string(settings.max_devices) +
+                           " devices; revoke one first");
+    }
     std::string token = device_token_text(raw);
     Bytes id = random_bytes(8);
     auto* d = insert_record<DeviceRecord>(store, Kind::Device, sha256(token), now_s, [&](DeviceRecord* d) {
@@ -47,7 +77,12 @@ Result<std::string> issue_device(Store& store, Role role, PairMethod method, con
         copy_name(d, name);
     });
     if (!d) return zone_full();
-    return token;
+    return IssuedDevice{token, device_id_text(d->id)};
+}
+
+AuditEvent paired_event(Store& store, const IssuedDevice& device, Role role, PairMethod method) {
+    store.count(method == PairMethod::Otp ? Counter::PairedOtp : Counter::PairedCode);
+    return AuditEvent{"paired", device.id, role_name(role), pair_method_name(method), "", ""};
 }
 
 // Pages of devices in id order: ?limit=N (default 100, at most 1000) and
@@ -86,12 +121,15 @@ Response device_list(Call& call) {
         a.len = d.addr_len;
         memcpy(a.bytes, d.addr, sizeof(a.bytes));
         std::string name = sanitize_utf8(std::string_view(d.name, d.name_len), sizeof(d.name));
+        const uint32_t expiry = token_expiry(&d, call.settings);
         json_checked_append(
-            list.get(), json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", device_id_text(d.id).c_str(), "name",
-                                  name.c_str(), "role", d.role == Role::Owner ? "owner" : "device", "method",
-                                  method_name(d.method), "createdAt", iso8601(d.h.created_s * 1000LL).c_str(),
-                                  "lastSeenAt", iso8601(d.last_seen_s * 1000LL).c_str(), "lastAddress",
-                                  addr_text(a).c_str()));
+            list.get(),
+            json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "id", device_id_text(d.id).c_str(), "name",
+                      name.c_str(), "role", role_name(d.role), "method", pair_method_name(d.method), "createdAt",
+                      iso8601(d.h.created_s * 1000LL).c_str(), "tokenIssuedAt",
+                      iso8601(token_issued(&d) * 1000LL).c_str(), "lastSeenAt",
+                      iso8601(d.last_seen_s * 1000LL).c_str(), "lastAddress", addr_text(a).c_str(), "expiresAt",
+                      expiry ? json_string(iso8601(expiry * 1000LL).c_str()) : json_null()));
     }
     Json answer(json_checked(json_pack("{s:O}", "devices", list.get())));
     json_object_set_new(answer.get(), "next_cursor",
@@ -116,16 +154,99 @@ Response device_revoke(Call& call) {
     const std::string& id = call.param;
     if (call.who.role != Role::Owner && id != call.who.device_id)
         return forbidden("only an owner may revoke another device");
-    Response not_found = problem(404, "device_not_found", "Device not found", "no paired device has this id");
-    auto raw = id.size() == 20 && id.compare(0, 4, "dev_") == 0 ? hex_decode(id.substr(4)) : std::nullopt;
-    if (!raw) return not_found;
+    auto raw = device_id_raw(id);
+    if (!raw) return device_not_found();
     StoreLock lock(call.store);
     const RecordHeader* target = call.store.find_by(Index::DeviceId, *raw);
-    if (!target) return not_found;
-    call.store.remove(target);
+    if (!target) return device_not_found();
     Response r = no_content();
-    r.durable = true;
-    return r;
+    r.audit.push_back(device_event("revoked", as<DeviceRecord>(target), call.who));
+    retire_device(call.store, target, kRevokedByOwner, call.now_s());
+    call.store.count(Counter::Revocations);
+    return durable(std::move(r));
+}
+
+// Every device but the caller's own, a slice of the id index per hold of
+// the lock, so gate checks interleave with a large revocation.
+Response device_revoke_others(Call& call) {
+    if (call.req.query_arg("all_but_self") != "1")
+        return bad_request("DELETE /api/devices revokes every other device and needs ?all_but_self=1");
+    constexpr size_t kSlice = 1024;
+    std::vector<AuditEvent> audit;
+    std::string after;
+    json_int_t revoked = 0;
+    for (bool more = true; more;) {
+        StoreLock lock(call.store);
+        std::vector<const RecordHeader*> slice;
+        more = call.store.visit_index_after(Index::DeviceId, after, kSlice,
+                                            [&](const RecordHeader* h) { slice.push_back(h); }) == kSlice;
+        if (!slice.empty()) after = std::string((const char*)as<DeviceRecord>(slice.back())->id, 8);
+        for (const RecordHeader* h : slice) {
+            auto* d = as<DeviceRecord>(h);
+            if (device_id_text(d->id) == call.who.device_id) continue;
+            audit.push_back(device_event("revoked", d, call.who));
+            retire_device(call.store, h, kRevokedByOwner, call.now_s());
+            revoked++;
+        }
+    }
+    call.store.count(Counter::Revocations, (uint64_t)revoked);
+    Response r = json_response(200, json_pack("{s:I}", "revoked", revoked));
+    r.audit = std::move(audit);
+    return durable(std::move(r));
+}
+
+// PATCH /api/devices/{id} {"name": "..."}: owners rename any device, a device itself.
+Response device_rename(Call& call) {
+    if (call.who.role != Role::Owner && call.param != call.who.device_id)
+        return forbidden("only an owner may rename another device");
+    Result<Json> body = body_object(call.req);
+    if (!body) return body.error();
+    auto name = json_string_member(body->get(), "name");
+    std::string clean = name ? sanitize_utf8(*name, sizeof(DeviceRecord::name)) : std::string();
+    if (clean.empty()) return bad_request("\"name\" must be a non-empty string (at most 20 bytes are kept)");
+    auto raw = device_id_raw(call.param);
+    if (!raw) return device_not_found();
+    StoreLock lock(call.store);
+    const RecordHeader* target = call.store.find_by(Index::DeviceId, *raw);
+    if (!target) return device_not_found();
+    DeviceRecord* renamed = update_record(call.store, as<DeviceRecord>(target));
+    copy_name(renamed, clean);
+    Response r = json_response(200, json_pack("{s:s, s:s}", "id", call.param.c_str(), "name", clean.c_str()));
+    r.audit.push_back(device_event("renamed", renamed, call.who));
+    r.audit.back().detail = clean;
+    call.store.count(Counter::Renames);
+    return durable(std::move(r));
+}
+
+// POST /api/devices/self/rotate: a new token for the calling device; the
+// old one is refused from this moment (ASVS V7.2.4). Lifetimes count anew.
+Response device_rotate(Call& call) {
+    if (call.who.method != Principal::DeviceToken)
+        return bad_request("only a device token rotates; the operator token is the gateway's token file");
+    bool malformed;
+    Digest old_key = sha256(bearer_token(call.req.authorization, &malformed));
+    const Bytes raw = random_bytes(32);
+    const std::string token = device_token_text(raw);
+    const uint32_t now = call.now_s();
+    StoreLock lock(call.store);
+    const RecordHeader* current = call.store.find(Kind::Device, old_key);
+    if (!current) return unauthorized(call.who, false);
+    const DeviceRecord copy = *as<DeviceRecord>(current);
+    // The new record first (the id index holds both for a moment): without
+    // room for it the old token stays as it was.
+    auto* d = insert_record<DeviceRecord>(call.store, Kind::Device, sha256(token), now, [&](DeviceRecord* d) {
+        memcpy(reinterpret_cast<char*>(d) + sizeof(RecordHeader),
+               reinterpret_cast<const char*>(&copy) + sizeof(RecordHeader), sizeof(DeviceRecord) - sizeof(RecordHeader));
+        d->h.created_s = copy.h.created_s;
+        d->token_issued_s = now;
+        d->last_seen_s = now;
+    });
+    if (!d) return zone_full();
+    retire_device(call.store, current, kRevokedByOwner, now);
+    Response r = json_response(200, json_pack("{s:s, s:s}", "token", token.c_str(), "id", call.who.device_id));
+    r.audit.push_back(device_event("rotated", d, call.who));
+    call.store.count(Counter::Rotations);
+    return durable(std::move(r));
 }
 
 }  // namespace dp

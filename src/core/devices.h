@@ -9,16 +9,28 @@ namespace dp {
 
 // "dp_tok_" + base64url of 32 random bytes.
 std::string device_token_text(const Bytes& raw);
+struct IssuedDevice {
+    std::string token;
+    std::string id;  // "dev_" + hex
+};
 // Issues a device token (from raw, or fresh random bytes) and its record;
-// the store lock is held by the caller. The error is zone_full.
-Result<std::string> issue_device(Store& store, Role role, PairMethod method, const std::string& name,
-                                 const ClientAddr& addr, uint32_t now_s, const Bytes& raw = random_bytes(32));
+// the store lock is held by the caller. Errors: 409 device_limit when
+// settings.max_devices are paired, zone_full.
+Result<IssuedDevice> issue_device(Store& store, const Settings& settings, Role role, PairMethod method,
+                                  const std::string& name, const ClientAddr& addr, uint32_t now_s,
+                                  const Bytes& raw = random_bytes(32));
+// The audit event of a pairing, counted for the metrics.
+AuditEvent paired_event(Store& store, const IssuedDevice& device, Role role, PairMethod method);
+const char* pair_method_name(PairMethod method);
 
 // A short device name from a User-Agent: the platform or client it names.
 std::string user_agent_summary(const std::string& user_agent);
 
 Response device_list(Call& call);     // GET /api/devices
 Response device_revoke(Call& call);   // DELETE /api/devices/{id}
+Response device_revoke_others(Call& call);  // DELETE /api/devices?all_but_self=1
+Response device_rename(Call& call);   // PATCH /api/devices/{id}
+Response device_rotate(Call& call);   // POST /api/devices/self/rotate
 Response zone_stats(Call& call);      // GET /api/devices/stats
 
 }  // namespace dp

@@ -32,6 +32,17 @@ struct Request {
     std::string query_arg(std::string_view name) const;
 };
 
+// One line of the audit log: what happened to which device, and who did
+// it. Never a secret. The request adds the time, address and User-Agent.
+struct AuditEvent {
+    std::string event;      // paired, revoked, rotated, expired, renamed, otp_burned, lockout, ...
+    std::string device_id;  // the device it concerns, or empty
+    std::string role;       // that device's role, or empty
+    std::string method;     // how it paired (otp, code), or empty
+    std::string actor;      // who did it: a device id, "operator", or empty (the client itself)
+    std::string detail;     // what else helps: a new name, a requester id, an account
+};
+
 struct Response {
     int status = 200;
     std::string content_type = "application/json";
@@ -41,6 +52,7 @@ struct Response {
     std::vector<std::string> banner;   // a new OTP for the operator: logged and written to the banner file
     bool durable = false;              // persist state before the answer leaves
     int64_t poll_until_ms = 0;         // long poll: ask again until ready or this time
+    std::vector<AuditEvent> audit;     // written to the audit log when the answer stands
 
     void header(std::string name, std::string value) {
         headers.emplace_back(std::move(name), std::move(value));

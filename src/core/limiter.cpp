@@ -33,12 +33,15 @@ int Limiter::admit(int64_t now_ms) {
     return kWaitSeconds;
 }
 
-void Limiter::failed(int64_t now_ms) {
+bool Limiter::failed(int64_t now_ms) {
     LimiterRecord* rec = find_or_make(store_, key_, now_ms);
-    if (!rec) return;  // admit() refused this address already
+    if (!rec) return false;  // admit() refused this address already
     if (now_ms - rec->last_failure_ms >= kLimitWindowMs) rec->failures = 0;
     rec->failures++;
     touch(rec, now_ms);
+    if (rec->failures != kLimitFailures) return false;
+    store_.count(Counter::Lockouts);
+    return true;
 }
 
 void Limiter::succeeded() {

@@ -25,7 +25,8 @@ class Limiter {
     // failed attempt resets the window"). Keeps a record for the address
     // before any guess is judged; when there is no room for one, waits.
     int admit(int64_t now_ms);
-    void failed(int64_t now_ms);
+    // True when this failure is the one that locks the address out.
+    bool failed(int64_t now_ms);
     void succeeded();
 
    private:

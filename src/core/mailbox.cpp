@@ -75,6 +75,7 @@ Response mailbox_mint(Call& call) {
         call.store.remove(&m->h);
         return zone_full();
     }
+    call.store.count(Counter::MailboxesMinted);
     return json_response(201, json_pack("{s:s, s:s, s:I}", "pairing_id", id.c_str(), "write_token",
                                         write_token.c_str(), "expires_in_secs", (json_int_t)settings.mailbox_ttl_s));
 }
@@ -123,7 +124,10 @@ Response mailbox_deposit(Call& call) {
     memcpy(ready->ecdh_pub, ecdh_pub->data(), 65);
     ready->h.flags |= kMailboxReady;
     ready->h.expires_s = std::max(ready->h.expires_s, now + call.settings.mailbox_ttl_s);  // time to read
-    return no_content();
+    call.store.count(Counter::MailboxesCompleted);
+    Response r = no_content();
+    r.audit.push_back(AuditEvent{"mailbox_completed", "", "", "", "", call.param});
+    return r;
 }
 
 Response mailbox_poll(Call& call) {
@@ -153,7 +157,10 @@ Response mailbox_cancel(Call& call) {
     const MailboxRecord* m = find_mailbox(call, *call.who.account);
     if (!m) return pairing_not_found();
     call.store.remove(&m->h);
-    return no_content();
+    call.store.count(Counter::MailboxesCancelled);
+    Response r = no_content();
+    r.audit.push_back(AuditEvent{"mailbox_cancelled", "", "account", "", *call.who.account, call.param});
+    return r;
 }
 
 }  // namespace dp

@@ -123,23 +123,27 @@ Response pair_otp(Call& call) {
     const OtpState& otp = call.store.shared().otp;
     const bool live = otp.expires_ms > now && !otp.burned;
     if (live && ct_equal(otp.hash, presented.data(), 32)) {
-        Result<std::string> token = issue_device(call.store, Role::Owner, PairMethod::Otp, name, call.addr, to_s(now));
-        if (!token) return token.error();
+        Result<IssuedDevice> device =
+            issue_device(call.store, call.settings, Role::Owner, PairMethod::Otp, name, call.addr, to_s(now));
+        if (!device) return device.error();
         call.store.otp_for_update().expires_ms = 0;  // single use
         limiter.succeeded();
-        Response r = json_response(200, json_pack("{s:s}", "token", token->c_str()));
+        Response r = json_response(200, json_pack("{s:s}", "token", device->token.c_str()));
+        r.audit.push_back(paired_event(call.store, *device, Role::Owner, PairMethod::Otp));
         r.durable = true;
         return r;
     }
-    limiter.failed(now);
+    call.store.count(Counter::OtpFailures);
+    Response r = invalid_code();
+    if (limiter.failed(now)) r.audit.push_back(lockout_event("otp"));
     if (live && ++call.store.otp_for_update().failures >= kOtpBurnAfter) {
         call.store.otp_for_update().burned = 1;
-        Response r = invalid_code();
+        call.store.count(Counter::OtpBurns);
         r.notices.push_back("device pairing: OTP burned after " + std::to_string(kOtpBurnAfter) +
                             " failed attempts; GET /pair/refresh or reload nginx for a new one");
-        return r;
+        r.audit.push_back(AuditEvent{"otp_burned", "", "", "otp", "", ""});
     }
-    return invalid_code();
+    return r;
 }
 
 Response pair_refresh(Call& call) {

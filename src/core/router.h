@@ -30,6 +30,9 @@ enum class Route {
     DeviceList,
     Stats,
     DeviceRevoke,
+    DeviceRevokeOthers,
+    DeviceRename,
+    DeviceRotate,
 };
 
 enum class RouteAuth { None, Bearer, DeviceKey };

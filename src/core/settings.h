@@ -30,6 +30,9 @@ struct Settings {
     uint32_t max_pairings_per_account = 16;
     size_t max_body = 16384;
     size_t max_attest_data = 4096;
+    uint32_t token_idle_timeout_s = 0;  // 0: off; judged on last-seen, which is kept to the minute
+    uint32_t token_lifetime_s = 0;      // 0: off; from the token's issue (pairing or rotation)
+    uint64_t max_devices = 0;           // 0: no cap
 };
 
 }  // namespace dp

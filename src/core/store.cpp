@@ -13,6 +13,7 @@ size_t record_size(Kind kind) {
         case Kind::CodeRequest: return sizeof(CodeRequestRecord);
         case Kind::Nonce: return sizeof(NonceRecord);
         case Kind::AccountCount: return sizeof(AccountCountRecord);
+        case Kind::Revoked: return sizeof(RevokedRecord);
         case Kind::Count: break;
     }
     return 0;
@@ -35,8 +36,12 @@ std::string_view index_field(Index index, const RecordHeader* record) {
 
 size_t Store::expire_some(Kind kind, uint32_t now_s, size_t max) {
     size_t dropped = 0;
-    for (const RecordHeader* h; dropped < max && (h = oldest(kind)) && !record_live(h, now_s); dropped++)
+    for (const RecordHeader* h; dropped < max && (h = oldest(kind)) && !record_live(h, now_s); dropped++) {
+        if (kind == Kind::Mailbox) count(Counter::MailboxesExpired);
+        if (kind == Kind::CodeRequest && as<CodeRequestRecord>(h)->status == CodeStatus::Pending)
+            count(Counter::CodesExpired);
         drop(h, false);  // not journalled: a replayed record past its expiry is not loaded either
+    }
     return dropped;
 }
 
@@ -63,10 +68,14 @@ RecordHeader* Store::insert(Kind kind, const Digest& key, uint32_t now_s,
     }
     if (!record) {
         report_full(kind);
+        count(Counter::ZoneFull);
         return nullptr;
     }
     raw_shared().records[(size_t)kind]++;
-    if (kind == Kind::Device) raw_shared().devices++;
+    if (kind == Kind::Device) {
+        raw_shared().devices++;
+        raw_shared().owners += as<DeviceRecord>(record)->role == Role::Owner;
+    }
     mark_written();
     return record;
 }
@@ -151,6 +160,7 @@ void Store::drop(const RecordHeader* record, bool journalled) {
     raw_shared().records[(size_t)r->kind]--;
     if (r->kind == Kind::Device) {
         raw_shared().devices--;
+        raw_shared().owners -= as<DeviceRecord>(r)->role == Role::Owner;
     } else if (r->kind == Kind::Mailbox) {
         if (const AccountCountRecord* c = account_counter(*this, as<MailboxRecord>(r)->account_hash)) {
             if (c->live <= 1) {

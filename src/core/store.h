@@ -14,7 +14,7 @@
 
 namespace dp {
 
-enum class Kind : uint8_t { Device, Limiter, Mailbox, CodeRequest, Nonce, AccountCount, Count };
+enum class Kind : uint8_t { Device, Limiter, Mailbox, CodeRequest, Nonce, AccountCount, Revoked, Count };
 constexpr size_t kKindCount = (size_t)Kind::Count;
 
 enum class Role : uint8_t { Owner = 1, Device = 2 };
@@ -40,7 +40,13 @@ struct DeviceRecord {
     uint8_t id[8];             // shown as "dev_" + hex
     uint8_t addr[16];
     char name[20];
+    // When the current token was issued (a rotation); 0: at pairing
+    // (created_s). Records written before it existed load with it zeroed.
+    uint32_t token_issued_s;
 };
+
+// Token lifetimes count from here.
+inline uint32_t token_issued(const DeviceRecord* d) { return d->token_issued_s ? d->token_issued_s : d->h.created_s; }
 
 // Failed-attempt counter of one client address for one guessable secret.
 struct LimiterRecord {
@@ -85,6 +91,15 @@ struct NonceRecord {
     RecordHeader h;
 };
 
+enum RevokedFlags : uint8_t { kRevokedByOwner = 1, kRevokedExpired = 2 };
+
+// What is left of a device token that was revoked or expired, found by the
+// same key for a while, so the gate can say why it refuses the token.
+struct RevokedRecord {
+    RecordHeader h;
+};
+constexpr uint32_t kRevokedKeptS = 7 * 86400;
+
 // Live mailboxes of one account, so the per-account cap costs one lookup.
 // Derived state: rebuilt from the mailboxes when a state file is loaded.
 struct AccountCountRecord {
@@ -101,6 +116,23 @@ struct OtpState {
     uint8_t pad[3];
 };
 
+// Counters for the metrics: events since the zone was made (they survive
+// reloads, not restarts). Each process adds to its own slot's line, so
+// workers do not contend on one cache line; a scrape sums the slots.
+enum class Counter : uint8_t {
+    PairedOtp, PairedCode, OtpFailures, Lockouts, OtpBurns,
+    CodesRequested, CodesApproved, CodesRejected, CodesExpired,
+    MailboxesMinted, MailboxesCompleted, MailboxesCancelled, MailboxesExpired,
+    GateAccepted, GateMissing, GateInvalid, GateRevoked, GateExpired,
+    Revocations, Rotations, Renames, ZoneFull, DeviceLimit,
+    Count
+};
+constexpr size_t kCounterCount = (size_t)Counter::Count;
+constexpr size_t kCounterSlots = 32;
+struct alignas(64) CounterSlot {
+    uint64_t value[kCounterCount];
+};
+
 struct SharedState {
     OtpState otp;
     uint64_t devices;          // live device records
@@ -111,13 +143,15 @@ struct SharedState {
     uint64_t journal_bytes;    // appended to the journal since the last compaction
     uint32_t compactor_pid;    // the worker compacting the journal, 0: none
     uint32_t retired;          // a resize copied this zone into a new one: no more writes here
+    uint64_t owners;           // live device records of the owner role
+    CounterSlot counters[kCounterSlots];
 };
 
 template <typename T>
 constexpr bool kShmSafe = std::is_standard_layout_v<T> && std::is_trivially_copyable_v<T>;
 static_assert(kShmSafe<DeviceRecord> && kShmSafe<LimiterRecord> && kShmSafe<MailboxRecord> &&
               kShmSafe<CodeRequestRecord> && kShmSafe<NonceRecord> && kShmSafe<AccountCountRecord> &&
-              kShmSafe<SharedState>);
+              kShmSafe<RevokedRecord> && kShmSafe<SharedState>);
 static_assert(offsetof(DeviceRecord, h) == 0 && offsetof(MailboxRecord, h) == 0);
 
 size_t record_size(Kind kind);
@@ -190,6 +224,18 @@ class Store {
     // into a hint; it reaches the state file with the next compaction.
     RecordHeader* touch(const RecordHeader* record) { return const_cast<RecordHeader*>(record); }
     const SharedState& shared() { return raw_shared(); }
+    // Counts an event for the metrics; needs no lock (an atomic add to this
+    // process's slot).
+    void count(Counter c, uint64_t n = 1) {
+        __atomic_fetch_add(&counter_slots()[counter_slot() % kCounterSlots].value[(size_t)c], n, __ATOMIC_RELAXED);
+    }
+    // An event's count over every slot.
+    uint64_t counted(Counter c) {
+        uint64_t sum = 0;
+        for (size_t s = 0; s < kCounterSlots; s++)
+            sum += __atomic_load_n(&counter_slots()[s].value[(size_t)c], __ATOMIC_RELAXED);
+        return sum;
+    }
     OtpState& otp_for_update() {
         mark_written();
         capture(Kind::Count, nullptr, nullptr);
@@ -253,6 +299,9 @@ class Store {
     virtual void requeue(RecordHeader*) {}
     virtual SharedState& raw_shared() = 0;
     virtual void report_full(Kind) {}
+    // This process's slot, and the slots (outside any lock: atomics).
+    virtual size_t counter_slot() { return 0; }
+    virtual CounterSlot* counter_slots() { return raw_shared().counters; }
     // Bytes one record of a kind really takes (the zone: its slab chunk).
     virtual size_t footprint(Kind kind) { return record_size(kind); }
 

@@ -4,6 +4,8 @@
 // the filter that gives nginx's own 401 page the problem+json body; the guard
 // for subrequests, which skip the access phase; and device_pairing_check, the
 // same check as a content handler for auth_request.
+#include <optional>
+
 #include "ngx/glue.h"
 
 namespace dpngx {
@@ -17,19 +19,36 @@ LocConf* loc_conf(ngx_http_request_t* r) {
     return static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_device_pairing_module));
 }
 
-// What the request proves for a mode, or why not: one lock and one tree
-// lookup for a bearer token, a hash compare for a device key.
+dp::Counter decision_counter(const dp::Principal& p) {
+    if (p.status == dp::Principal::Ok) return dp::Counter::GateAccepted;
+    if (p.status == dp::Principal::Missing) return dp::Counter::GateMissing;
+    if (p.reason == dp::Principal::Revoked) return dp::Counter::GateRevoked;
+    if (p.reason == dp::Principal::Expired) return dp::Counter::GateExpired;
+    return dp::Counter::GateInvalid;
+}
+
+// What the request proves for a mode, or why not: one read lock and one
+// tree lookup for a bearer token, a hash compare for a device key; counted
+// for the metrics in this worker's slot.
 dp::Principal check(ngx_http_request_t* r, ngx_uint_t mode, bool* device_key) {
     SrvConf* scf = srv_conf(r);
     ngx_table_elt_t* auth = r->headers_in.authorization;
     *device_key = mode == kAuthDeviceKey || (mode == kAuthAny && !auth);
-    if (*device_key) return dp::authenticate_device_key(*scf->settings, header_value(r, "x-device-key"));
+    ZoneCtx* zone = zone_of(r);
+    std::optional<ZoneStore> store;
+    if (zone) store.emplace(zone);
     std::string_view value = auth ? std::string_view((const char*)auth->value.data, auth->value.len)
                                   : std::string_view();
-    ZoneCtx* zone = zone_of(r);
-    if (!zone) return dp::authenticate_bearer(nullptr, *scf->settings, value, client_addr(r), (uint32_t)ngx_time());
-    ZoneStore store(zone);
-    return dp::authenticate_bearer(&store, *scf->settings, value, client_addr(r), (uint32_t)ngx_time());
+    dp::Principal p = *device_key ? dp::authenticate_device_key(*scf->settings, header_value(r, "x-device-key"))
+                                  : dp::authenticate_bearer(store ? &*store : nullptr, *scf->settings, value,
+                                                            client_addr(r), (uint32_t)ngx_time());
+    if (!store) return p;
+    store->count(decision_counter(p));
+    if (p.expired_now) {
+        write_audit(r, {dp::expired_event(p)});
+        journal_flush_soon(zone);
+    }
+    return p;
 }
 
 // Sets the challenge and remembers the answer; nginx sends it (or an error_page).

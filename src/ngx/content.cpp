@@ -181,6 +181,7 @@ ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0, "%s", line.c_str());
     if (!resp.banner.empty()) show_banner(zone, resp.banner, r->connection->log);
     if (journal_hold(r, zone, ctx, std::move(resp))) return NGX_DONE;
+    write_audit(r, resp.audit);
 
     if (resp.poll_until_ms) {
         // The deadline runs on nginx's monotonic clock: a step of the wall
@@ -231,6 +232,7 @@ ngx_int_t answer_now(ngx_http_request_t* r, const dp::Response& resp) {
 ngx_int_t content_handler(ngx_http_request_t* r) noexcept {
     auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_device_pairing_module));
     if (lcf->check != kAuthOff) return check_handler(r);
+    if (lcf->metrics) return metrics_handler(r);
     if (!lcf->enable) return NGX_DECLINED;
     try {
         RequestCtx* ctx = request_ctx(r);

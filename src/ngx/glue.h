@@ -93,10 +93,17 @@ class ZoneStore final : public dp::Store {
     dp::SharedState& raw_shared() override { return zone_->sh->state; }
     void report_full(dp::Kind kind) override;
     size_t footprint(dp::Kind kind) override;
+    size_t counter_slot() override { return (size_t)ngx_process_slot; }
 
    private:
     ZoneCtx* zone_;
     bool defer_indexes_ = false;
+};
+
+// device_pairing_audit_log: one of nginx's open files, or a syslog peer.
+struct AuditLog {
+    ngx_open_file_t* file;
+    ngx_syslog_peer_t* syslog;
 };
 
 struct SrvConf {
@@ -111,6 +118,11 @@ struct SrvConf {
     ngx_uint_t max_pairings;
     size_t max_body;
     ngx_uint_t qr_colors;
+    time_t token_idle_timeout;  // 0: off
+    time_t token_lifetime;      // 0: off
+    ngx_uint_t max_devices;     // 0: off
+    AuditLog* audit;            // null: off
+    bool identity_created;      // this configuration made the identity key: an audit event at start
     ngx_http_core_srv_conf_t* core;  // its server{}: listen addresses and names for the start-up URL
     dp::Settings* settings;  // built in merge; destroyed by a pool cleanup
 };
@@ -129,6 +141,7 @@ struct LocConf {
     ngx_uint_t auth;               // device_pairing_auth: the access-phase gate
     ngx_uint_t check;              // device_pairing_check: a content handler for auth_request
     ngx_flag_t pass_credentials;   // keep Authorization / X-DEVICE-KEY for the upstream
+    ngx_flag_t metrics;            // device_pairing_metrics: the Prometheus exposition
 };
 
 // Per request: the gate's verdict (for the variables) and the API call state.
@@ -203,6 +216,13 @@ ngx_int_t check_handler(ngx_http_request_t* r) noexcept;
 ngx_int_t add_variables(ngx_conf_t* cf) noexcept;
 ngx_int_t init_deny_filter() noexcept;
 
+// console.cpp: metrics and the audit log.
+ngx_int_t metrics_handler(ngx_http_request_t* r) noexcept;
+char* audit_log_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept;
+// The events of an answer that stands, with the request's address and User-Agent.
+void write_audit(ngx_http_request_t* r, const std::vector<dp::AuditEvent>& events);
+void write_audit_at_start(AuditLog* log, const dp::AuditEvent& event, ngx_log_t* error_log);
+
 // zone.cpp
 ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept;
 // A new OTP for the operator: the error log (notice), the banner file, and
@@ -219,6 +239,9 @@ void journal_current(ZoneCtx* zone, RequestCtx* ctx);
 // request now waits); anything else is answered now.
 bool journal_hold(ngx_http_request_t* r, ZoneCtx* zone, RequestCtx* ctx, dp::Response&& resp);
 void journal_forget(ngx_http_request_t* r, ZoneCtx* zone);
+// Changes committed outside an API route (the gate retiring an expired
+// token) go to disk with the next batch, started now if none is in flight.
+void journal_flush_soon(ZoneCtx* zone);
 void flush_at_exit(ngx_cycle_t* cycle, ZoneCtx* zone);
 // zone.cpp: a resize retired the zone this worker uses: no more writes.
 bool zone_retired(ZoneCtx* zone);

@@ -17,6 +17,9 @@ void* create_loc_conf(ngx_conf_t* cf) noexcept;
 char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) noexcept;
 char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept;
 char* pairing_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept;
+char* sec_or_off_slot(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept;
+char* num_or_off_slot(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept;
+char* metrics_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept;
 ngx_int_t preconfiguration(ngx_conf_t* cf) noexcept;
 ngx_int_t postconfiguration(ngx_conf_t* cf) noexcept;
 ngx_int_t init_process(ngx_cycle_t* cycle) noexcept;
@@ -69,6 +72,16 @@ ngx_command_t commands[] = {
      ngx_conf_set_num_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, max_pairings), nullptr},
     {ngx_string("device_pairing_max_body"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_size_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, max_body), nullptr},
+    {ngx_string("device_pairing_token_idle_timeout"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     sec_or_off_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, token_idle_timeout), nullptr},
+    {ngx_string("device_pairing_token_lifetime"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     sec_or_off_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, token_lifetime), nullptr},
+    {ngx_string("device_pairing_max_devices"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     num_or_off_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, max_devices), nullptr},
+    {ngx_string("device_pairing_audit_log"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     audit_log_directive, NGX_HTTP_SRV_CONF_OFFSET, 0, nullptr},
+    {ngx_string("device_pairing_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, metrics_directive,
+     NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, metrics), nullptr},
     ngx_null_command,
 };
 
@@ -98,7 +111,47 @@ void* create_srv_conf(ngx_conf_t* cf) noexcept {
     conf->max_pairings = NGX_CONF_UNSET_UINT;
     conf->max_body = NGX_CONF_UNSET_SIZE;
     conf->qr_colors = NGX_CONF_UNSET_UINT;
+    conf->token_idle_timeout = NGX_CONF_UNSET;
+    conf->token_lifetime = NGX_CONF_UNSET;
+    conf->max_devices = NGX_CONF_UNSET_UINT;
+    conf->audit = static_cast<AuditLog*>(NGX_CONF_UNSET_PTR);
     return conf;
+}
+
+// TIME | off (0)
+char* sec_or_off_slot(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
+    auto* field = reinterpret_cast<time_t*>(static_cast<char*>(conf) + cmd->offset);
+    if (*field != NGX_CONF_UNSET) return (char*)"is duplicate";
+    ngx_str_t* value = static_cast<ngx_str_t*>(cf->args->elts);
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *field = 0;
+        return NGX_CONF_OK;
+    }
+    *field = ngx_parse_time(&value[1], 1);
+    if (*field == (time_t)NGX_ERROR || *field < 1) return (char*)"must be \"off\" or a time of at least 1s";
+    return NGX_CONF_OK;
+}
+
+// N | off (0)
+char* num_or_off_slot(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
+    auto* field = reinterpret_cast<ngx_uint_t*>(static_cast<char*>(conf) + cmd->offset);
+    if (*field != NGX_CONF_UNSET_UINT) return (char*)"is duplicate";
+    ngx_str_t* value = static_cast<ngx_str_t*>(cf->args->elts);
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *field = 0;
+        return NGX_CONF_OK;
+    }
+    ngx_int_t n = ngx_atoi(value[1].data, value[1].len);
+    if (n == NGX_ERROR || n < 1) return (char*)"must be \"off\" or a number of at least 1";
+    *field = (ngx_uint_t)n;
+    return NGX_CONF_OK;
+}
+
+char* metrics_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
+    auto* lcf = static_cast<LocConf*>(conf);
+    if (lcf->metrics != NGX_CONF_UNSET) return (char*)"is duplicate";
+    lcf->metrics = 1;
+    return NGX_CONF_OK;
 }
 
 // Absolute path, relative ones taken from the nginx prefix.
@@ -124,6 +177,10 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
     ngx_conf_merge_uint_value(conf->max_pairings, prev->max_pairings, 16);
     ngx_conf_merge_size_value(conf->max_body, prev->max_body, 16384);
     ngx_conf_merge_uint_value(conf->qr_colors, prev->qr_colors, (ngx_uint_t)dp::QrColors::LightOnDark);
+    ngx_conf_merge_sec_value(conf->token_idle_timeout, prev->token_idle_timeout, 0);
+    ngx_conf_merge_sec_value(conf->token_lifetime, prev->token_lifetime, 0);
+    ngx_conf_merge_uint_value(conf->max_devices, prev->max_devices, 0);
+    ngx_conf_merge_ptr_value(conf->audit, prev->audit, nullptr);
     if (conf->mailbox_ttl < 1 || conf->code_ttl < 1 || conf->otp_ttl < 1000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device pairing lifetimes must be at least 1s");
         return (char*)NGX_CONF_ERROR;
@@ -142,6 +199,9 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
         s->max_pairings_per_account = (uint32_t)conf->max_pairings;
         s->max_body = conf->max_body;
         s->qr_colors = (dp::QrColors)conf->qr_colors;
+        s->token_idle_timeout_s = (uint32_t)conf->token_idle_timeout;
+        s->token_lifetime_s = (uint32_t)conf->token_lifetime;
+        s->max_devices = conf->max_devices;
 
         std::string path, error;
         if (full_path(cf, &conf->token_file, &path)) {
@@ -159,6 +219,7 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
                                error.c_str());
             return (char*)NGX_CONF_ERROR;
         }
+        if (full_path(cf, &conf->identity, &path)) conf->identity_created = access(path.c_str(), F_OK) != 0;
         if (full_path(cf, &conf->identity, &path) &&
             !(s->identity = dp::Ed25519Identity::load_or_create(path, &error))) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing_identity \"%s\": %s", path.c_str(),
@@ -181,6 +242,7 @@ void* create_loc_conf(ngx_conf_t* cf) noexcept {
     conf->auth = NGX_CONF_UNSET_UINT;
     conf->check = NGX_CONF_UNSET_UINT;
     conf->pass_credentials = NGX_CONF_UNSET;
+    conf->metrics = NGX_CONF_UNSET;
     return conf;
 }
 
@@ -191,6 +253,7 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
     ngx_conf_merge_uint_value(conf->auth, prev->auth, kAuthOff);
     ngx_conf_merge_uint_value(conf->check, prev->check, kAuthOff);
     ngx_conf_merge_value(conf->pass_credentials, prev->pass_credentials, 0);
+    ngx_conf_merge_value(conf->metrics, prev->metrics, 0);
     return NGX_CONF_OK;
 }
 
@@ -403,8 +466,21 @@ ZoneCtx* cycle_zone(ngx_cycle_t* cycle) {
 }
 
 // The cycle that holds the zone runs: a zone it took over in a resize stays retired.
+// nginx's log files are open by now: the identity this configuration made
+// is an audit event (once, from the master).
 ngx_int_t init_module(ngx_cycle_t* cycle) noexcept {
     if (ZoneCtx* zone = cycle_zone(cycle)) zone->cycle_ok = true;
+    if (!cycle->conf_ctx || !cycle->conf_ctx[ngx_http_module.index]) return NGX_OK;
+    auto* mcf = static_cast<MainConf*>(ngx_http_cycle_get_module_main_conf(cycle, ngx_http_device_pairing_module));
+    auto** srvs = static_cast<SrvConf**>(mcf->pairing_srvs.elts);
+    try {
+        for (ngx_uint_t i = 0; i < mcf->pairing_srvs.nelts; i++)
+            if (srvs[i]->identity_created)
+                write_audit_at_start(srvs[i]->audit, dp::AuditEvent{"identity_created", "", "", "", "", to_string(srvs[i]->identity)},
+                                     cycle->log);
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "device_pairing_audit_log: the identity event was not written");
+    }
     return NGX_OK;
 }
 

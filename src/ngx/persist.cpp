@@ -182,6 +182,7 @@ class JournalWriter final : public dp::ChangeLog {
                     for (auto it = d.changes.rbegin(); it != d.changes.rend(); ++it) store.restore(*it, now_s);
                 }
                 d.changes.clear();
+                if (durable) write_audit(r, d.held.audit);
                 rc = send_response(r, durable ? d.held
                                               : dp::unavailable("the change could not be written to disk and was "
                                                                 "undone; try again"));
@@ -352,6 +353,10 @@ bool journal_hold(ngx_http_request_t* r, ZoneCtx* zone, RequestCtx* ctx, dp::Res
     ctx->durable->waiting = true;
     j->wait(r);
     return true;
+}
+
+void journal_flush_soon(ZoneCtx* zone) {
+    if (JournalWriter* j = journal_of(zone)) j->post();
 }
 
 void journal_forget(ngx_http_request_t* r, ZoneCtx* zone) {

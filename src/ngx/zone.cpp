@@ -511,6 +511,7 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
             state.journal_seq = old_state.journal_seq;
             state.journal_bytes = old_state.journal_bytes;
             state.generation = old_state.generation + 1;
+            std::copy(std::begin(old_state.counters), std::end(old_state.counters), std::begin(state.counters));
             ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\" resized, %uL devices kept",
                           &shm_zone->shm.name, (uint64_t)state.devices);
         } else if (ctx->state_path.len && recover(store, ctx, now_s, log) != NGX_OK) {

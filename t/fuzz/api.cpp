@@ -36,7 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     dp::new_otp(store, settings(), now);
     {
         dp::StoreLock lock(store);
-        dp::issue_device(store, dp::Role::Device, dp::PairMethod::Code, f[6], addr, now / 1000);
+        dp::issue_device(store, settings(), dp::Role::Device, dp::PairMethod::Code, f[6], addr, now / 1000);
     }
     dp::Request req;
     req.method = kMethods[data[0] % 6];

@@ -120,7 +120,7 @@ TEST(Devices, TheListPagesByCursorInIdOrderWithoutGapsOrRepeats) {
     {
         StoreLock lock(h.store);
         for (int i = 0; i < 105; i++)
-            ASSERT_TRUE(issue_device(h.store, Role::Device, PairMethod::Code, "d", h.addr, (uint32_t)(kT0 / 1000),
+            ASSERT_TRUE(issue_device(h.store, h.settings, Role::Device, PairMethod::Code, "d", h.addr, (uint32_t)(kT0 / 1000),
                                      random_bytes(32)));
     }
     size_t pages = 0;

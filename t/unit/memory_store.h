@@ -121,6 +121,7 @@ class MemoryStore final : public Store {
         dequeue(record->kind, key);
         enqueue(record->kind, key);
     }
+    CounterSlot* counter_slots() override { return shared_.counters; }
     SharedState& raw_shared() override {
         must_hold_lock("shared state");
         return shared_;
