@@ -76,6 +76,7 @@ class MemoryStore final : public Store {
     int locked() const { return locked_; }
     // The test's own look at the zone-wide state, outside any lock.
     const SharedState& state() const { return shared_; }
+    size_t process_slot = 0;  // the metrics slot counts go to (a worker's ngx_process_slot)
 
    protected:
     void lock() override {
@@ -122,6 +123,7 @@ class MemoryStore final : public Store {
         enqueue(record->kind, key);
     }
     CounterSlot* counter_slots() override { return shared_.counters; }
+    size_t counter_slot() override { return process_slot; }
     SharedState& raw_shared() override {
         must_hold_lock("shared state");
         return shared_;
