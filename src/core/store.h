@@ -128,7 +128,7 @@ enum class Counter : uint8_t {
     Count
 };
 constexpr size_t kCounterCount = (size_t)Counter::Count;
-constexpr size_t kCounterSlots = 32;
+constexpr size_t kCounterSlots = 8;  // workers beyond 8 share lines (atomics keep counts right)
 struct alignas(64) CounterSlot {
     uint64_t value[kCounterCount];
 };
