@@ -33,6 +33,7 @@ const RouteSpec kRoutes[] = {
     {"POST", "/api/devices/pairing/request", Route::CodeRequest, kBody, kNone, kAnyRole, code_request},
     {"POST", "/api/devices/pairing/approve", Route::CodeApprove, kBody, kBearer, kAnyRole, code_approve},
     {"POST", "/api/devices/pairing/reject", Route::CodeReject, kBody, kBearer, kAnyRole, code_reject},
+    {"POST", "/api/devices/pairing/inspect", Route::CodeInspect, kBody, kBearer, kOwner, code_inspect},
     // The request id is the capability: POST keeps it out of the URL (and the
     // access log); the GET form stays for seed 002's clients.
     {"POST", "/api/devices/pairing/status", Route::CodeStatus, kBody, kNone, kAnyRole, code_status_post},

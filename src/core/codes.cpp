@@ -43,13 +43,34 @@ Result<NewRequest> create_code_request(Call& call, const std::string& requester,
             memcpy(r->requester, requester.data(), r->requester_len);
             r->meta_len = (uint16_t)meta.size();
             memcpy(r->meta, meta.data(), meta.size());
+            r->addr_len = call.addr.len;
+            memcpy(r->addr, call.addr.bytes, sizeof(r->addr));
+            std::string agent = sanitize_utf8(user_agent_summary(call.req.user_agent), sizeof(r->agent));
+            r->agent_len = (uint8_t)agent.size();
+            memcpy(r->agent, agent.data(), agent.size());
         });
     if (!r) return quota_full("pairing-code requests");
     call.store.count(Counter::CodesRequested);
     return out;
 }
 
-Response code_decide(Call& call, bool approve);
+enum class Decision { Inspect, Approve, Reject };
+Response code_decide(Call& call, Decision decision);
+
+// What an owner sees of a request before deciding it: who asks, from where.
+json_t* request_facts(const CodeRequestRecord* r) {
+    json_error_t err;
+    json_t* meta = json_loadb(r->meta, r->meta_len, 0, &err);
+    ClientAddr addr;
+    addr.len = r->addr_len;
+    memcpy(addr.bytes, r->addr, sizeof(addr.bytes));
+    return json_pack("{s:s, s:s#, s:o, s:s, s:s, s:s, s:s}", "ref",
+                     hex_encode(std::string_view((const char*)r->h.key, 4)).c_str(), "requesterId", r->requester,
+                     (int)r->requester_len, "meta", meta ? meta : json_object(), "address",
+                     addr.len ? addr_text(addr).c_str() : "", "userAgent",
+                     sanitize_utf8(std::string_view(r->agent, r->agent_len), sizeof(r->agent)).c_str(), "createdAt",
+                     iso8601(r->h.created_s * 1000LL).c_str(), "expiresAt", iso8601(r->code_expires_s * 1000LL).c_str());
+}
 
 }  // namespace
 
@@ -66,8 +87,9 @@ std::string format_code(const std::string& code, char sep) {
     return code.substr(0, 3) + sep + code.substr(3, 3) + sep + code.substr(6);
 }
 
-Response code_approve(Call& call) { return code_decide(call, true); }
-Response code_reject(Call& call) { return code_decide(call, false); }
+Response code_approve(Call& call) { return code_decide(call, Decision::Approve); }
+Response code_reject(Call& call) { return code_decide(call, Decision::Reject); }
+Response code_inspect(Call& call) { return code_decide(call, Decision::Inspect); }
 
 Response code_request(Call& call) {
     Result<Json> parsed = body_object(call.req, true);
@@ -91,7 +113,7 @@ Response code_request(Call& call) {
 
 namespace {
 
-Response code_decide(Call& call, bool approve) {
+Response code_decide(Call& call, Decision decision) {
     const Request& req = call.req;
     Result<Json> parsed = body_object(req);
     if (!parsed) return parsed.error();
@@ -116,6 +138,8 @@ Response code_decide(Call& call, bool approve) {
     if (found->status != CodeStatus::Pending)
         return problem(409, "request_not_pending", "Request already decided",
                        "this request was already approved or rejected");
+    if (decision == Decision::Inspect) return json_response(200, request_facts(found));
+    const bool approve = decision == Decision::Approve;
     CodeRequestRecord* decided = update_record(call.store, found);
     decided->status = approve ? CodeStatus::Approved : CodeStatus::Rejected;
     decided->approved_at_ms = req.now_ms;
@@ -207,14 +231,7 @@ Response code_pending(Call& call) {
     call.store.for_each(Kind::CodeRequest, [&](const RecordHeader* h) {
         auto* r = as<CodeRequestRecord>(h);
         if (r->status != CodeStatus::Pending || r->code_expires_s <= now) return;
-        json_error_t err;
-        json_t* meta = json_loadb(r->meta, r->meta_len, 0, &err);
-        json_checked_append(
-            list.get(), json_pack("{s:s, s:s#, s:o, s:s, s:s}", "ref",
-                                  hex_encode(std::string_view((char*)r->h.key, 4)).c_str(), "requesterId",
-                                  r->requester, (int)r->requester_len, "meta", meta ? meta : json_object(),
-                                  "createdAt", iso8601(r->h.created_s * 1000LL).c_str(), "expiresAt",
-                                  iso8601(r->code_expires_s * 1000LL).c_str()));
+        json_checked_append(list.get(), request_facts(r));
     });
     return json_response(200, json_pack("{s:O}", "requests", list.get()));
 }

@@ -19,6 +19,9 @@ std::string expand_app_url(std::string_view tmpl, const std::string& code, const
 Response code_request(Call& call);  // POST /api/devices/pairing/request
 Response code_approve(Call& call);  // POST /api/devices/pairing/approve
 Response code_reject(Call& call);   // POST /api/devices/pairing/reject
+// POST /api/devices/pairing/inspect {"code"}: who asks with this code, from
+// where, before an owner decides (a wrong code counts as a failed guess).
+Response code_inspect(Call& call);
 Response code_status(Call& call);   // GET /api/devices/pairing/status/{requestId} (compatibility)
 // POST /api/devices/pairing/status {"requestId"}: the capability stays out of
 // the URL and so out of access logs.

@@ -99,7 +99,9 @@ Response health(Call&) { return json_response(200, json_pack("{s:s}", "status", 
 Response pair_page(Call&) {
     Response r;
     r.content_type = "text/html; charset=utf-8";
-    r.body = kPairPageHtml;
+    r.body = pair_page_html();
+    r.header("Content-Security-Policy", pair_page_csp());
+    r.header("X-Content-Type-Options", "nosniff");
     return r;
 }
 

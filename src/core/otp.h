@@ -39,6 +39,9 @@ Response pair_page(Call& call);     // GET /pair
 Response pair_otp(Call& call);      // POST /pair
 Response pair_refresh(Call& call);  // GET /pair/refresh
 
-extern const char kPairPageHtml[];
+// The /pair page and the Content-Security-Policy that admits its own
+// script and style, by hash, and nothing else.
+const std::string& pair_page_html();
+const std::string& pair_page_csp();
 
 }  // namespace dp

@@ -33,6 +33,7 @@ enum class Route {
     DeviceRevokeOthers,
     DeviceRename,
     DeviceRotate,
+    CodeInspect,
 };
 
 enum class RouteAuth { None, Bearer, DeviceKey };

@@ -84,6 +84,12 @@ struct CodeRequestRecord {
     // grace gets the same token; the zone and the state file hold nothing usable.
     uint8_t sealed_token[32];
     uint32_t delivered_s;
+    // Who asks, for the owner's confirmation (RFC 8628 5.4): the address
+    // and a User-Agent summary. Zero in records written before them.
+    uint8_t addr_len;
+    uint8_t agent_len;
+    uint8_t addr[16];
+    char agent[20];
 };
 
 // An attestation nonce seen by verify, kept for its age window.
