@@ -265,3 +265,44 @@ TEST(Journal, ADeviceImageFromBeforeTheTokenIssueFieldLoadsWithItZeroed) {
     ASSERT_TRUE(loaded);
     EXPECT_EQ(token_issued(loaded), 1000u) << "zero: issued at pairing";
 }
+
+TEST(Inspect, AnOwnerSeesWhoAsksAndFromWhereAndNothingIsDecided) {
+    Harness h;
+    std::string device = h.device();
+    h.addr.bytes[3] = 9;  // the requester's address
+    Response req = h.call("POST", "/api/devices/pairing/request", "{\"requesterId\":\"hall\"}", kT0);
+    h.addr.bytes[3] = 1;
+    std::string body = "{\"code\":\"" + field(req, "code") + "\"}";
+    EXPECT_EQ(h.call("POST", "/api/devices/pairing/inspect", body, kT0, device).status, 403) << "owners only";
+    Response seen = h.call("POST", "/api/devices/pairing/inspect", body, kT0, kOperator);
+    EXPECT_EQ(seen.status, 200);
+    EXPECT_EQ(field(seen, "requesterId"), "hall");
+    EXPECT_EQ(field(seen, "address"), "127.0.0.9");
+    Response status = h.call("POST", "/api/devices/pairing/status", "{\"requestId\":\"" + field(req, "requestId") + "\"}", kT0);
+    EXPECT_EQ(field(status, "status"), "pending") << "inspecting decides nothing";
+    Response wrong = h.call("POST", "/api/devices/pairing/inspect", "{\"code\":\"AAA-AAA-AAA\"}", kT0, kOperator);
+    EXPECT_EQ(wrong.status, 404);
+    EXPECT_EQ(h.call("POST", "/api/devices/pairing/approve", body, kT0, kOperator).status, 200);
+}
+
+TEST(Page, TheCspAdmitsExactlyThePageScriptAndStyle) {
+    const std::string& html = pair_page_html();
+    auto between = [&](const std::string& open, const std::string& close) {
+        size_t a = html.find(open) + open.size();
+        return html.substr(a, html.find(close, a) - a);
+    };
+    auto hash = [](const std::string& text) {
+        Digest d = sha256(text);
+        return "'sha256-" + base64_encode(std::string_view((const char*)d.data(), d.size())) + "'";
+    };
+    const std::string& csp = pair_page_csp();
+    EXPECT_NE(csp.find("script-src " + hash(between("<script>", "</script>")) + ";"), std::string::npos) << csp;
+    EXPECT_NE(csp.find("style-src " + hash(between("<style>", "</style>")) + ";"), std::string::npos) << csp;
+    EXPECT_EQ(html.find("<script>", html.find("</script>")), std::string::npos) << "one script";
+    EXPECT_NE(csp.find("default-src 'none'"), std::string::npos);
+    Harness h;
+    Response page = h.call("GET", "/pair", "", kT0);
+    bool sent = false;
+    for (auto& hd : page.headers) sent = sent || (hd.first == "Content-Security-Policy" && hd.second == csp);
+    EXPECT_TRUE(sent);
+}
