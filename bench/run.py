@@ -127,15 +127,16 @@ def wrk(url, headers=(), threads=1, conns=CONNS, script=None, cpu='1'):
     return requests, rps, p99_us, int(non2xx.group(1)) if non2xx else 0
 
 
-def state_file(n):
-    path = f'{WORK}/state-{n}'
+def state_file(n, tag=''):
+    path = f'{WORK}/state-{n}{tag}'  # one per server: each nginx has its own journal
     subprocess.run([f'{ROOT}/build/make_state', str(n), path], check=True)
     return path
 
 
-def gate_conf(state, zone_size):
+def gate_conf(state, zone_size, extra=''):
     return f"""
     device_pairing_zone zone=pairing:{zone_size} state={state};
+    {extra}
     device_pairing_token_file %DIR%/operator-token;
     server {{
         listen 127.0.0.1:%PORT% backlog=4096;
@@ -245,10 +246,15 @@ def main():
         'gate_1': Nginx('gate_1', gate_conf(state_file(1), '1m')),
         'gate_100k': Nginx('gate_100k', gate_conf(state_file(100000), '32m')),
         'gate_1m': Nginx('gate_1m', gate_conf(state_file(1000000), '256m')),
+        # Lifetimes on: the expiry is judged from the record the gate reads
+        # anyway; no write per request (last-seen stays coalesced).
+        'gate_1m_lifetimes': Nginx('gate_1m_lifetimes', gate_conf(
+            state_file(1000000, '-lifetimes'), '256m',
+            'device_pairing_token_lifetime 180d; device_pairing_token_idle_timeout 30d;')),
         # Two workers on both cores (wrk shares them): gate reads must not serialise the workers.
         'floor_2w': Nginx('floor_2w', """
     server { listen 127.0.0.1:%PORT% backlog=4096; location /t { empty_gif; } }""", workers=2, pinned=False),
-        'gate_100k_2w': Nginx('gate_100k_2w', gate_conf(state_file(100000), '32m'), workers=2, pinned=False),
+        'gate_100k_2w': Nginx('gate_100k_2w', gate_conf(state_file(100000, '-2w'), '32m'), workers=2, pinned=False),
         'auth_request_internal': Nginx('auth_request_internal', f"""
     server {{
         listen 127.0.0.1:%PORT% backlog=4096;
@@ -312,6 +318,7 @@ def main():
         ('gate_1', 'gate accepts, 1 device', [auth]),
         ('gate_100k', 'gate accepts, 100 000 devices', [auth]),
         ('gate_1m', 'gate accepts, 1 000 000 devices', [auth]),
+        ('gate_1m_lifetimes', 'gate accepts, 1 000 000 devices, lifetime + idle timeout on', [auth]),
         ('gate_100k_2w', 'gate accepts, 100 000 devices, 2 workers (vs a 2-worker floor)', [auth]),
         ('gate_100k', 'gate rejects: no header', []),
         ('gate_100k', 'gate rejects: wrong token', ['Authorization: Bearer dp_tok_wrong_token_0000000000000000000000000']),
