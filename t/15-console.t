@@ -13,11 +13,11 @@ use DPTest;
 my $alice = 'dk_alice_desktop_key_000000000001';
 my $t = DPTest->new;
 my $metrics_location = 'location = /metrics { device_pairing_metrics; allow 127.0.0.1; deny all; }';
-$t->standard(
-    device_keys => "alice " . sha256_hex($alice) . "\n",
-    http => 'device_pairing_audit_log %%DIR%%/audit.log; device_pairing_max_devices 3;',
-    server => $metrics_location,
-);
+sub configure {
+    my ($http) = @_;
+    $t->standard(device_keys => "alice " . sha256_hex($alice) . "\n", http => $http, server => $metrics_location);
+}
+configure('device_pairing_audit_log %%DIR%%/audit.log; device_pairing_max_devices 3;');
 $t->start;
 
 # The exposition as {"name{label=value}" => number}, parsed by the client library.
@@ -208,11 +208,7 @@ my $op = $t->operator_token;  # device tokens expire below; the operator's never
 # the audit log goes to syslog (a UDP listener here).
 my $syslog = IO::Socket::INET->new(Proto => 'udp', LocalAddr => '127.0.0.1', LocalPort => 0) or die "udp: $!";
 my $syslog_port = $syslog->sockport;
-$t->standard(
-    device_keys => "alice " . sha256_hex($alice) . "\n",
-    http => "device_pairing_audit_log syslog:server=127.0.0.1:$syslog_port,tag=dp_audit; device_pairing_token_lifetime 3s;",
-    server => $metrics_location,
-);
+configure("device_pairing_audit_log syslog:server=127.0.0.1:$syslog_port,tag=dp_audit; device_pairing_token_lifetime 3s;");
 $t->reload;
 $t->get('/pair/refresh', token => $op);
 my $short = $t->pair_device(json => { name => 'Short' });
@@ -237,11 +233,7 @@ my ($expired_line) = grep { /"event":"expired"/ } @syslog;
 ok($expired_line, 'the expiry reached syslog');
 like($expired_line // '', qr/dp_audit: \{.*"device_id":"$short_dev->{id}"/, 'tagged, one JSON object, the device id');
 
-$t->standard(
-    device_keys => "alice " . sha256_hex($alice) . "\n",
-    http => 'device_pairing_token_idle_timeout 4s;',
-    server => $metrics_location,
-);
+configure('device_pairing_token_idle_timeout 4s;');
 $t->reload;
 $t->get('/pair/refresh', token => $op);
 my $idle = $t->pair_device(json => { name => 'Idle' });

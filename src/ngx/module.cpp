@@ -118,33 +118,33 @@ void* create_srv_conf(ngx_conf_t* cf) noexcept {
     return conf;
 }
 
-// TIME | off (0)
-char* sec_or_off_slot(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
-    auto* field = reinterpret_cast<time_t*>(static_cast<char*>(conf) + cmd->offset);
-    if (*field != NGX_CONF_UNSET) return (char*)"is duplicate";
+// VALUE | off (0) into a field of type T; parse gives < 1 for a bad value.
+template <typename T>
+char* set_value_or_off(ngx_conf_t* cf, ngx_command_t* cmd, void* conf, T unset, int64_t (*parse)(ngx_str_t*),
+                       const char* refusal) {
+    auto* field = reinterpret_cast<T*>(static_cast<char*>(conf) + cmd->offset);
+    if (*field != unset) return (char*)"is duplicate";
     ngx_str_t* value = static_cast<ngx_str_t*>(cf->args->elts);
     if (ngx_strcmp(value[1].data, "off") == 0) {
         *field = 0;
         return NGX_CONF_OK;
     }
-    *field = ngx_parse_time(&value[1], 1);
-    if (*field == (time_t)NGX_ERROR || *field < 1) return (char*)"must be \"off\" or a time of at least 1s";
+    int64_t parsed = parse(&value[1]);
+    if (parsed < 1) return (char*)refusal;
+    *field = (T)parsed;
     return NGX_CONF_OK;
 }
 
-// N | off (0)
+char* sec_or_off_slot(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
+    return set_value_or_off<time_t>(cf, cmd, conf, NGX_CONF_UNSET,
+                                    [](ngx_str_t* v) { return (int64_t)ngx_parse_time(v, 1); },
+                                    "must be \"off\" or a time of at least 1s");
+}
+
 char* num_or_off_slot(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
-    auto* field = reinterpret_cast<ngx_uint_t*>(static_cast<char*>(conf) + cmd->offset);
-    if (*field != NGX_CONF_UNSET_UINT) return (char*)"is duplicate";
-    ngx_str_t* value = static_cast<ngx_str_t*>(cf->args->elts);
-    if (ngx_strcmp(value[1].data, "off") == 0) {
-        *field = 0;
-        return NGX_CONF_OK;
-    }
-    ngx_int_t n = ngx_atoi(value[1].data, value[1].len);
-    if (n == NGX_ERROR || n < 1) return (char*)"must be \"off\" or a number of at least 1";
-    *field = (ngx_uint_t)n;
-    return NGX_CONF_OK;
+    return set_value_or_off<ngx_uint_t>(cf, cmd, conf, NGX_CONF_UNSET_UINT,
+                                        [](ngx_str_t* v) { return (int64_t)ngx_atoi(v->data, v->len); },
+                                        "must be \"off\" or a number of at least 1");
 }
 
 char* metrics_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
