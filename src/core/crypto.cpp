@@ -1,3 +1,8 @@
+// SHA256_Init/Update/Final are deprecated in OpenSSL 3 in favour of EVP, but
+// they are the same code (SHA-NI where the CPU has it) without the provider
+// dispatch: ~60 ns for a token instead of ~100-150 ns through EVP, on the
+// gate's path of every request.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "core/crypto.h"
 
 #include <fcntl.h>
@@ -13,6 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 namespace dp {
 
@@ -50,20 +56,11 @@ const EVP_MD* sha256_md() {
     return md;
 }
 
-EVP_MD_CTX* thread_ctx() {
-    thread_local std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
-    if (!ctx) throw CryptoError("EVP_MD_CTX_new failed");
-    return ctx.get();
-}
-
 Digest digest_parts(std::string_view a, std::string_view b) {
-    EVP_MD_CTX* ctx = thread_ctx();
+    SHA256_CTX ctx;
     Digest out;
-    unsigned int len = 0;
-    if (EVP_DigestInit_ex2(ctx, sha256_md(), nullptr) != 1 ||
-        EVP_DigestUpdate(ctx, a.data(), a.size()) != 1 ||
-        (!b.empty() && EVP_DigestUpdate(ctx, b.data(), b.size()) != 1) ||
-        EVP_DigestFinal_ex(ctx, out.data(), &len) != 1)
+    if (SHA256_Init(&ctx) != 1 || SHA256_Update(&ctx, a.data(), a.size()) != 1 ||
+        (!b.empty() && SHA256_Update(&ctx, b.data(), b.size()) != 1) || SHA256_Final(out.data(), &ctx) != 1)
         throw CryptoError("SHA-256 failed");
     return out;
 }
@@ -178,7 +175,23 @@ Digest sha256_labeled(std::string_view label, std::string_view value) {
     return digest_parts(prefix, value);
 }
 
-bool ct_equal(const void* a, const void* b, size_t len) { return CRYPTO_memcmp(a, b, len) == 0; }
+// Word by word with no early exit: the time depends on the length only.
+// (CRYPTO_memcmp goes byte by byte: ~230 instructions for a digest, twice
+// on the gate's path.)
+bool ct_equal(const void* a, const void* b, size_t len) {
+    const unsigned char* x = static_cast<const unsigned char*>(a);
+    const unsigned char* y = static_cast<const unsigned char*>(b);
+    uint64_t diff = 0;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t u, v;
+        memcpy(&u, x + i, 8);
+        memcpy(&v, y + i, 8);
+        diff |= u ^ v;
+    }
+    for (; i < len; i++) diff |= (uint64_t)(x[i] ^ y[i]);
+    return diff == 0;
+}
 
 bool ed25519_public_key_ok(std::string_view raw) {
     if (raw.size() != 32) return false;
