@@ -147,12 +147,30 @@ is($m->{'device_pairing_token_rotations_total'}, 1, 'rotations');
 is($m->{'device_pairing_renames_total'}, 1, 'renames');
 is($m->{'device_pairing_devices{role=device}'}, 0, 'devices{device} back to 0');
 
-# Mailboxes.
+# Mailboxes: one completed with real keys, one cancelled.
+my ($session_pub, $ecdh_pub) = split ' ', $t->python(<<'PY');
+import base64
+from cryptography.hazmat.primitives.asymmetric import ed25519, ec
+from cryptography.hazmat.primitives import serialization as s
+ed = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw)
+p = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(s.Encoding.X962, s.PublicFormat.UncompressedPoint)
+print(base64.b64encode(ed).decode(), base64.b64encode(p).decode())
+PY
 my $mint = $t->post('/api/v1/device-pairing', device_key => $alice)->{json};
-is($t->request('DELETE', "/api/v1/device-pairing/$mint->{pairing_id}", device_key => $alice)->{status}, 204, 'cancelled');
+is($t->request('PUT', "/api/v1/device-pairing/$mint->{pairing_id}", token => $mint->{write_token},
+               json => { session_pub => $session_pub, ecdh_pub => $ecdh_pub })->{status}, 204, 'a deposit');
+my $mint2 = $t->post('/api/v1/device-pairing', device_key => $alice)->{json};
+is($t->request('DELETE', "/api/v1/device-pairing/$mint2->{pairing_id}", device_key => $alice)->{status}, 204, 'cancelled');
 $m = metrics();
-is($m->{'device_pairing_mailboxes_total{event=minted}'}, 1, 'mailboxes{minted}');
+is($m->{'device_pairing_mailboxes_total{event=minted}'}, 2, 'mailboxes{minted}');
+is($m->{'device_pairing_mailboxes_total{event=completed}'}, 1, 'mailboxes{completed}');
 is($m->{'device_pairing_mailboxes_total{event=cancelled}'}, 1, 'mailboxes{cancelled}');
+is($m->{'device_pairing_mailboxes'}, 1, 'one mailbox held (the completed one, until it is read or expires)');
+
+# A rejected code.
+my $unwanted = $t->post('/api/devices/pairing/request', json => { requesterId => 'stranger' })->{json};
+is($t->post('/api/devices/pairing/reject', token => $owner, json => { code => $unwanted->{code} })->{status}, 200, 'rejected');
+is(metrics()->{'device_pairing_codes_total{event=rejected}'}, 1, 'codes{rejected}');
 
 # Lockout and burn, from other addresses.
 $t->post('/pair', json => { otp => '000000' }, from => '127.0.0.3') for 1 .. 5;
@@ -172,7 +190,7 @@ my @events = @{ audit_events() };
 my %seen;
 $seen{ $_->{event} }++ for @events;
 is($events[0]{event}, 'identity_created', 'the first line: the identity key was created');
-for my $e (qw(paired code_approved renamed rotated revoked mailbox_cancelled lockout otp_burned)) {
+for my $e (qw(paired code_approved code_rejected renamed rotated revoked mailbox_completed mailbox_cancelled lockout otp_burned)) {
     ok($seen{$e}, "audit: $e");
 }
 my ($first_pair) = grep { $_->{event} eq 'paired' } @events;
@@ -191,7 +209,7 @@ is($revoked[0]{actor}, $owner_id, 'revoked: the owner is the actor');
 my ($renamed) = grep { $_->{event} eq 'renamed' } @events;
 is($renamed->{detail}, 'Kitchen tablet', 'renamed: the new name');
 my $raw = $t->read_file('audit.log');
-unlike($raw, qr/dp_tok_|$req->{code}|$alice/, 'no token, code or device key in the audit log');
+unlike($raw, qr/dp_tok_|dp_wt_|$req->{code}|$alice|\Q$mint->{write_token}\E/, 'no token, code, write token or device key in the audit log');
 
 # nginx -s reopen: a rotated file is reopened.
 rename "$t->{dir}/audit.log", "$t->{dir}/audit.log.1" or die;

@@ -306,3 +306,24 @@ TEST(Page, TheCspAdmitsExactlyThePageScriptAndStyle) {
     for (auto& hd : page.headers) sent = sent || (hd.first == "Content-Security-Policy" && hd.second == csp);
     EXPECT_TRUE(sent);
 }
+
+TEST(Metrics, ExpiredCodesAndMailboxesAreCountedWhenTheZoneDropsThem) {
+    Harness h;
+    h.settings.code_ttl_s = 60;
+    h.settings.mailbox_ttl_s = 60;
+    h.settings.device_keys.push_back(DeviceKey{sha256("dk_alice"), "alice"});
+    h.call("POST", "/api/devices/pairing/request", "", kT0);
+    Response decided = h.call("POST", "/api/devices/pairing/request", "", kT0);
+    h.call("POST", "/api/devices/pairing/reject", "{\"code\":\"" + field(decided, "code") + "\"}", kT0, kOperator);
+    h.call("POST", "/api/v1/device-pairing", "", kT0, "", "dk_alice");
+    const int64_t later = kT0 + 86400000LL;
+    {
+        StoreLock lock(h.store);
+        h.store.expire_some(Kind::CodeRequest, (uint32_t)(later / 1000), 10);
+        h.store.expire_some(Kind::Mailbox, (uint32_t)(later / 1000), 10);
+    }
+    EXPECT_EQ(h.store.counted(Counter::CodesExpired), 1u) << "only the request still pending";
+    EXPECT_EQ(h.store.counted(Counter::CodesRejected), 1u);
+    EXPECT_EQ(h.store.counted(Counter::MailboxesExpired), 1u);
+    EXPECT_EQ(h.store.counted(Counter::MailboxesMinted), 1u);
+}
