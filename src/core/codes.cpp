@@ -259,7 +259,7 @@ Response code_qr(Call& call) {
     auto created = create_code_request(call, "qr", "{}");
     if (!created) return created.error();
     std::string url = expand_app_url(call.settings.app_url, format_code(created->code, '-'), *host);
-    return json_response(200, json_pack("{s:s, s:s, s:s, s:s}", "qrSvg", qr_svg(url).c_str(), "pairingUrl",
+    return json_response(200, json_pack("{s:s, s:s, s:s, s:s}", "qrSvg", QrCode(url).svg().c_str(), "pairingUrl",
                                         url.c_str(), "requestId", created->request_id.c_str(),
                                         "expiresAt", iso8601(created->expires_ms).c_str()));
 }

@@ -40,11 +40,10 @@ std::string new_otp(Store& store, const Settings& settings, int64_t now_ms) {
 }
 
 std::vector<std::string> otp_banner(const Settings& settings, const std::string& base, const std::string& otp,
-                                    int64_t now_ms) {
-    std::string url = base + "/pair#otp=" + otp;
+                                    int64_t now_ms, const QrCode& qr) {
     std::vector<std::string> lines;
     lines.push_back("device pairing: open " + base + "/pair on the device, or scan:");
-    for (std::string& row : qr_terminal_lines(url, settings.qr_colors)) lines.push_back(std::move(row));
+    for (std::string& row : qr.terminal_lines(settings.qr_colors)) lines.push_back(std::move(row));
     lines.push_back("OTP: " + otp + " (expires in " + std::to_string(settings.otp_ttl_ms / 60000) +
                     " minutes, at " + iso8601(now_ms + settings.otp_ttl_ms) +
                     "); at most 10 guesses, P <= 1e-5");
@@ -56,7 +55,7 @@ std::vector<std::string> otp_at_start(Store& store, const Settings& settings, in
     std::string otp = new_otp(store, settings, now_ms);
     std::string url = settings.public_url.empty() ? settings.listen_url : settings.public_url;
     while (!url.empty() && url.back() == '/') url.pop_back();
-    return otp_banner(settings, url, otp, now_ms);
+    return otp_banner(settings, url, otp, now_ms, QrCode(url + "/pair#otp=" + otp));
 }
 
 namespace {
@@ -154,11 +153,12 @@ Response pair_refresh(Call& call) {
     if (!url) return url.error();  // before the OTP changes: a bad Host changes nothing
     std::string otp = new_otp(call.store, call.settings, now);
     std::string pairing_url = *url + "/pair#otp=" + otp;
+    const QrCode qr(pairing_url);
     Response r = json_response(
         200, json_pack("{s:s, s:s, s:s, s:s}", "otp", otp.c_str(), "expires_at",
                        iso8601(now + call.settings.otp_ttl_ms).c_str(), "pairing_url", pairing_url.c_str(),
-                       "qr_svg", qr_svg(pairing_url).c_str()));
-    r.banner = otp_banner(call.settings, *url, otp, now);
+                       "qr_svg", qr.svg().c_str()));
+    r.banner = otp_banner(call.settings, *url, otp, now, qr);
     return r;
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/call.h"
+#include "core/qr.h"
 
 namespace dp {
 
@@ -15,8 +16,9 @@ constexpr uint32_t kOtpBurnAfter = 10;  // failures that burn one OTP, from any 
 std::string new_otp(Store& store, const Settings& settings, int64_t now_ms);
 bool otp_live(Store& store, int64_t now_ms);
 // Lines for the error log: URL, QR, OTP and its guessing budget.
+// qr: the pairing URL (base_url + "/pair#otp=" + otp), encoded once by the caller.
 std::vector<std::string> otp_banner(const Settings& settings, const std::string& base_url, const std::string& otp,
-                                    int64_t now_ms);
+                                    int64_t now_ms, const QrCode& qr);
 // At start or reload: a new OTP unless a live one exists; the banner lines
 // when one was made, else none.
 std::vector<std::string> otp_at_start(Store& store, const Settings& settings, int64_t now_ms);

@@ -15,22 +15,23 @@ struct QrDeleter {
     void operator()(QRcode* q) const { QRcode_free(q); }
 };
 
-std::unique_ptr<QRcode, QrDeleter> encode(const std::string& text) {
-    std::unique_ptr<QRcode, QrDeleter> q(QRcode_encodeString8bit(text.c_str(), 0, QR_ECLEVEL_M));
-    if (!q) throw std::runtime_error("QR encoding failed");
-    return q;
-}
-
 }  // namespace
 
-std::vector<std::string> qr_terminal_lines(const std::string& text, QrColors colors) {
-    auto q = encode(text);
-    const int n = q->width, size = n + 2 * kQuiet;
-    auto dark = [&](int x, int y) {
-        x -= kQuiet;
-        y -= kQuiet;
-        return x >= 0 && y >= 0 && x < n && y < n && (q->data[y * n + x] & 1);
-    };
+QrCode::QrCode(const std::string& text) {
+    std::unique_ptr<QRcode, QrDeleter> q(QRcode_encodeString8bit(text.c_str(), 0, QR_ECLEVEL_M));
+    if (!q) throw std::runtime_error("QR encoding failed");
+    width_ = q->width;
+    modules_.assign(q->data, q->data + (size_t)width_ * width_);
+}
+
+bool QrCode::dark(int x, int y) const {
+    x -= kQuiet;
+    y -= kQuiet;
+    return x >= 0 && y >= 0 && x < width_ && y < width_ && (modules_[(size_t)y * width_ + x] & 1);
+}
+
+std::vector<std::string> QrCode::terminal_lines(QrColors colors) const {
+    const int size = width_ + 2 * kQuiet;
     // A glyph is the terminal's text colour: on a dark terminal it draws the
     // light modules, on a light terminal the dark ones.
     const bool glyph_is_dark = colors == QrColors::DarkOnLight;
@@ -47,14 +48,22 @@ std::vector<std::string> qr_terminal_lines(const std::string& text, QrColors col
     return lines;
 }
 
-std::string qr_svg(const std::string& text) {
-    auto q = encode(text);
-    const int n = q->width, size = n + 2 * kQuiet;
+std::string QrCode::svg() const {
+    const int size = width_ + 2 * kQuiet;
     std::string path;
-    for (int y = 0; y < n; y++)
-        for (int x = 0; x < n; x++)
-            if (q->data[y * n + x] & 1)
-                path += "M" + std::to_string(x + kQuiet) + " " + std::to_string(y + kQuiet) + "h1v1h-1z";
+    for (int y = kQuiet; y < size - kQuiet; y++) {
+        for (int x = kQuiet; x < size - kQuiet;) {
+            if (!dark(x, y)) {
+                x++;
+                continue;
+            }
+            int run = 1;
+            while (dark(x + run, y)) run++;
+            const std::string r = std::to_string(run);
+            path += "M" + std::to_string(x) + " " + std::to_string(y) + "h" + r + "v1h-" + r + "z";
+            x += run;
+        }
+    }
     std::string s = std::to_string(size);
     return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + s + " " + s +
            "\" width=\"" + std::to_string(size * 8) + "\" height=\"" + std::to_string(size * 8) +

@@ -51,14 +51,14 @@ TEST(Crypto, EverySmallOrderEd25519EncodingIsRejected) {
 }
 
 TEST(Qr, TerminalAndSvg) {
-    auto lines = qr_terminal_lines("http://gw.local/pair#otp=123456");
+    auto lines = QrCode("http://gw.local/pair#otp=123456").terminal_lines();
     ASSERT_GT(lines.size(), 10u);
     EXPECT_NE(lines[0].find("\u2588"), std::string::npos) << "light-on-dark: the quiet zone is drawn";
-    auto inverse = qr_terminal_lines("http://gw.local/pair#otp=123456", QrColors::DarkOnLight);
+    auto inverse = QrCode("http://gw.local/pair#otp=123456").terminal_lines(QrColors::DarkOnLight);
     ASSERT_EQ(inverse.size(), lines.size());
     EXPECT_EQ(inverse[0].find_first_not_of(' '), std::string::npos) << "dark-on-light: the quiet zone is blank";
     EXPECT_NE(inverse[3], lines[3]);
-    EXPECT_EQ(qr_svg("x").rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0), 0u);
+    EXPECT_EQ(QrCode("x").svg().rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0), 0u);
 }
 
 TEST(Files, DeviceKeysNameTheLine) {
