@@ -41,7 +41,6 @@ void touch_last_seen(Store& store, const DeviceRecord* d, const ClientAddr& addr
     }
 }
 
-
 Response build_unauthorized(bool missing, bool device_key, Principal::Reason reason = Principal::Unknown) {
     const char* scheme = device_key ? "DeviceKey" : "Bearer";
     Response r;
@@ -109,8 +108,7 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
         auto* d = as<DeviceRecord>(store->find(Kind::Device, hash));
         if (d && ct_equal(d->h.key, hash.data(), 32)) {
             fill_device(p, d);
-            const uint32_t expiry = token_expiry(d, settings);
-            if (expiry == 0 || now_s < expiry) {
+            if (!token_expired(d, settings, now_s)) {
                 p.status = Principal::Ok;
                 touch_last_seen(*store, d, addr, now_s, last_seen_every(settings));
                 return p;
@@ -126,8 +124,9 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
     // been first).
     StoreLock lock(*store);
     p.reason = Principal::Expired;
-    if (const RecordHeader* d = store->find(Kind::Device, hash)) {
-        retire_device(*store, d, kRevokedExpired, now_s);
+    auto* d = as<DeviceRecord>(store->find(Kind::Device, hash));
+    if (d && token_expired(d, settings, now_s)) {
+        retire_device(*store, &d->h, kRevokedExpired, now_s);
         p.expired_now = true;
     }
     return p;
@@ -138,13 +137,17 @@ AuditEvent expired_event(const Principal& p) {
 }
 
 uint32_t token_expiry(const DeviceRecord* d, const Settings& settings) {
-    uint32_t expiry = 0;
-    if (settings.token_lifetime_s) expiry = token_issued(d) + settings.token_lifetime_s;
+    uint32_t expiry = d->h.expires_s;
     if (settings.token_idle_timeout_s) {
         uint32_t idle = d->last_seen_s + settings.token_idle_timeout_s;
         expiry = expiry ? std::min(expiry, idle) : idle;
     }
     return expiry;
+}
+
+bool token_expired(const DeviceRecord* d, const Settings& settings, uint32_t now_s) {
+    const uint32_t expiry = token_expiry(d, settings);
+    return expiry != 0 && now_s >= expiry;
 }
 
 void retire_device(Store& store, const RecordHeader* device, RevokedFlags why, uint32_t now_s) {
@@ -157,7 +160,6 @@ void retire_device(Store& store, const RecordHeader* device, RevokedFlags why, u
         r->h.expires_s = now_s + kRevokedKeptS;
     });
 }
-
 
 Principal authenticate_device_key(const Settings& settings, std::string_view key) {
     Principal p;

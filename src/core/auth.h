@@ -45,6 +45,7 @@ AuditEvent expired_event(const Principal& p);
 // When a device's token stops being accepted (0: never): the earlier of its
 // lifetime's end and its idle timeout's.
 uint32_t token_expiry(const DeviceRecord* d, const Settings& settings);
+bool token_expired(const DeviceRecord* d, const Settings& settings, uint32_t now_s);
 
 // Takes a device's token out of use (the caller holds the StoreLock): the
 // record goes, a Revoked record with the same key says why for a while.

@@ -3,6 +3,7 @@
 #include <strings.h>
 
 #include <cstdio>
+#include <cstring>
 
 namespace dp {
 
@@ -97,6 +98,31 @@ Result<std::string> public_host(const Settings& settings, const Request& req) {
     const std::string& url = settings.public_url;
     size_t start = url.find("://") == std::string::npos ? 0 : url.find("://") + 3;
     return url.substr(start, url.find('/', start) - start);
+}
+
+void addr_to16(const ClientAddr& a, uint8_t out[16]) {
+    memset(out, 0, 16);
+    if (a.len == 16) {
+        memcpy(out, a.bytes, 16);
+    } else if (a.len == 4) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, a.bytes, 4);
+    }
+}
+
+ClientAddr addr_from16(const uint8_t in[16]) {
+    static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const uint8_t kZero[16] = {};
+    ClientAddr a;
+    if (memcmp(in, kZero, 16) == 0) return a;
+    if (memcmp(in, kMapped, 12) == 0) {
+        a.len = 4;
+        memcpy(a.bytes, in + 12, 4);
+    } else {
+        a.len = 16;
+        memcpy(a.bytes, in, 16);
+    }
+    return a;
 }
 
 std::string addr_text(const ClientAddr& a) {

@@ -56,6 +56,9 @@ Result<std::string> base_url(const Settings& settings, const Request& req);
 Result<std::string> public_host(const Settings& settings, const Request& req);
 
 std::string addr_text(const ClientAddr& a);
+// An address in 16 bytes (IPv4 as IPv4-mapped IPv6; all zero: unknown), and back.
+void addr_to16(const ClientAddr& a, uint8_t out[16]);
+ClientAddr addr_from16(const uint8_t in[16]);
 std::string device_id_text(const uint8_t id[8]);
 
 }  // namespace dp

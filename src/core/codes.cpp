@@ -43,11 +43,7 @@ Result<NewRequest> create_code_request(Call& call, const std::string& requester,
             memcpy(r->requester, requester.data(), r->requester_len);
             r->meta_len = (uint16_t)meta.size();
             memcpy(r->meta, meta.data(), meta.size());
-            r->addr_len = call.addr.len;
-            memcpy(r->addr, call.addr.bytes, sizeof(r->addr));
-            std::string agent = sanitize_utf8(user_agent_summary(call.req.user_agent), sizeof(r->agent));
-            r->agent_len = (uint8_t)agent.size();
-            memcpy(r->agent, agent.data(), agent.size());
+            addr_to16(call.addr, r->requester_addr);
         });
     if (!r) return quota_full("pairing-code requests");
     call.store.count(Counter::CodesRequested);
@@ -61,14 +57,11 @@ Response code_decide(Call& call, Decision decision);
 json_t* request_facts(const CodeRequestRecord* r) {
     json_error_t err;
     json_t* meta = json_loadb(r->meta, r->meta_len, 0, &err);
-    ClientAddr addr;
-    addr.len = r->addr_len;
-    memcpy(addr.bytes, r->addr, sizeof(addr.bytes));
-    return json_pack("{s:s, s:s#, s:o, s:s, s:s, s:s, s:s}", "ref",
+    const ClientAddr addr = addr_from16(r->requester_addr);
+    return json_pack("{s:s, s:s#, s:o, s:s, s:s, s:s}", "ref",
                      hex_encode(std::string_view((const char*)r->h.key, 4)).c_str(), "requesterId", r->requester,
                      (int)r->requester_len, "meta", meta ? meta : json_object(), "address",
-                     addr.len ? addr_text(addr).c_str() : "", "userAgent",
-                     sanitize_utf8(std::string_view(r->agent, r->agent_len), sizeof(r->agent)).c_str(), "createdAt",
+                     addr.len ? addr_text(addr).c_str() : "", "createdAt",
                      iso8601(r->h.created_s * 1000LL).c_str(), "expiresAt", iso8601(r->code_expires_s * 1000LL).c_str());
 }
 

@@ -41,6 +41,10 @@ Response durable(Response r) {
 
 }  // namespace
 
+uint32_t token_end_of_life(const Settings& settings, uint32_t issued_s) {
+    return settings.token_lifetime_s ? issued_s + settings.token_lifetime_s : 0;
+}
+
 const char* pair_method_name(PairMethod m) {
     return m == PairMethod::Otp ? "otp" : m == PairMethod::Code ? "code" : "imported";
 }
@@ -68,6 +72,7 @@ Result<IssuedDevice> issue_device(Store& store, const Settings& settings, Role r
     std::string token = device_token_text(raw);
     Bytes id = random_bytes(8);
     auto* d = insert_record<DeviceRecord>(store, Kind::Device, sha256(token), now_s, [&](DeviceRecord* d) {
+        d->h.expires_s = token_end_of_life(settings, now_s);
         d->last_seen_s = now_s;
         d->role = role;
         d->method = method;
@@ -124,10 +129,9 @@ Response device_list(Call& call) {
         const uint32_t expiry = token_expiry(&d, call.settings);
         json_checked_append(
             list.get(),
-            json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "id", device_id_text(d.id).c_str(), "name",
+            json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "id", device_id_text(d.id).c_str(), "name",
                       name.c_str(), "role", role_name(d.role), "method", pair_method_name(d.method), "createdAt",
-                      iso8601(d.h.created_s * 1000LL).c_str(), "tokenIssuedAt",
-                      iso8601(token_issued(&d) * 1000LL).c_str(), "lastSeenAt",
+                      iso8601(d.h.created_s * 1000LL).c_str(), "lastSeenAt",
                       iso8601(d.last_seen_s * 1000LL).c_str(), "lastAddress", addr_text(a).c_str(), "expiresAt",
                       expiry ? json_string(iso8601(expiry * 1000LL).c_str()) : json_null()));
     }
@@ -238,7 +242,7 @@ Response device_rotate(Call& call) {
         memcpy(reinterpret_cast<char*>(d) + sizeof(RecordHeader),
                reinterpret_cast<const char*>(&copy) + sizeof(RecordHeader), sizeof(DeviceRecord) - sizeof(RecordHeader));
         d->h.created_s = copy.h.created_s;
-        d->token_issued_s = now;
+        d->h.expires_s = token_end_of_life(call.settings, now);
         d->last_seen_s = now;
     });
     if (!d) return zone_full();

@@ -19,6 +19,8 @@ struct IssuedDevice {
 Result<IssuedDevice> issue_device(Store& store, const Settings& settings, Role role, PairMethod method,
                                   const std::string& name, const ClientAddr& addr, uint32_t now_s,
                                   const Bytes& raw = random_bytes(32));
+// A token issued now ends its life here (0: device_pairing_token_lifetime off).
+uint32_t token_end_of_life(const Settings& settings, uint32_t issued_s);
 // The audit event of a pairing, counted for the metrics.
 AuditEvent paired_event(Store& store, const IssuedDevice& device, Role role, PairMethod method);
 const char* pair_method_name(PairMethod method);

@@ -166,7 +166,7 @@ const char kScript[] = R"JS(
       (r.json.requests || []).forEach(function (q) {
         var item = document.createElement('li');
         item.textContent = '\u201c' + q.requesterId + '\u201d from ' + (q.address || 'an unknown address') +
-          (q.userAgent ? ' (' + q.userAgent + ')' : '') + ', asked ' + when(q.createdAt);
+          ', asked ' + when(q.createdAt);
         list.append(item);
       });
       if (!list.children.length) list.textContent = 'No pending requests.';
@@ -178,7 +178,7 @@ const char kScript[] = R"JS(
       if (!r.ok) return show('console-status', r.json.detail || ('No such request (' + r.status + ').'), 'err');
       inspected = code;
       $('confirm-text').textContent = 'Approve \u201c' + r.json.requesterId + '\u201d asking from ' +
-        (r.json.address || 'an unknown address') + (r.json.userAgent ? ' (' + r.json.userAgent + ')' : '') +
+        (r.json.address || 'an unknown address') +
         ' since ' + when(r.json.createdAt) + '? Only approve a device you are holding or can see.';
       $('confirm').hidden = false;
     });

@@ -29,7 +29,10 @@ struct RecordHeader {
     uint8_t key[32];           // SHA-256 of the labelled identifier or secret
 };
 
-// A paired device, found by the SHA-256 of its bearer token.
+// A paired device, found by the SHA-256 of its bearer token. Its
+// h.expires_s is the token's end of life (issue + device_pairing_token_lifetime
+// then in force; 0: none): enforced by the gate, and a device past it is not
+// loaded from the state file. Devices never leave through the expiry queues.
 struct DeviceRecord {
     RecordHeader h;
     uint32_t last_seen_s;
@@ -40,13 +43,7 @@ struct DeviceRecord {
     uint8_t id[8];             // shown as "dev_" + hex
     uint8_t addr[16];
     char name[20];
-    // When the current token was issued (a rotation); 0: at pairing
-    // (created_s). Records written before it existed load with it zeroed.
-    uint32_t token_issued_s;
 };
-
-// Token lifetimes count from here.
-inline uint32_t token_issued(const DeviceRecord* d) { return d->token_issued_s ? d->token_issued_s : d->h.created_s; }
 
 // Failed-attempt counter of one client address for one guessable secret.
 struct LimiterRecord {
@@ -79,17 +76,18 @@ struct CodeRequestRecord {
     int64_t approved_at_ms;
     char requester[64];
     char meta[256];            // compact JSON of the request's "meta"
-    // The delivered token's random bytes XOR a key derived from the request
-    // id, which only the requester holds: a retried status call within the
-    // grace gets the same token; the zone and the state file hold nothing usable.
-    uint8_t sealed_token[32];
+    union {
+        // Until delivery: who asks, for the owner's confirmation (RFC 8628
+        // 5.4), IPv4 as IPv4-mapped IPv6; all zero: unknown (records written
+        // before it). Sharing these bytes keeps the record in its 512-byte chunk.
+        uint8_t requester_addr[16];
+        // From delivery: the token's random bytes XOR a key derived from the
+        // request id, which only the requester holds: a retried status call
+        // within the grace gets the same token; the zone and the state file
+        // hold nothing usable.
+        uint8_t sealed_token[32];
+    };
     uint32_t delivered_s;
-    // Who asks, for the owner's confirmation (RFC 8628 5.4): the address
-    // and a User-Agent summary. Zero in records written before them.
-    uint8_t addr_len;
-    uint8_t agent_len;
-    uint8_t addr[16];
-    char agent[20];
 };
 
 // An attestation nonce seen by verify, kept for its age window.

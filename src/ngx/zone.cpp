@@ -21,6 +21,10 @@ namespace {
 constexpr size_t kRecordOffset = offsetof(ngx_rbtree_node_t, color);
 // Records of expiring kinds start with their expiry queue link.
 constexpr size_t kQueueLink = sizeof(ngx_queue_t);
+// The slab hands out power-of-two chunks: a field added to the two most
+// numerous kinds must not double their chunk.
+static_assert(kRecordOffset + sizeof(dp::DeviceRecord) <= 128, "a device fits a 128-byte chunk");
+static_assert(kQueueLink + kRecordOffset + sizeof(dp::CodeRequestRecord) <= 512, "a code request fits 512 bytes");
 
 dp::RecordHeader* record_of(ngx_rbtree_node_t* node) {
     return reinterpret_cast<dp::RecordHeader*>(reinterpret_cast<u_char*>(node) + kRecordOffset);

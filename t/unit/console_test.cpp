@@ -5,7 +5,6 @@
 
 #include "core/audit.h"
 #include "core/metrics.h"
-#include "core/persist/journal.h"
 #include "harness.h"
 
 using namespace dp;
@@ -243,29 +242,6 @@ TEST(Audit, TheLineCarriesTheEventAndNeverASecret) {
     EXPECT_EQ(lockouts, 1u);
 }
 
-TEST(Journal, ADeviceImageFromBeforeTheTokenIssueFieldLoadsWithItZeroed) {
-    MemoryStore store;
-    DeviceRecord d{};
-    d.h.kind = Kind::Device;
-    d.h.created_s = 1000;
-    d.h.key[0] = 9;
-    d.id[0] = 1;
-    RecordChange change{Kind::Device, {}, {}, std::string((const char*)&d, offsetof(DeviceRecord, token_issued_s)), 1};
-    change.key[0] = 9;
-    std::string bytes = encode_journal({change});
-    JournalScan scan;
-    std::string error;
-    ASSERT_TRUE(parse_journal(bytes, &scan, &error)) << error;
-    uint64_t last = 0;
-    ASSERT_TRUE(apply_journal(store, scan.entries, 0, 2000, &last, &error)) << error;
-    StoreLock lock(store);
-    Digest key{};
-    key[0] = 9;
-    auto* loaded = as<DeviceRecord>(store.find(Kind::Device, key));
-    ASSERT_TRUE(loaded);
-    EXPECT_EQ(token_issued(loaded), 1000u) << "zero: issued at pairing";
-}
-
 TEST(Inspect, AnOwnerSeesWhoAsksAndFromWhereAndNothingIsDecided) {
     Harness h;
     std::string device = h.device();
@@ -326,4 +302,20 @@ TEST(Metrics, ExpiredCodesAndMailboxesAreCountedWhenTheZoneDropsThem) {
     EXPECT_EQ(h.store.counted(Counter::CodesRejected), 1u);
     EXPECT_EQ(h.store.counted(Counter::MailboxesExpired), 1u);
     EXPECT_EQ(h.store.counted(Counter::MailboxesMinted), 1u);
+}
+
+TEST(Inspect, RequesterAddressesKeepTheirFamilyIn16Bytes) {
+    ClientAddr v6;
+    v6.len = 16;
+    for (int i = 0; i < 16; i++) v6.bytes[i] = (uint8_t)(0x20 + i);
+    ClientAddr v4;
+    v4.len = 4;
+    v4.bytes[0] = 192, v4.bytes[1] = 0, v4.bytes[2] = 2, v4.bytes[3] = 7;
+    uint8_t packed[16];
+    for (const ClientAddr& a : {v6, v4, ClientAddr()}) {
+        addr_to16(a, packed);
+        ClientAddr back = addr_from16(packed);
+        EXPECT_EQ(back.len, a.len);
+        EXPECT_EQ(addr_text(back), addr_text(a));
+    }
 }

@@ -71,7 +71,7 @@ bool parse_journal(std::string_view bytes, JournalScan* scan, std::string* error
             uint8_t kind = (uint8_t)p[8], op = (uint8_t)p[9];
             uint16_t size = get<uint16_t>(p + 10);
             ok = kind < kKindCount && (op == kPut || op == kRemove) && size == len - kFixed &&
-                 (op == kRemove ? size == 32 : size >= sizeof(RecordHeader) && size <= record_size((Kind)kind));
+                 (op == kRemove ? size == 32 : size == record_size((Kind)kind));
             if (ok) {
                 e.kind = (Kind)kind;
                 e.removed = op == kRemove;
