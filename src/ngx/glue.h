@@ -14,6 +14,7 @@ extern "C" {
 #include <vector>
 
 #include "core/api.h"
+#include "core/digest_table.h"
 #include "core/http.h"
 #include "core/settings.h"
 #include "core/store.h"
@@ -33,6 +34,7 @@ struct SharedZone {
     ngx_rbtree_t indexes[kIndexCount];
     ngx_rbtree_node_t index_sentinels[kIndexCount];
     ngx_queue_t expiry[dp::kKindCount];
+    dp::DigestTableState by_digest;  // the gate's lookups: devices and revoked tokens
     dp::SharedState state;
     // The readers-writer protocol beside the slab mutex (see ZoneStore).
     ngx_atomic_t writer;                      // pid of the process writing, 0: none
@@ -96,6 +98,7 @@ class ZoneStore final : public dp::Store {
     size_t counter_slot() override { return (size_t)ngx_process_slot; }
 
    private:
+    dp::DigestTable by_digest();  // the zone's (kind, key) table: one probe per lookup
     ZoneCtx* zone_;
     bool defer_indexes_ = false;
 };

@@ -293,6 +293,10 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
                                    &value[i], 8 * ngx_pagesize / 1024);
                 return (char*)NGX_CONF_ERROR;
             }
+            if ((uint64_t)size > dp::DigestTable::kMaxStoreBytes) {  // the digest table's 32-bit references
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zone \"%V\" is too large, at most 32g", &value[i]);
+                return (char*)NGX_CONF_ERROR;
+            }
             continue;
         }
         if (ngx_strncmp(value[i].data, "state=", 6) == 0) {

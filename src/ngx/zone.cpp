@@ -287,6 +287,7 @@ void ZoneStore::read_unlock() {
 }
 
 dp::RecordHeader* ZoneStore::do_find(dp::Kind kind, const dp::Digest& key) {
+    if (dp::DigestTable::indexes(kind)) return by_digest().find(kind, key.data());
     ngx_rbtree_t* tree = &zone_->sh->trees[(size_t)kind];
     ngx_rbtree_key_t hash = tree_key(key.data());
     ngx_rbtree_node_t* node = tree->root;
@@ -301,6 +302,8 @@ dp::RecordHeader* ZoneStore::do_find(dp::Kind kind, const dp::Digest& key) {
     }
     return nullptr;
 }
+
+dp::DigestTable ZoneStore::by_digest() { return dp::DigestTable(zone_->sh->by_digest, zone_->shpool); }
 
 void ZoneStore::report_full(dp::Kind) {
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "device_pairing_zone \"%V\" is full", &zone_->shm_zone->shm.name);
@@ -318,6 +321,8 @@ size_t ZoneStore::footprint(dp::Kind kind) {
 dp::RecordHeader* ZoneStore::do_insert(dp::Kind kind, const dp::Digest& key,
                                        const std::function<void(dp::RecordHeader*)>& init) {
     SharedZone* sh = zone_->sh;
+    const bool digest_indexed = dp::DigestTable::indexes(kind);
+    if (digest_indexed && !by_digest().has_room()) return nullptr;
     const size_t link = link_size(kind);
     auto* block = static_cast<u_char*>(ngx_slab_calloc_locked(zone_->shpool, link + kRecordOffset + dp::record_size(kind)));
     if (!block) return nullptr;
@@ -341,6 +346,7 @@ dp::RecordHeader* ZoneStore::do_insert(dp::Kind kind, const dp::Digest& key,
         throw;
     }
     ngx_rbtree_insert(&sh->trees[(size_t)kind], node);  // visible only once complete
+    if (digest_indexed) by_digest().insert(record);
     if (entry) {
         entry->record = record;
         entry->node.key = index_key(dp::index_field(index, record));
@@ -370,6 +376,7 @@ void ZoneStore::do_remove(dp::RecordHeader* record) {
             ngx_slab_free_locked(zone_->shpool, n);
         }
     }
+    if (dp::DigestTable::indexes(kind)) by_digest().remove(record);
     ngx_rbtree_node_t* node = node_of(record);
     ngx_rbtree_delete(&zone_->sh->trees[(size_t)kind], node);
     if (link_size(kind)) {
@@ -470,8 +477,15 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
             ctx->sh = static_cast<SharedZone*>(ctx->shpool->data);
             return NGX_OK;
         }
-        ctx->sh = static_cast<SharedZone*>(ngx_slab_calloc(ctx->shpool, sizeof(SharedZone)));
+        // The gate's table rides in the header's allocation: a page-rounded
+        // chunk of its own would cost a small zone a page of records.
+        const size_t record_bytes = shm_zone->shm.size - sizeof(SharedZone);
+        const uint64_t capacity = dp::DigestTable::capacity_for(record_bytes);
+        ctx->sh = static_cast<SharedZone*>(
+            ngx_slab_calloc(ctx->shpool, sizeof(SharedZone) + capacity * sizeof(dp::DigestSlot)));
         if (!ctx->sh) return NGX_ERROR;
+        ctx->sh->by_digest.slots = reinterpret_cast<dp::DigestSlot*>(ctx->sh + 1);
+        ctx->sh->by_digest.capacity = capacity;
         for (size_t k = 0; k < dp::kKindCount; k++) {
             ngx_rbtree_init(&ctx->sh->trees[k], &ctx->sh->sentinels[k], insert_ordered<record_key_less>);
             ngx_queue_init(&ctx->sh->expiry[k]);
