@@ -18,10 +18,11 @@ CORE_HDRS  := $(wildcard src/core/*.h src/core/persist/*.h)
 ALL_SRCS   := $(CORE_SRCS) $(CORE_HDRS) $(wildcard src/ngx/*.cpp src/ngx/*.h) config
 VERSION    := 0.3.0
 # What building and running need (make run); the tests and the bench add theirs.
-RUN_PKGS   := nginx nginx-dev libssl-dev libjansson-dev libqrencode-dev zlib1g-dev g++ make openssl
+RUN_PKGS   := nginx nginx-dev libssl-dev libjansson-dev libqrencode-dev libhiredis-dev zlib1g-dev g++ make openssl
 TEST_PKGS  := libgtest-dev perl python3 python3-cryptography chromium zbar-tools librsvg2-bin valgrind \
-              clang-14 libfuzzer-14-dev libclang-rt-14-dev curl bsdutils dpkg-dev python3-prometheus-client
-BENCH_PKGS := wrk python3
+              clang-14 libfuzzer-14-dev libclang-rt-14-dev curl bsdutils dpkg-dev python3-prometheus-client \
+              redis-server
+BENCH_PKGS := wrk python3 redis-server
 CXXFLAGS   := -std=gnu++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -Isrc
 LIBS       := -lcrypto -ljansson -lqrencode -lz
 
@@ -38,14 +39,14 @@ define install_pkgs
 endef
 
 deps: $(BUILD)/.deps
-$(BUILD)/.deps:
+$(BUILD)/.deps: Makefile
 	$(call install_pkgs,$(RUN_PKGS))
 	@mkdir -p $(BUILD) && touch $@
-$(BUILD)/.test-deps: $(BUILD)/.deps
+$(BUILD)/.test-deps: $(BUILD)/.deps Makefile
 	$(call install_pkgs,$(TEST_PKGS))
 	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
 	@touch $@
-$(BUILD)/.bench-deps: $(BUILD)/.deps
+$(BUILD)/.bench-deps: $(BUILD)/.deps Makefile
 	$(call install_pkgs,$(BENCH_PKGS))
 	@touch $@
 
@@ -56,7 +57,7 @@ $(BUILD)/.browser-deps: $(BUILD)/.test-deps t/browser/package.json
 
 # nginx's own build, out of tree: a copy of Debian's nginx-dev source tree,
 # configured with Debian's flags so the module's binary signature matches.
-$(BUILD)/%/objs/Makefile: $(BUILD)/.deps config
+$(BUILD)/%/objs/Makefile: config | $(BUILD)/.deps
 	rm -rf $(BUILD)/$*
 	cp -r $(NGX_SRC) $(BUILD)/$*
 	cd $(BUILD)/$* && source ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \

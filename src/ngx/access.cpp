@@ -111,6 +111,12 @@ ngx_int_t strip_credentials(ngx_http_request_t* r) {
 ngx_int_t run_gate(ngx_http_request_t* r, ngx_uint_t mode, bool strip) {
     RequestCtx* ctx = request_ctx(r);
     if (!ctx) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    // Fleet mode: a replica out of step with Redis longer than
+    // device_pairing_redis_stale may still admit a revoked token.
+    if (fleet_out_of_step(zone_of(r))) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "device_pairing: the replica is out of step with redis");
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
     bool device_key;
     dp::Principal p = check(r, mode, &device_key);
     if (p.status != dp::Principal::Ok) return deny(r, ctx, p, device_key);

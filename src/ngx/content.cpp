@@ -173,6 +173,9 @@ ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
     // and reaches a new worker (the gate still reads the retired zone).
     if (zone_retired(zone))
         return send_response(r, dp::unavailable("the pairing state moved to a resized zone; try again"));
+    if (zone && zone->fleet) ctx->body = req.body;  // run again after a fleet conflict
+    ctx->attempts++;
+    ctx->poll_changes_seen = zone_changes(zone);  // read first: a change after it wakes a parked poll
     ZoneStore store(zone);
     journal_current(zone, ctx);
     dp::Response resp = dp::api_handle(store, *srv_conf(r)->settings, ctx->route, req, client_addr(r));

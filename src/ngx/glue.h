@@ -45,6 +45,17 @@ static_assert(dp::kShmSafe<SharedZone>);
 
 struct MainConf;
 
+// redis=HOST:PORT | redis=unix:PATH, redis_prefix=, redis_db=
+struct FleetConf {
+    ngx_str_t text;         // as configured, for log lines
+    char* host_z;           // null-terminated, for hiredis
+    ngx_int_t port;
+    ngx_str_t unix_path;
+    char* unix_path_z;
+    ngx_str_t prefix;
+    ngx_int_t db;
+};
+
 // shm_zone->data: one per configuration cycle, in the cycle's pool.
 struct ZoneCtx {
     SharedZone* sh;
@@ -54,7 +65,8 @@ struct ZoneCtx {
     ngx_str_t banner_path;  // where a new OTP's banner is written for the operator; empty: nowhere
     size_t compact_after;   // compact=SIZE: journal bytes that start a new snapshot
     MainConf* mcf;
-    dp::ChangeLog* journal;  // this worker's journal writer (null: no state=, or the master)
+    dp::ChangeLog* journal;  // this worker's writer: journal or fleet (null: neither, or the master)
+    struct FleetConf* fleet; // redis=: Redis holds the state, this zone is a replica (null: standalone)
     SharedZone* took_over;   // a resize copied this zone from it: retired unless this cycle fails
     bool cycle_ok;           // init_module ran: the cycle that holds this zone is the running one
 };
@@ -135,6 +147,7 @@ struct MainConf {
     SrvConf* first_pairing_srv;  // whose URL the startup banner shows
     ngx_array_t pairing_srvs;    // SrvConf* of every server with `device_pairing on`
     ngx_flag_t pairing_used;
+    ngx_msec_t redis_stale;      // device_pairing_redis_stale: the gate serves a replica out of step this long
 };
 
 enum AuthMode : ngx_uint_t { kAuthOff = 0, kAuthBearer, kAuthDeviceKey, kAuthAny };
@@ -165,6 +178,7 @@ struct RequestCtx {
     dp::RouteMatch route;
     ngx_msec_t poll_deadline = 0;         // monotonic (ngx_current_msec); 0: not polling yet
     bool polling = false;
+    uint64_t poll_changes_seen = 0;       // the zone's change count when the poll last ran
     ngx_event_t poll_timer;
     // The record changes this request's route committed (for an undo), and
     // the answer held until they are durable; made only for API routes with
@@ -175,6 +189,8 @@ struct RequestCtx {
         bool waiting = false;
     };
     std::unique_ptr<Durable> durable;
+    std::string body;          // the request body, for a route run again (fleet: after a conflict)
+    int attempts = 0;          // runs of the route so far
 };
 
 RequestCtx* request_ctx(ngx_http_request_t* r);  // created on first use; null on error
@@ -233,9 +249,33 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept;
 void show_banner(ZoneCtx* zone, const std::vector<std::string>& lines, ngx_log_t* log);
 ZoneCtx* zone_of(ngx_http_request_t* r);
 
+// Where a worker's committed changes go before their answer: the journal
+// (state=) or the fleet's Redis (redis=). A durable answer waits for it.
+class DurableWriter : public dp::ChangeLog {
+   public:
+    RequestCtx* current = nullptr;  // the request whose route runs now
+    // Holds r until its changes are durable, then sends ctx->durable->held (or 503).
+    virtual void wait(ngx_http_request_t* r) = 0;
+    // A request that goes away is no longer answered.
+    virtual void forget(ngx_http_request_t* r) = 0;
+    // Sends what was committed outside a request (the gate retiring a token).
+    virtual void post() = 0;
+    virtual void flush_at_exit() {}
+};
+// Answers a held request: its answer when its changes are durable, else
+// (after undoing them) 503 with failure_detail.
+void answer_held(ZoneCtx* zone, ngx_http_request_t* r, bool durable, const char* failure_detail);
+// Undoes a request's changes that nothing has changed since.
+void undo_changes(ZoneCtx* zone, std::vector<dp::RecordChange>& changes);
+
 // persist.cpp: the journal (group commit in a thread, undo on failure) and
 // its compaction.
 ngx_int_t start_journal(ngx_cycle_t* cycle, ZoneCtx* zone);
+// fleet.cpp: redis=, this worker's link to Redis, and (worker 0) the feed.
+ngx_int_t start_fleet(ngx_cycle_t* cycle, ZoneCtx* zone);
+void stop_fleet();
+// The gate refuses when the replica has been out of step longer than allowed.
+bool fleet_out_of_step(ZoneCtx* zone);
 // The request whose route runs now collects the changes it commits.
 void journal_current(ZoneCtx* zone, RequestCtx* ctx);
 // A durable answer with changes is held until they are on disk (true: the
@@ -248,5 +288,9 @@ void journal_flush_soon(ZoneCtx* zone);
 void flush_at_exit(ngx_cycle_t* cycle, ZoneCtx* zone);
 // zone.cpp: a resize retired the zone this worker uses: no more writes.
 bool zone_retired(ZoneCtx* zone);
+// The zone's count of committed changes (one word, read without the lock).
+inline uint64_t zone_changes(ZoneCtx* zone) {
+    return zone && zone->sh ? ((volatile dp::SharedState&)zone->sh->state).dirty : 0;
+}
 
 }  // namespace dpngx

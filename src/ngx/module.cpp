@@ -11,6 +11,7 @@ namespace dpngx {
 namespace {
 
 void* create_main_conf(ngx_conf_t* cf) noexcept;
+char* init_main_conf(ngx_conf_t* cf, void* conf) noexcept;
 void* create_srv_conf(ngx_conf_t* cf) noexcept;
 char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept;
 void* create_loc_conf(ngx_conf_t* cf) noexcept;
@@ -42,8 +43,10 @@ ngx_conf_enum_t qr_color_schemes[] = {
 ngx_command_t commands[] = {
     {ngx_string("device_pairing_qr_colors"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_enum_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, qr_colors), qr_color_schemes},
-    {ngx_string("device_pairing_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE123, zone_directive,
+    {ngx_string("device_pairing_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, zone_directive,
      NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
+    {ngx_string("device_pairing_redis_stale"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, ngx_conf_set_msec_slot,
+     NGX_HTTP_MAIN_CONF_OFFSET, offsetof(MainConf, redis_stale), nullptr},
     {ngx_string("device_pairing"), NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG, pairing_directive,
      NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, enable), nullptr},
     {ngx_string("device_pairing_auth"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
@@ -89,7 +92,7 @@ ngx_http_module_t module_ctx = {
     preconfiguration,   /* preconfiguration */
     postconfiguration,  /* postconfiguration */
     create_main_conf,   /* create main configuration */
-    nullptr,            /* init main configuration */
+    init_main_conf,     /* init main configuration */
     create_srv_conf,    /* create server configuration */
     merge_srv_conf,     /* merge server configuration */
     create_loc_conf,    /* create location configuration */
@@ -99,7 +102,16 @@ ngx_http_module_t module_ctx = {
 void* create_main_conf(ngx_conf_t* cf) noexcept {
     auto* mcf = static_cast<MainConf*>(ngx_pcalloc(cf->pool, sizeof(MainConf)));
     if (!mcf || ngx_array_init(&mcf->pairing_srvs, cf->pool, 4, sizeof(SrvConf*)) != NGX_OK) return nullptr;
+    mcf->redis_stale = NGX_CONF_UNSET_MSEC;
     return mcf;
+}
+
+constexpr ngx_msec_t kDefaultRedisStaleMs = 60000;
+
+char* init_main_conf(ngx_conf_t*, void* conf) noexcept {
+    auto* mcf = static_cast<MainConf*>(conf);
+    ngx_conf_init_msec_value(mcf->redis_stale, kDefaultRedisStaleMs);
+    return NGX_CONF_OK;
 }
 
 void* create_srv_conf(ngx_conf_t* cf) noexcept {
@@ -266,14 +278,70 @@ void give_back_old_zone(void* data) {
 
 constexpr size_t kDefaultCompactAfter = 64 << 20;
 
+// A copy of part of a directive's argument, null-terminated.
+char* conf_cstring(ngx_conf_t* cf, const u_char* data, size_t len) {
+    auto* s = static_cast<char*>(ngx_pnalloc(cf->pool, len + 1));
+    if (s) *ngx_cpymem(s, data, len) = '\0';
+    return s;
+}
+
+// redis=HOST:PORT or redis=unix:PATH into fleet.
+bool parse_redis_target(ngx_conf_t* cf, ngx_str_t* arg, FleetConf* fleet) {
+    ngx_str_t v = {arg->len - 6, arg->data + 6};
+    fleet->text = v;
+    if (v.len > 5 && ngx_strncmp(v.data, "unix:", 5) == 0) {
+        fleet->unix_path = {v.len - 5, v.data + 5};
+        if (ngx_conf_full_name(cf->cycle, &fleet->unix_path, 0) != NGX_OK) return false;
+        fleet->unix_path_z = conf_cstring(cf, fleet->unix_path.data, fleet->unix_path.len);
+        return fleet->unix_path_z != nullptr;
+    }
+    u_char* colon = nullptr;
+    for (u_char* p = v.data; p < v.data + v.len; p++)
+        if (*p == ':') colon = p;
+    if (!colon || colon == v.data) return false;
+    fleet->port = ngx_atoi(colon + 1, (size_t)(v.data + v.len - colon - 1));
+    if (fleet->port < 1 || fleet->port > 65535) return false;
+    fleet->host_z = conf_cstring(cf, v.data, (size_t)(colon - v.data));
+    return fleet->host_z != nullptr;
+}
+
 // device_pairing_zone zone=NAME:SIZE [state=PATH] [compact=SIZE]
+//                     [redis=HOST:PORT|unix:PATH [redis_prefix=P] [redis_db=N]]
 char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
     auto* mcf = static_cast<MainConf*>(conf);
     if (mcf->zone) return (char*)"is duplicate";
     ngx_str_t* value = static_cast<ngx_str_t*>(cf->args->elts);
     ngx_str_t name = ngx_null_string, state = ngx_null_string;
     ssize_t size = 0, compact_after = (ssize_t)kDefaultCompactAfter;
+    FleetConf* fleet = nullptr;
+    ngx_str_t prefix = ngx_string("dp:");
+    ngx_int_t db = 0;
+    bool fleet_options = false;
     for (ngx_uint_t i = 1; i < cf->args->nelts; i++) {
+        if (ngx_strncmp(value[i].data, "redis=", 6) == 0) {
+            fleet = static_cast<FleetConf*>(ngx_pcalloc(cf->pool, sizeof(FleetConf)));
+            if (!fleet) return (char*)NGX_CONF_ERROR;
+            if (!parse_redis_target(cf, &value[i], fleet)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid \"%V\", expected redis=HOST:PORT or redis=unix:PATH",
+                                   &value[i]);
+                return (char*)NGX_CONF_ERROR;
+            }
+            continue;
+        }
+        if (ngx_strncmp(value[i].data, "redis_prefix=", 13) == 0) {
+            prefix = {value[i].len - 13, value[i].data + 13};
+            fleet_options = true;
+            continue;
+        }
+        if (ngx_strncmp(value[i].data, "redis_db=", 9) == 0) {
+            db = ngx_atoi(value[i].data + 9, value[i].len - 9);
+            fleet_options = true;
+            if (db == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid \"%V\", expected redis_db=NUMBER", &value[i]);
+                return (char*)NGX_CONF_ERROR;
+            }
+            continue;
+        }
         if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
             name.data = value[i].data + 5;
             u_char* colon = (u_char*)ngx_strchr(name.data, ':');
@@ -325,8 +393,21 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" must have \"zone=NAME:SIZE\"", &cmd->name);
         return (char*)NGX_CONF_ERROR;
     }
+    if (fleet_options && !fleet) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "redis_prefix= and redis_db= need redis=");
+        return (char*)NGX_CONF_ERROR;
+    }
+    if (fleet && state.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "state= and redis= exclude each other: in fleet mode Redis holds the state");
+        return (char*)NGX_CONF_ERROR;
+    }
+    if (fleet) {
+        fleet->prefix = prefix;
+        fleet->db = db;
+    }
     auto* ctx = static_cast<ZoneCtx*>(ngx_pcalloc(cf->pool, sizeof(ZoneCtx)));
     if (!ctx) return (char*)NGX_CONF_ERROR;
+    ctx->fleet = fleet;
     ctx->state_path = state;
     ctx->compact_after = (size_t)compact_after;
     ctx->mcf = mcf;
@@ -488,9 +569,15 @@ ngx_int_t init_module(ngx_cycle_t* cycle) noexcept {
     return NGX_OK;
 }
 
-ngx_int_t init_process(ngx_cycle_t* cycle) noexcept { return start_journal(cycle, cycle_zone(cycle)); }
+ngx_int_t init_process(ngx_cycle_t* cycle) noexcept {
+    ZoneCtx* zone = cycle_zone(cycle);
+    return zone && zone->fleet ? start_fleet(cycle, zone) : start_journal(cycle, zone);
+}
 
-void exit_process(ngx_cycle_t* cycle) noexcept { flush_at_exit(cycle, cycle_zone(cycle)); }
+void exit_process(ngx_cycle_t* cycle) noexcept {
+    flush_at_exit(cycle, cycle_zone(cycle));
+    stop_fleet();
+}
 
 }  // namespace
 

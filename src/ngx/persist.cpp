@@ -64,7 +64,7 @@ void thread_done(ngx_event_t* ev) noexcept {
 
 }  // namespace
 
-class JournalWriter final : public dp::ChangeLog {
+class JournalWriter final : public DurableWriter {
    public:
     JournalWriter(ZoneCtx* zone, ngx_thread_pool_t* pool, ngx_cycle_t* cycle)
         : zone_(zone), pool_(pool), log_(cycle->log), paths_(to_string(zone->state_path)) {
@@ -88,8 +88,6 @@ class JournalWriter final : public dp::ChangeLog {
     }
     bool ready() const { return append_task_ && compact_task_; }
 
-    RequestCtx* current = nullptr;  // the request whose route runs now
-
     void committed(std::vector<dp::RecordChange>&& changes) override {
         pending_ += dp::encode_journal(changes);
         if (current) {
@@ -98,15 +96,12 @@ class JournalWriter final : public dp::ChangeLog {
         }
     }
 
-    // Holds r until its changes are durable, then sends ctx->held (or 503).
-    void wait(ngx_http_request_t* r) {
+    void wait(ngx_http_request_t* r) override {
         r->main->count++;
         pending_waiters_.push_back(r);
         post();
     }
-    // A request that goes away (the client closed, the worker exits) is no
-    // longer answered by a batch.
-    void forget(ngx_http_request_t* r) {
+    void forget(ngx_http_request_t* r) override {
         for (auto* list : {&pending_waiters_, &writing_waiters_})
             for (auto& w : *list)
                 if (w == r) w = nullptr;
@@ -114,7 +109,7 @@ class JournalWriter final : public dp::ChangeLog {
 
     // Hands the collected entries to a thread unless a batch is in flight
     // (then they go with the next one, when it completes).
-    void post() {
+    void post() override {
         if (in_flight_ || pending_.empty()) return;
         writing_.swap(pending_);
         pending_.clear();
@@ -128,7 +123,7 @@ class JournalWriter final : public dp::ChangeLog {
     }
 
     // Worker exit: what is still collected is written here, blocking.
-    void flush_at_exit() {
+    void flush_at_exit() override {
         if (in_flight_ || pending_.empty()) return;
         std::string error;
         if (!dp::append_journal(paths_, pending_, &error)) alert_rate_limited(log_, "the last journal write", error);
@@ -156,7 +151,7 @@ class JournalWriter final : public dp::ChangeLog {
         waiters.swap(writing_waiters_);
         if (!ok) alert_rate_limited(log_, "the journal write failed; its changes were undone and answered 503", error);
         for (ngx_http_request_t* r : waiters)
-            if (r) answer(r, ok);
+            if (r) answer_held(zone_, r, ok, "the change could not be written to disk and was undone; try again");
         if (ok) {
             ZoneStore store(zone_);
             dp::StoreLock lock(store);
@@ -164,34 +159,6 @@ class JournalWriter final : public dp::ChangeLog {
         }
         maybe_compact();
         post();
-    }
-
-    void answer(ngx_http_request_t* r, bool durable) {
-        ngx_connection_t* c = r->connection;
-        RequestCtx* ctx = find_ctx(r);
-        ngx_int_t rc = NGX_ERROR;
-        try {
-            if (ctx && ctx->durable) {
-                RequestCtx::Durable& d = *ctx->durable;
-                d.waiting = false;
-                if (!durable) {
-                    ZoneStore store(zone_);
-                    store.attach(nullptr);  // the undo puts back what the disk still holds
-                    dp::StoreLock lock(store);
-                    const uint32_t now_s = (uint32_t)ngx_time();
-                    for (auto it = d.changes.rbegin(); it != d.changes.rend(); ++it) store.restore(*it, now_s);
-                }
-                d.changes.clear();
-                if (durable) write_audit(r, d.held.audit);
-                rc = send_response(r, durable ? d.held
-                                              : dp::unavailable("the change could not be written to disk and was "
-                                                                "undone; try again"));
-            }
-        } catch (const std::exception& e) {
-            ngx_log_error(NGX_LOG_ALERT, c->log, 0, "device_pairing: %s", e.what());
-        }
-        ngx_http_finalize_request(r, rc);
-        ngx_http_run_posted_requests(c);
     }
 
     // --- compaction ---
@@ -311,12 +278,40 @@ class JournalWriter final : public dp::ChangeLog {
     std::string chunk_;
 };
 
+DurableWriter* worker_writer;  // this worker's, for the zone of the running cycle
+
 namespace {
-JournalWriter* worker_journal;  // this worker's, for the zone of the running cycle
+DurableWriter* journal_of(ZoneCtx* zone) {
+    return zone && (zone->state_path.len || zone->fleet) && worker_writer ? worker_writer : nullptr;
+}
+}  // namespace
+
+void undo_changes(ZoneCtx* zone, std::vector<dp::RecordChange>& changes) {
+    ZoneStore store(zone);
+    store.attach(nullptr);  // the undo puts back what the disk (or Redis) still holds
+    dp::StoreLock lock(store);
+    const uint32_t now_s = (uint32_t)ngx_time();
+    for (auto it = changes.rbegin(); it != changes.rend(); ++it) store.restore(*it, now_s);
 }
 
-JournalWriter* journal_of(ZoneCtx* zone) {
-    return zone && zone->state_path.len && worker_journal ? worker_journal : nullptr;
+void answer_held(ZoneCtx* zone, ngx_http_request_t* r, bool durable, const char* failure_detail) {
+    ngx_connection_t* c = r->connection;
+    RequestCtx* ctx = find_ctx(r);
+    ngx_int_t rc = NGX_ERROR;
+    try {
+        if (ctx && ctx->durable) {
+            RequestCtx::Durable& d = *ctx->durable;
+            d.waiting = false;
+            if (!durable) undo_changes(zone, d.changes);
+            d.changes.clear();
+            if (durable) write_audit(r, d.held.audit);
+            rc = send_response(r, durable ? d.held : dp::unavailable(failure_detail));
+        }
+    } catch (const std::exception& e) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0, "device_pairing: %s", e.what());
+    }
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
 }
 
 ngx_int_t start_journal(ngx_cycle_t* cycle, ZoneCtx* zone) {
@@ -328,23 +323,26 @@ ngx_int_t start_journal(ngx_cycle_t* cycle, ZoneCtx* zone) {
         return NGX_ERROR;
     }
     try {
-        worker_journal = new JournalWriter(zone, pool, cycle);
+        auto* journal = new JournalWriter(zone, pool, cycle);
+        if (!journal->ready()) return NGX_ERROR;
+        worker_writer = journal;
     } catch (...) {
         return NGX_ERROR;
     }
-    if (!worker_journal->ready()) return NGX_ERROR;
-    zone->journal = worker_journal;
+    zone->journal = worker_writer;
     return NGX_OK;
 }
 
 void journal_current(ZoneCtx* zone, RequestCtx* ctx) {
-    if (JournalWriter* j = journal_of(zone)) j->current = ctx;
+    if (DurableWriter* j = journal_of(zone)) j->current = ctx;
 }
 
 bool journal_hold(ngx_http_request_t* r, ZoneCtx* zone, RequestCtx* ctx, dp::Response&& resp) {
-    JournalWriter* j = journal_of(zone);
+    DurableWriter* j = journal_of(zone);
     if (!j) return false;
-    if (!resp.durable || !ctx->durable || ctx->durable->changes.empty()) {
+    // In fleet mode every change waits for Redis: a failed guess counts on
+    // every host before its answer, or it could be guessed again elsewhere.
+    if (!(resp.durable || zone->fleet) || !ctx->durable || ctx->durable->changes.empty()) {
         if (ctx->durable) ctx->durable->changes.clear();  // answered now: written with the next batch, never undone
         j->post();
         return false;
@@ -356,16 +354,16 @@ bool journal_hold(ngx_http_request_t* r, ZoneCtx* zone, RequestCtx* ctx, dp::Res
 }
 
 void journal_flush_soon(ZoneCtx* zone) {
-    if (JournalWriter* j = journal_of(zone)) j->post();
+    if (DurableWriter* j = journal_of(zone)) j->post();
 }
 
 void journal_forget(ngx_http_request_t* r, ZoneCtx* zone) {
-    if (JournalWriter* j = journal_of(zone)) j->forget(r);
+    if (DurableWriter* j = journal_of(zone)) j->forget(r);
 }
 
 void flush_at_exit(ngx_cycle_t* cycle, ZoneCtx* zone) {
     try {
-        if (JournalWriter* j = journal_of(zone)) j->flush_at_exit();
+        if (DurableWriter* j = journal_of(zone)) j->flush_at_exit();
     } catch (...) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "device_pairing: final journal write failed");
     }

@@ -206,7 +206,8 @@ ngx_int_t recover(ZoneStore& store, ZoneCtx* ctx, uint32_t now_s, ngx_log_t* log
 }
 
 void start_otp_if_needed(ZoneCtx* ctx, ngx_log_t* log) {
-    if (ngx_test_config || !ctx->mcf->first_pairing_srv) return;
+    // In fleet mode the OTP is the fleet's: worker 0 makes it, once in step.
+    if (ngx_test_config || !ctx->mcf->first_pairing_srv || ctx->fleet) return;
     ZoneStore store(ctx);
     std::vector<std::string> banner = dp::otp_at_start(store, *ctx->mcf->first_pairing_srv->settings, now_ms());
     if (!banner.empty()) {
@@ -486,6 +487,11 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
         if (!ctx->sh) return NGX_ERROR;
         ctx->sh->by_digest.slots = reinterpret_cast<dp::DigestSlot*>(ctx->sh + 1);
         ctx->sh->by_digest.capacity = capacity;
+        if (ctx->fleet) {  // out of step until worker 0 has read Redis
+            ctx->sh->state.fleet_out_of_step_ms = now_ms();
+            dp::Bytes origin = dp::random_bytes(sizeof ctx->sh->state.fleet_origin);
+            memcpy(ctx->sh->state.fleet_origin, origin.data(), origin.size());
+        }
         for (size_t k = 0; k < dp::kKindCount; k++) {
             ngx_rbtree_init(&ctx->sh->trees[k], &ctx->sh->sentinels[k], insert_ordered<record_key_less>);
             ngx_queue_init(&ctx->sh->expiry[k]);

@@ -1,0 +1,174 @@
+#include "core/fleet.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <openssl/sha.h>
+
+#include "core/encoding.h"
+
+namespace dp {
+
+namespace {
+
+constexpr char kOtpName[] = "otp";
+
+std::string str(std::string_view a, std::string_view b) {
+    std::string s(a);
+    s += b;
+    return s;
+}
+
+}  // namespace
+
+std::string fleet_record_key(std::string_view prefix, Kind kind, const Digest& key) {
+    if (kind == Kind::Count) return fleet_otp_key(prefix);
+    std::string k = str(prefix, "r:");
+    k += (char)('0' + (int)kind);
+    k += ':';
+    k += hex_encode(std::string_view((const char*)key.data(), key.size()));
+    return k;
+}
+
+bool parse_fleet_record_key(std::string_view prefix, std::string_view redis_key, Kind* kind, Digest* key) {
+    if (redis_key == fleet_otp_key(prefix)) {
+        *kind = Kind::Count;
+        *key = Digest{};
+        return true;
+    }
+    if (redis_key.size() != prefix.size() + 4 + 64 || redis_key.substr(0, prefix.size()) != prefix) return false;
+    std::string_view rest = redis_key.substr(prefix.size());
+    if (rest.substr(0, 2) != "r:" || rest[3] != ':' || rest[2] < '0' || rest[2] >= '0' + (int)kKindCount) return false;
+    auto raw = hex_decode(rest.substr(4));
+    if (!raw || raw->size() != 32) return false;
+    *kind = (Kind)(rest[2] - '0');
+    memcpy(key->data(), raw->data(), 32);
+    return true;
+}
+
+std::string fleet_scan_pattern(std::string_view prefix) {
+    std::string p;
+    for (char c : prefix) {  // a prefix is taken literally, glob characters too
+        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') p += '\\';
+        p += c;
+    }
+    return p + "r:*";
+}
+std::string fleet_otp_key(std::string_view prefix) { return str(prefix, kOtpName); }
+std::string fleet_seq_key(std::string_view prefix) { return str(prefix, "seq"); }
+std::string fleet_feed_key(std::string_view prefix) { return str(prefix, "feed"); }
+std::string fleet_epoch_key(std::string_view prefix) { return str(prefix, "epoch"); }
+
+std::string fleet_image(Kind kind, std::string_view bytes) {
+    std::string image(bytes);
+    if (kind == Kind::Count) {  // no OTP (never made, or gone) is no key
+        OtpState otp{};
+        if (image.size() == sizeof otp) memcpy(&otp, image.data(), sizeof otp);
+        return otp.expires_ms == 0 ? std::string() : image;
+    }
+    if (image.empty()) return image;
+    image[0] = image[1] = 0;  // RecordHeader::tree_reserved
+    if (kind == Kind::Device && image.size() >= sizeof(DeviceRecord))
+        memset(&image[offsetof(DeviceRecord, last_seen_s)], 0, sizeof(uint32_t));
+    return image;
+}
+
+// Redis runs it atomically: no other commit interleaves between the checks
+// and the writes, on any host.
+const char* const kCommitScript = R"lua(
+local n = #KEYS
+for i = 1, n do
+  local now = redis.call('GET', KEYS[i]) or ''
+  if now ~= ARGV[2 + 3 * i] then
+    local current = {0}
+    for j = 1, n do current[j + 1] = redis.call('GET', KEYS[j]) or '' end
+    return current
+  end
+end
+local fields = {'o', ARGV[1]}
+for i = 1, n do
+  local after, expires = ARGV[3 + 3 * i], tonumber(ARGV[4 + 3 * i])
+  if after == '' then
+    redis.call('DEL', KEYS[i])
+  elseif expires > 0 then
+    redis.call('SET', KEYS[i], after, 'PXAT', expires)
+  else
+    redis.call('SET', KEYS[i], after)
+  end
+  fields[#fields + 1] = KEYS[i]
+  fields[#fields + 1] = after
+end
+local seq = redis.call('INCR', ARGV[3])
+redis.call('XADD', ARGV[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', unpack(fields))
+return {1, seq}
+)lua";
+
+std::string fleet_script_sha() {
+    static const std::string sha = [] {
+        unsigned char digest[SHA_DIGEST_LENGTH];
+        SHA1(reinterpret_cast<const unsigned char*>(kCommitScript), strlen(kCommitScript), digest);
+        return hex_encode(std::string_view((const char*)digest, sizeof digest));
+    }();
+    return sha;
+}
+
+FleetCommit fleet_commit(std::string_view prefix, std::string_view script_sha, std::string_view origin,
+                         const std::vector<RecordChange>& changes) {
+    FleetCommit c;
+    for (const RecordChange& change : changes) c.keys.push_back(fleet_record_key(prefix, change.kind, change.key));
+    c.argv = {"EVALSHA", std::string(script_sha), std::to_string(changes.size())};
+    c.argv.insert(c.argv.end(), c.keys.begin(), c.keys.end());
+    c.argv.push_back(std::string(origin));
+    c.argv.push_back(fleet_feed_key(prefix));
+    c.argv.push_back(fleet_seq_key(prefix));
+    c.argv.push_back(std::to_string(kFeedMaxLen));
+    for (const RecordChange& change : changes) {
+        c.argv.push_back(fleet_image(change.kind, change.before));
+        c.argv.push_back(fleet_image(change.kind, change.after));
+        uint64_t expires_ms = 0;
+        if (change.kind == Kind::Count) {
+            OtpState otp;
+            if (change.after.size() == sizeof otp) {
+                memcpy(&otp, change.after.data(), sizeof otp);
+                // A burned OTP is kept while it would have lived, so it stays burned.
+                expires_ms = otp.expires_ms > 0 ? (uint64_t)otp.expires_ms : 0;
+            }
+        } else if (change.after.size() >= sizeof(RecordHeader) && expiring_kind(change.kind)) {
+            RecordHeader h;
+            memcpy(&h, change.after.data(), sizeof h);
+            expires_ms = (uint64_t)h.expires_s * 1000;
+        }
+        c.argv.push_back(std::to_string(expires_ms));
+    }
+    return c;
+}
+
+bool fleet_apply(Store& store, Kind kind, const Digest& key, std::string_view image, uint32_t now_s) {
+    if (kind == Kind::Count) {
+        OtpState& otp = store.otp_for_update();
+        if (image.size() == sizeof(OtpState))
+            memcpy(&otp, image.data(), sizeof otp);
+        else
+            otp = OtpState{};
+        return true;
+    }
+    if (kind == Kind::AccountCount) return true;  // derived on each host from its mailboxes
+    if (!image.empty() && image.size() != record_size(kind)) return true;  // not ours to read: ignored
+    const RecordHeader* now = store.find(kind, key);
+    uint32_t last_seen = 0;
+    if (now && kind == Kind::Device) last_seen = as<DeviceRecord>(now)->last_seen_s;
+    if (now) store.remove(now);  // a put is the whole record: inserted anew, counters stay right
+    if (image.empty()) return true;
+    RecordHeader head;
+    memcpy(&head, image.data(), sizeof head);
+    if (!record_live(&head, now_s)) return true;
+    RecordHeader* rec = store.insert(kind, key, now_s, [&](RecordHeader* r) {
+        memcpy(reinterpret_cast<char*>(r) + 2, image.data() + 2, image.size() - 2);
+        if (kind == Kind::Device)
+            as<DeviceRecord>(r)->last_seen_s = std::max(as<DeviceRecord>(r)->last_seen_s, last_seen);
+    });
+    if (!rec) return false;
+    return kind != Kind::Mailbox || count_mailbox(store, as<MailboxRecord>(rec), now_s);
+}
+
+}  // namespace dp

@@ -1,0 +1,623 @@
+// Fleet mode (redis=): Redis holds the pairing state and every host's zone
+// is a replica. Each worker commits its requests' changes to Redis (the
+// compare-and-set script of core/fleet.h) and answers only when Redis took
+// them; worker 0 of each host follows the change feed into the zone and
+// resynchronises the whole replica whenever its link (re)connects. The gate
+// reads only the zone. hiredis's async API runs on nginx's event loop
+// through connections of our own: no worker ever blocks on Redis.
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include <list>
+#include <memory>
+#include <unordered_set>
+
+#include "core/encoding.h"
+#include "core/fleet.h"
+#include "core/otp.h"
+#include "ngx/glue.h"
+
+namespace dpngx {
+
+namespace {
+
+constexpr ngx_msec_t kReplyTimeoutMs = 3000;   // a link silent this long with work pending is dropped
+constexpr ngx_msec_t kFeedBlockMs = 1000;      // XREAD BLOCK: the feed is read at least once a second
+constexpr ngx_msec_t kFirstRetryMs = 100;
+constexpr ngx_msec_t kMaxRetryMs = 5000;
+constexpr int kMaxAttempts = 4;                // runs of a route that keeps meeting newer state
+constexpr size_t kScanCount = 1000;
+constexpr time_t kDownLogEveryS = 60;
+
+using Reply = std::function<void(redisReply*)>;  // null: the link failed before a reply
+
+bool is_int(const redisReply* r) { return r && r->type == REDIS_REPLY_INTEGER; }
+bool is_array(const redisReply* r) { return r && r->type == REDIS_REPLY_ARRAY; }
+std::string_view text_of(const redisReply* r) {
+    return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) ? std::string_view(r->str, r->len)
+                                                                                   : std::string_view();
+}
+
+// One connection to Redis on the event loop, reconnecting with backoff.
+class RedisLink {
+   public:
+    RedisLink(FleetConf* conf, ngx_log_t* log, const char* role) : conf_(conf), log_(log), role_(role) {
+        init_timer(&retry_, [](ngx_event_t* ev) noexcept { static_cast<RedisLink*>(ev->data)->open(); });
+        init_timer(&watchdog_, [](ngx_event_t* ev) noexcept { static_cast<RedisLink*>(ev->data)->check(); });
+    }
+    std::function<void()> on_up, on_down;
+
+    bool up() const { return ac_ && connected_; }
+
+    void open() {
+        if (ac_ || closing_) return;
+        ac_ = conf_->unix_path.len ? redisAsyncConnectUnix(conf_->unix_path_z)
+                                   : redisAsyncConnect(conf_->host_z, (int)conf_->port);
+        if (!ac_ || ac_->err) {
+            if (ac_) redisAsyncFree(ac_);
+            ac_ = nullptr;
+            return failed("cannot connect");
+        }
+        conn_ = ngx_get_connection(ac_->c.fd, log_);
+        if (!conn_) {
+            redisAsyncFree(ac_);
+            ac_ = nullptr;
+            return failed("no free nginx connection");
+        }
+        conn_->data = this;
+        conn_->read->log = conn_->write->log = log_;
+        conn_->read->handler = [](ngx_event_t* ev) noexcept {
+            auto* link = static_cast<RedisLink*>(static_cast<ngx_connection_t*>(ev->data)->data);
+            if (link->ac_) redisAsyncHandleRead(link->ac_);
+        };
+        conn_->write->handler = [](ngx_event_t* ev) noexcept {
+            auto* link = static_cast<RedisLink*>(static_cast<ngx_connection_t*>(ev->data)->data);
+            if (link->ac_) redisAsyncHandleWrite(link->ac_);
+        };
+        ac_->data = this;
+        ac_->ev.data = this;
+        ac_->ev.addRead = [](void* p) { static_cast<RedisLink*>(p)->watch(static_cast<RedisLink*>(p)->conn_->read, true); };
+        ac_->ev.delRead = [](void* p) { static_cast<RedisLink*>(p)->watch(static_cast<RedisLink*>(p)->conn_->read, false); };
+        ac_->ev.addWrite = [](void* p) { static_cast<RedisLink*>(p)->watch(static_cast<RedisLink*>(p)->conn_->write, true); };
+        ac_->ev.delWrite = [](void* p) { static_cast<RedisLink*>(p)->watch(static_cast<RedisLink*>(p)->conn_->write, false); };
+        ac_->ev.cleanup = [](void* p) { static_cast<RedisLink*>(p)->release(); };
+        redisAsyncSetConnectCallback(ac_, [](const redisAsyncContext* ac, int status) {
+            auto* link = static_cast<RedisLink*>(ac->data);
+            if (status == REDIS_OK) return link->connected();
+            link->ac_ = nullptr;  // hiredis frees it
+            link->failed(ac->errstr);
+        });
+        redisAsyncSetDisconnectCallback(ac_, [](const redisAsyncContext* ac, int) {
+            auto* link = static_cast<RedisLink*>(ac->data);
+            link->ac_ = nullptr;
+            link->failed(ac->errstr[0] ? ac->errstr : "disconnected");
+        });
+        started_ = last_reply_ = ngx_current_msec;
+        if (!watchdog_.timer_set) ngx_add_timer(&watchdog_, kReplyTimeoutMs / 3);
+        // Queued now, sent first once connected.
+        if (conf_->db) send({"SELECT", std::to_string(conf_->db)}, [](redisReply*) {}, true);
+    }
+
+    // Sends a command; false (and done is not called) when the link is down.
+    bool send(const std::vector<std::string>& argv, Reply done, bool while_connecting = false) {
+        if (!ac_ || (!connected_ && !while_connecting)) return false;
+        std::vector<const char*> ptrs;
+        std::vector<size_t> lens;
+        for (const std::string& a : argv) {
+            ptrs.push_back(a.data());
+            lens.push_back(a.size());
+        }
+        auto* cb = new Reply(std::move(done));
+        if (redisAsyncCommandArgv(ac_, on_reply, cb, (int)argv.size(), ptrs.data(), lens.data()) != REDIS_OK) {
+            delete cb;
+            return false;
+        }
+        pending_++;
+        return true;
+    }
+
+    void close() {
+        closing_ = true;
+        if (retry_.timer_set) ngx_del_timer(&retry_);
+        if (watchdog_.timer_set) ngx_del_timer(&watchdog_);
+        if (ac_) {
+            redisAsyncContext* ac = ac_;
+            ac_ = nullptr;
+            redisAsyncFree(ac);
+        }
+    }
+
+   private:
+    void init_timer(ngx_event_t* ev, ngx_event_handler_pt handler) {
+        ev->handler = handler;
+        ev->data = this;
+        ev->log = ngx_cycle->log;
+        ev->cancelable = 1;  // a worker shutting down does not wait for them
+    }
+
+    static void on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
+        auto* link = static_cast<RedisLink*>(ac->data);
+        std::unique_ptr<Reply> cb(static_cast<Reply*>(privdata));
+        if (link) {
+            link->pending_--;
+            if (reply) link->last_reply_ = ngx_current_msec;
+        }
+        try {
+            (*cb)(static_cast<redisReply*>(reply));
+        } catch (const std::exception& e) {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0, "device_pairing: redis reply: %s", e.what());
+        }
+    }
+
+    void watch(ngx_event_t* ev, bool on) {
+        // Level-triggered: hiredis reads one buffer per call, so an edge
+        // would strand the rest of a large reply.
+        if (on && !ev->active) ngx_add_event(ev, ev->write ? NGX_WRITE_EVENT : NGX_READ_EVENT, NGX_LEVEL_EVENT);
+        if (!on && ev->active) ngx_del_event(ev, ev->write ? NGX_WRITE_EVENT : NGX_READ_EVENT, 0);
+    }
+
+    void release() {  // hiredis is about to close the socket: as ngx_close_connection, but not the fd
+        ngx_connection_t* c = conn_;
+        if (!c) return;
+        conn_ = nullptr;
+        if (c->read->active || c->write->active) {
+            if (ngx_del_conn)
+                ngx_del_conn(c, 0);
+            else {
+                if (c->read->active) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+                if (c->write->active) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+            }
+        }
+        c->read->closed = c->write->closed = 1;
+        ngx_free_connection(c);
+        c->fd = (ngx_socket_t)-1;
+    }
+
+    void connected() {
+        connected_ = true;
+        backoff_ = kFirstRetryMs;
+        if (down_since_) {
+            ngx_log_error(NGX_LOG_NOTICE, log_, 0, "device_pairing: redis %V is reachable again (%s link)",
+                          &conf_->text, role_);
+            down_since_ = 0;
+        }
+        if (on_up) on_up();
+    }
+
+    void failed(const char* why) {
+        const bool was_up = connected_;
+        connected_ = false;
+        if (!down_since_) down_since_ = ngx_time();
+        if (ngx_time() - last_down_log_ >= kDownLogEveryS) {
+            last_down_log_ = ngx_time();
+            ngx_log_error(NGX_LOG_ERR, log_, 0, "device_pairing: redis %V unreachable (%s link): %s",
+                          &conf_->text, role_, why);
+        }
+        if (was_up && on_down) on_down();
+        if (closing_ || ngx_exiting || ngx_terminate || ngx_quit) return;
+        if (!retry_.timer_set) ngx_add_timer(&retry_, backoff_);
+        backoff_ = std::min(backoff_ * 2, kMaxRetryMs);
+    }
+
+    // A link that stopped answering (a partition, a stopped server) is
+    // dropped, which fails what it held.
+    void check() {
+        ngx_add_timer(&watchdog_, kReplyTimeoutMs / 3);
+        if (!ac_) return;
+        const bool stuck = connected_ ? pending_ > 0 && ngx_current_msec - last_reply_ > kReplyTimeoutMs + kFeedBlockMs
+                                      : ngx_current_msec - started_ > kReplyTimeoutMs;
+        if (!stuck) return;
+        redisAsyncContext* ac = ac_;
+        redisAsyncFree(ac);  // calls the disconnect callback, or none when never connected
+        if (ac_ == ac) {
+            ac_ = nullptr;
+            failed("timed out");
+        }
+    }
+
+    FleetConf* conf_;
+    ngx_log_t* log_;
+    const char* role_;
+    redisAsyncContext* ac_ = nullptr;
+    ngx_connection_t* conn_ = nullptr;
+    bool connected_ = false, closing_ = false;
+    size_t pending_ = 0;
+    ngx_msec_t started_ = 0, last_reply_ = 0, backoff_ = kFirstRetryMs;
+    time_t down_since_ = 0, last_down_log_ = 0;
+    ngx_event_t retry_{}, watchdog_{};
+};
+
+std::string origin_of(ZoneCtx* zone) {
+    return dp::hex_encode(std::string_view((const char*)zone->sh->state.fleet_origin, 8));
+}
+
+// Applies Redis's images of some records to the replica.
+void apply_images(ZoneCtx* zone, const std::vector<std::pair<std::string, std::string>>& images) {
+    ZoneStore store(zone);
+    store.attach(nullptr);  // from Redis: nothing to send back
+    dp::StoreLock lock(store);
+    const uint32_t now_s = (uint32_t)ngx_time();
+    for (const auto& [key, image] : images) {
+        dp::Kind kind;
+        dp::Digest digest;
+        if (!dp::parse_fleet_record_key(to_string(zone->fleet->prefix), key, &kind, &digest)) continue;
+        if (!dp::fleet_apply(store, kind, digest, image, now_s))
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "device_pairing_zone \"%V\" is full: a record from redis was not replicated",
+                          &zone->shm_zone->shm.name);
+    }
+}
+
+void set_out_of_step(ZoneCtx* zone, bool out) {
+    ZoneStore store(zone);
+    dp::StoreLock lock(store);
+    int64_t& since = store.shared_for_persistence().fleet_out_of_step_ms;
+    if (!out)
+        since = 0;
+    else if (!since)
+        since = now_ms();
+}
+
+bool out_of_step(ZoneCtx* zone) {
+    return ((volatile dp::SharedState&)zone->sh->state).fleet_out_of_step_ms != 0;
+}
+
+}  // namespace
+
+class FleetWriter final : public DurableWriter {
+   public:
+    FleetWriter(ZoneCtx* zone, ngx_cycle_t* cycle) : zone_(zone), link_(zone->fleet, cycle->log, "commit") {
+        link_.on_up = [this] { load_script(); };
+    }
+    void start() { link_.open(); }
+    void stop() { link_.close(); }
+
+    void committed(std::vector<dp::RecordChange>&& changes) override {
+        std::vector<dp::RecordChange>* into = collect_ ? collect_ : &background_;
+        if (current && !collect_) {
+            if (!current->durable) current->durable = std::make_unique<RequestCtx::Durable>();
+            into = &current->durable->changes;
+        }
+        for (dp::RecordChange& c : changes) into->push_back(std::move(c));
+    }
+
+    void wait(ngx_http_request_t* r) override {
+        r->main->count++;
+        RequestCtx* ctx = find_ctx(r);
+        // A replica being rebuilt takes no writes: what it would build on may be gone.
+        if (out_of_step(zone_) || !link_.up())
+            return answer_held(zone_, r, false, kUnreachable);
+        auto waiter = std::make_shared<ngx_http_request_t*>(r);
+        waiters_.push_back(waiter);
+        const bool sent = send(ctx->durable->changes, [this, waiter](Outcome outcome, const Images& images) {
+            waiters_.remove(waiter);
+            if (*waiter) finish(*waiter, outcome, images);
+        });
+        if (!sent) {
+            waiters_.remove(waiter);
+            answer_held(zone_, r, false, kUnreachable);
+        }
+    }
+
+    void forget(ngx_http_request_t* r) override {
+        for (auto& w : waiters_)
+            if (*w == r) *w = nullptr;
+    }
+
+    void post() override {
+        if (background_.empty()) return;
+        std::vector<dp::RecordChange> changes;
+        changes.swap(background_);
+        send_changes(std::move(changes), nullptr);
+    }
+
+    // Changes made outside any request (the gate retiring a token, the OTP
+    // at start), with their outcome: undone unless Redis took them.
+    void send_changes(std::vector<dp::RecordChange> changes, std::function<void(bool)> done) {
+        auto held = std::make_shared<std::vector<dp::RecordChange>>(std::move(changes));
+        const bool sent = send(*held, [this, held, done](Outcome outcome, const Images& images) {
+            if (outcome != Outcome::Committed) undo_changes(zone_, *held);
+            if (outcome == Outcome::Conflict) apply_images(zone_, images);
+            if (outcome == Outcome::Unknown) request_resync();
+            if (done) done(outcome == Outcome::Committed);
+        });
+        if (!sent) {
+            undo_changes(zone_, *held);
+            if (done) done(false);
+        }
+    }
+    std::vector<dp::RecordChange>* collect_ = nullptr;  // set: committed changes go here
+
+    bool up() const { return link_.up(); }
+
+   private:
+    // Loaded on every connect, ahead of any commit on the link (a restarted
+    // Redis has forgotten it).
+    void load_script() {
+        link_.send({"SCRIPT", "LOAD", dp::kCommitScript}, [](redisReply*) {});
+    }
+
+    enum class Outcome { Committed, Conflict, Unknown };
+    using Images = std::vector<std::pair<std::string, std::string>>;
+    static constexpr const char* kUnreachable = "the fleet's Redis is unreachable; the change was undone; try again";
+
+    // One commit. On a conflict, images holds Redis's records for the keys.
+    // Unknown: the link failed or Redis erred; the change may have landed.
+    bool send(const std::vector<dp::RecordChange>& changes, std::function<void(Outcome, const Images&)> done) {
+        if (changes.empty()) return false;
+        const std::string prefix = to_string(zone_->fleet->prefix);
+        dp::FleetCommit commit = dp::fleet_commit(prefix, dp::fleet_script_sha(), origin_of(zone_), changes);
+        std::vector<std::string> keys = commit.keys;
+        return link_.send(commit.argv, [this, keys, done](redisReply* reply) {
+            Images images;
+            if (!is_array(reply) || reply->elements < 1 || !is_int(reply->element[0])) {
+                if (reply && reply->type == REDIS_REPLY_ERROR) {
+                    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis commit: %*s",
+                                  (size_t)reply->len, reply->str);
+                    if (std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") load_script();
+                }
+                return done(Outcome::Unknown, images);
+            }
+            if (reply->element[0]->integer == 1) return done(Outcome::Committed, images);
+            for (size_t i = 0; i < keys.size() && i + 1 < reply->elements; i++)
+                images.emplace_back(keys[i], std::string(text_of(reply->element[i + 1])));
+            done(Outcome::Conflict, images);
+        });
+    }
+
+    void finish(ngx_http_request_t* r, Outcome outcome, const Images& images) {
+        if (outcome == Outcome::Unknown) {
+            request_resync();
+            return answer_held(zone_, r, false, "the fleet's Redis did not confirm the change; it was undone; try again");
+        }
+        if (outcome == Outcome::Committed) return answer_held(zone_, r, true, nullptr);
+        // Another host changed what this request read: undo, take Redis's
+        // records, and run the request again on them.
+        RequestCtx* ctx = find_ctx(r);
+        if (!ctx || !ctx->durable || ctx->attempts >= kMaxAttempts) {
+            if (ctx && ctx->durable) {
+                undo_changes(zone_, ctx->durable->changes);
+                ctx->durable->changes.clear();
+            }
+            apply_images(zone_, images);
+            return answer_held(zone_, r, false, "the records kept changing on other hosts; try again");
+        }
+        undo_changes(zone_, ctx->durable->changes);
+        ctx->durable->changes.clear();
+        ctx->durable->waiting = false;
+        apply_images(zone_, images);
+        ngx_connection_t* c = r->connection;
+        ngx_int_t rc;
+        try {
+            rc = run_route(r, ctx, ctx->body);
+        } catch (const std::exception& e) {
+            ngx_log_error(NGX_LOG_ALERT, c->log, 0, "device_pairing: %s", e.what());
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        ngx_http_finalize_request(r, rc);  // the reference wait() took
+        ngx_http_run_posted_requests(c);
+    }
+
+    void request_resync() {
+        ZoneStore store(zone_);
+        dp::StoreLock lock(store);
+        store.shared_for_persistence().fleet_resync = 1;
+    }
+
+    ZoneCtx* zone_;
+    RedisLink link_;
+    std::list<std::shared_ptr<ngx_http_request_t*>> waiters_;
+    std::vector<dp::RecordChange> background_;
+};
+
+// Worker 0's: the feed into the replica, and the replica rebuilt from
+// Redis's records on every (re)connect.
+class FleetFollower {
+   public:
+    FleetFollower(ZoneCtx* zone, ngx_cycle_t* cycle, FleetWriter* writer)
+        : zone_(zone), writer_(writer), link_(zone->fleet, cycle->log, "feed"), prefix_(to_string(zone->fleet->prefix)) {
+        link_.on_up = [this] { resync(); };
+        link_.on_down = [this] { set_out_of_step(zone_, true); };
+    }
+    void start() { link_.open(); }
+    void stop() { link_.close(); }
+
+   private:
+    void resync() {
+        set_out_of_step(zone_, true);
+        seen_.clear();
+        link_.send({"GET", dp::fleet_seq_key(prefix_)}, [this](redisReply* reply) {
+            if (!reply) return;
+            start_seq_ = reply->type == REDIS_REPLY_STRING ? std::stoull(std::string(text_of(reply))) : 0;
+            scan("0");
+        });
+    }
+
+    void scan(const std::string& cursor) {
+        link_.send({"SCAN", cursor, "MATCH", dp::fleet_scan_pattern(prefix_), "COUNT", std::to_string(kScanCount)},
+                   [this](redisReply* reply) {
+                       if (!is_array(reply) || reply->elements != 2 || !is_array(reply->element[1])) return;
+                       const std::string next(text_of(reply->element[0]));
+                       std::vector<std::string> keys;
+                       for (size_t i = 0; i < reply->element[1]->elements; i++)
+                           keys.emplace_back(text_of(reply->element[1]->element[i]));
+                       fetch(std::move(keys), next);
+                   });
+    }
+
+    // The images of keys a scan found, then the next scan step.
+    void fetch(std::vector<std::string> keys, const std::string& next) {
+        if (keys.empty()) return next == "0" ? finish_scan() : scan(next);
+        std::vector<std::string> argv{"MGET"};
+        argv.insert(argv.end(), keys.begin(), keys.end());
+        link_.send(argv, [this, keys, next](redisReply* reply) {
+            if (!is_array(reply) || reply->elements != keys.size()) return;
+            std::vector<std::pair<std::string, std::string>> images;
+            for (size_t i = 0; i < keys.size(); i++) {
+                if (reply->element[i]->type != REDIS_REPLY_STRING) continue;  // gone since the scan
+                images.emplace_back(keys[i], std::string(text_of(reply->element[i])));
+                seen_.insert(keys[i]);
+            }
+            apply_images(zone_, images);
+            next == "0" ? finish_scan() : scan(next);
+        });
+    }
+
+    void finish_scan() {
+        link_.send({"GET", dp::fleet_otp_key(prefix_)}, [this](redisReply* reply) {
+            if (!reply) return;
+            apply_images(zone_, {{dp::fleet_otp_key(prefix_), std::string(text_of(reply))}});
+            sweep();
+            {
+                ZoneStore store(zone_);
+                dp::StoreLock lock(store);
+                dp::SharedState& sh = store.shared_for_persistence();
+                sh.fleet_applied_seq = start_seq_;
+                sh.fleet_resync = 0;
+            }
+            set_out_of_step(zone_, false);
+            ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0, "device_pairing: replica in step with redis %V at %uL",
+                          &zone_->fleet->text, start_seq_);
+            if (!otp_checked_) start_otp();
+            read_feed();
+        });
+    }
+
+    // Records the replica holds that Redis no longer has go.
+    void sweep() {
+        ZoneStore store(zone_);
+        store.attach(nullptr);
+        for (size_t k = 0; k < dp::kKindCount; k++) {
+            if ((dp::Kind)k == dp::Kind::AccountCount) continue;
+            std::vector<dp::Digest> gone;
+            store.for_each((dp::Kind)k, [&](const dp::RecordHeader* h) {
+                dp::Digest key;
+                memcpy(key.data(), h->key, 32);
+                if (!seen_.count(dp::fleet_record_key(prefix_, (dp::Kind)k, key))) gone.push_back(key);
+            });
+            dp::StoreLock lock(store);
+            for (const dp::Digest& key : gone)
+                if (const dp::RecordHeader* h = store.find((dp::Kind)k, key)) store.remove(h);
+        }
+        seen_.clear();
+    }
+
+    void read_feed() {
+        uint64_t after;
+        bool resync_wanted;
+        {
+            ZoneStore store(zone_);
+            dp::StoreLock lock(store);
+            after = store.shared().fleet_applied_seq;
+            resync_wanted = store.shared().fleet_resync;
+        }
+        if (resync_wanted) return resync();
+        const std::vector<std::string> argv{"XREAD", "COUNT", "512", "BLOCK", std::to_string(kFeedBlockMs),
+                                            "STREAMS", dp::fleet_feed_key(prefix_), std::to_string(after) + "-1"};
+        link_.send(argv, [this, after](redisReply* reply) {
+            if (!reply) return;  // the link failed: resync on reconnect
+            if (reply->type == REDIS_REPLY_NIL) return read_feed();
+            if (!is_array(reply) || reply->elements < 1 || !is_array(reply->element[0]) ||
+                reply->element[0]->elements != 2 || !is_array(reply->element[0]->element[1]))
+                return read_feed();
+            if (!apply_entries(reply->element[0]->element[1], after)) return resync();
+            read_feed();
+        });
+    }
+
+    // False on a gap (entries trimmed from the stream while this host was behind).
+    bool apply_entries(const redisReply* entries, uint64_t after) {
+        const std::string origin = origin_of(zone_);
+        std::vector<std::pair<std::string, std::string>> images;
+        uint64_t last = after;
+        for (size_t i = 0; i < entries->elements; i++) {
+            const redisReply* e = entries->element[i];
+            if (!is_array(e) || e->elements != 2 || !is_array(e->element[1])) continue;
+            const uint64_t seq = std::stoull(std::string(text_of(e->element[0])));
+            if (seq != last + 1) return false;
+            last = seq;
+            const redisReply* fields = e->element[1];
+            if (fields->elements < 2 || text_of(fields->element[1]) == origin) continue;  // applied when made
+            for (size_t f = 2; f + 1 < fields->elements; f += 2)
+                images.emplace_back(std::string(text_of(fields->element[f])), std::string(text_of(fields->element[f + 1])));
+        }
+        apply_images(zone_, images);
+        ZoneStore store(zone_);
+        dp::StoreLock lock(store);
+        store.shared_for_persistence().fleet_applied_seq = last;
+        return true;
+    }
+
+    // The fleet's OTP: made by the first host that finds none live; the
+    // others use it (its banner is in that host's log).
+    void start_otp() {
+        otp_checked_ = true;
+        MainConf* mcf = zone_->mcf;
+        if (!mcf->first_pairing_srv) return;
+        std::vector<dp::RecordChange> changes;
+        std::vector<std::string> banner;
+        {
+            ZoneStore store(zone_);
+            writer_->collect_ = &changes;
+            try {
+                banner = dp::otp_at_start(store, *mcf->first_pairing_srv->settings, now_ms());
+            } catch (...) {
+            }
+            writer_->collect_ = nullptr;
+        }
+        if (banner.empty()) {
+            ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                          "device pairing: the fleet's OTP is live; another host made it and shows it in its log");
+            return;
+        }
+        writer_->send_changes(std::move(changes), [this, banner](bool ok) {
+            if (ok) return show_banner(zone_, banner, ngx_cycle->log);
+            ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                          "device pairing: another host made the fleet's OTP first; it shows it in its log");
+        });
+    }
+
+    ZoneCtx* zone_;
+    FleetWriter* writer_;
+    RedisLink link_;
+    std::string prefix_;
+    uint64_t start_seq_ = 0;
+    std::unordered_set<std::string> seen_;
+    bool otp_checked_ = false;
+};
+
+namespace {
+FleetWriter* fleet_writer;
+FleetFollower* fleet_follower;
+}  // namespace
+
+ngx_int_t start_fleet(ngx_cycle_t* cycle, ZoneCtx* zone) {
+    if (!zone || !zone->fleet || ngx_process != NGX_PROCESS_WORKER) return NGX_OK;
+    try {
+        fleet_writer = new FleetWriter(zone, cycle);
+        extern DurableWriter* worker_writer;
+        worker_writer = fleet_writer;
+        zone->journal = fleet_writer;
+        fleet_writer->start();
+        if (ngx_worker == 0) {
+            fleet_follower = new FleetFollower(zone, cycle, fleet_writer);
+            fleet_follower->start();
+        }
+    } catch (...) {
+        return NGX_ERROR;
+    }
+    return NGX_OK;
+}
+
+void stop_fleet() {
+    if (fleet_follower) fleet_follower->stop();
+    if (fleet_writer) fleet_writer->stop();
+}
+
+bool fleet_out_of_step(ZoneCtx* zone) {
+    if (!zone || !zone->fleet) return false;
+    const int64_t since = ((volatile dp::SharedState&)zone->sh->state).fleet_out_of_step_ms;
+    return since != 0 && now_ms() - since >= (int64_t)zone->mcf->redis_stale;
+}
+
+}  // namespace dpngx

@@ -1,0 +1,187 @@
+# Fleet mode (redis=): two nginx hosts and a real redis-server (AOF on,
+# appendfsync always) on loopback. Pair on A, the gate on B; revoke on A,
+# 401 on B; the cross-host races; the OTP burn across hosts; a deposit on B
+# wakes a poll parked on A; kill -9 of Redis: writes 503, the gate serves
+# from the replica, then everything acknowledged is back; a late host
+# catches up.
+use strict;
+use warnings;
+use Test::More;
+use Digest::SHA qw(sha256_hex);
+use POSIX qw(:sys_wait_h);
+use Time::HiRes qw(time sleep);
+use DPTest;
+
+my $REDIS = '/usr/bin/redis-server';
+plan skip_all => 'redis-server is not installed (make test installs it)' unless -x $REDIS;
+
+my $alice = 'dk_alice_fleet_key_0000000000001';
+my $keys = "alice " . sha256_hex($alice) . "\n";
+
+# --- redis ---
+my $rdir = DPTest->new->dir;
+my $rport = DPTest::free_port();
+my $redis_pid;
+sub start_redis {
+    open my $fh, '>', "$rdir/redis.conf" or die;
+    print $fh "port $rport\nbind 127.0.0.1\ndir $rdir\nappendonly yes\nappendfsync always\nsave \"\"\n"
+        . "daemonize no\nlogfile $rdir/redis.log\n";
+    close $fh;
+    $redis_pid = fork // die;
+    if (!$redis_pid) { exec $REDIS, "$rdir/redis.conf"; exit 1 }
+    for (1 .. 100) {
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$rport", Timeout => 1);
+        return if $s;
+        sleep 0.05;
+    }
+    die "redis-server did not start";
+}
+sub kill_redis {
+    kill 'KILL', $redis_pid;
+    waitpid $redis_pid, 0;
+}
+start_redis();
+
+sub host {
+    my (%opt) = @_;
+    my $h = DPTest->new(allow => qr/redis/);
+    $h->standard(zone => "zone=pairing:1m redis=127.0.0.1:$rport redis_prefix=t17:", device_keys => $keys,
+        http => ($opt{http} // '') . ' device_pairing_mailbox_ttl 30s;');
+    $h->start;
+    return $h;
+}
+# The fleet's OTP: shown by whichever host made it.
+sub fleet_otp {
+    for (1 .. 100) {
+        for my $h (@_) { my $o = $h->otp; return $o if $o }
+        sleep 0.05;
+    }
+    return undef;
+}
+sub wait_until {
+    my ($cond, $limit) = @_;
+    my $start = time;
+    while (time - $start < $limit) { return time - $start if $cond->(); sleep 0.002 }
+    return undef;
+}
+
+my $A = host();
+my $B = host();
+my $otp = fleet_otp($A, $B);
+ok($otp, 'one host made the fleet\'s OTP and shows it');
+my @banners = grep { ($_->read_file('error.log') // '') =~ /OTP: \d{6}/ } $A, $B;
+is(scalar @banners, 1, 'exactly one host made it');
+
+# Pair on A, use on B.
+my $res = $A->post('/pair', json => { otp => $otp, name => 'fleet phone' });
+is($res->{status}, 200, 'paired on A');
+my $token = $res->{json}{token};
+my $t_b = wait_until(sub { $B->get('/api/x', token => $token)->{status} == 200 }, 2);
+ok(defined $t_b, 'the token opens B\'s gate') and diag(sprintf 'visible on B after %.1f ms', $t_b * 1000);
+is($B->post('/pair', json => { otp => $otp })->{status}, 401, 'the spent OTP is spent on B too');
+
+# Revoke on A: 401 on B within 100 ms.
+my $list = $A->get('/api/devices', token => $token);
+my ($dev) = grep { $_->{name} eq 'fleet phone' } @{ $list->{json}{devices} || [] };
+ok($dev, 'the device is listed on A');
+my $new_otp_res = $A->get('/pair/refresh', token => $token);
+is($new_otp_res->{status}, 200, 'a new OTP from A');
+my $owner2 = $B->post('/pair', json => { otp => $new_otp_res->{json}{otp} });
+is($owner2->{status}, 200, 'the new OTP pairs on B');
+my $victim = $B->post('/pair', json => { otp => $B->get('/pair/refresh', token => $owner2->{json}{token})->{json}{otp}, name => 'victim' })->{json}{token};
+ok(wait_until(sub { $A->get('/api/x', token => $victim)->{status} == 200 }, 2), 'a second device, paired on B, opens A');
+my $vlist = $B->get('/api/devices', token => $victim)->{json}{devices};
+my ($vdev) = grep { $_->{name} eq 'victim' } @{ $vlist || [] };
+my $start = time;
+is($A->request('DELETE', "/api/devices/$vdev->{id}", token => $token)->{status}, 204, 'revoked on A');
+my $lag = wait_until(sub { $B->get('/api/x', token => $victim)->{status} == 401 }, 2);
+ok(defined $lag && $lag < 0.1, sprintf('401 on B within 100 ms (%.1f ms)', ($lag // 9) * 1000));
+
+# 20 redemptions of one OTP over two hosts: one token.
+my $race_otp = $A->get('/pair/refresh', token => $token)->{json}{otp};
+sleep 0.05;
+my %count = %{ DPTest::concurrently(20, sub {
+    my $h = $_[0] % 2 ? $A : $B;
+    $h->post('/pair', json => { otp => $race_otp }, from => '127.0.0.' . (10 + $_[0]))->{status};
+}) };
+is($count{200}, 1, 'one of 20 redemptions over two hosts pairs') or diag(explain \%count);
+
+# 40 concurrent valid PUTs over two hosts: one 204.
+my $keyset = $A->python(<<'PY');
+import base64
+from cryptography.hazmat.primitives.asymmetric import ed25519, ec
+from cryptography.hazmat.primitives import serialization as s
+b = lambda x: base64.b64encode(x).decode()
+p = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(s.Encoding.X962, s.PublicFormat.UncompressedPoint)
+print(b(p), *[b(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw)) for _ in range(41)])
+PY
+my ($ecdh, $session, @racers) = split ' ', $keyset;
+my $m = $A->post('/api/v1/device-pairing', device_key => $alice);
+is($m->{status}, 201, 'minted on A');
+my ($pid_, $wt) = @{ $m->{json} }{qw(pairing_id write_token)};
+ok(wait_until(sub { $B->get("/api/v1/device-pairing/$pid_", device_key => $alice)->{status} == 200 }, 2), 'B sees the pairing');
+%count = %{ DPTest::concurrently(40, sub {
+    my $h = $_[0] % 2 ? $A : $B;
+    $h->request('PUT', "/api/v1/device-pairing/$pid_", token => $wt, json => { session_pub => $racers[$_[0] - 1], ecdh_pub => $ecdh })->{status};
+}) };
+is($count{204}, 1, 'one of 40 concurrent deposits over two hosts gets 204') or diag(explain \%count);
+
+# A deposit on B wakes a poll parked on A.
+$m = $A->post('/api/v1/device-pairing', device_key => $alice);
+my ($pid2, $wt2) = @{ $m->{json} }{qw(pairing_id write_token)};
+ok(wait_until(sub { $B->get("/api/v1/device-pairing/$pid2", device_key => $alice)->{status} == 200 }, 2), 'B sees the second pairing');
+pipe my $rd, my $wr or die;
+my $kid = fork // die;
+if (!$kid) {
+    close $rd;
+    my $r = $A->get("/api/v1/device-pairing/$pid2?wait=10", device_key => $alice);
+    printf $wr "%s %.4f", ($r->{json}{status} // "http-$r->{status}"), time;
+    close $wr;    # flush: _exit skips Perl's buffers
+    POSIX::_exit(0);
+}
+close $wr;
+sleep 0.5;
+my $put_at = time;
+is($B->request('PUT', "/api/v1/device-pairing/$pid2", token => $wt2, json => { session_pub => $session, ecdh_pub => $ecdh })->{status}, 204, 'deposit on B');
+my ($status, $answered_at) = split ' ', scalar readline $rd;
+waitpid $kid, 0;
+is($status, 'ready', 'the poll parked on A answers ready') or diag("poll answered: $status");
+ok($answered_at - $put_at < 0.25, sprintf('soon after the deposit (%.1f ms)', ($answered_at - $put_at) * 1000));
+
+# The burn counts failures from every host.
+my $burn_otp = $A->get('/pair/refresh', token => $token)->{json}{otp};
+my $wrong = $burn_otp eq '000000' ? '111111' : '000000';
+for my $i (1 .. 10) {
+    my $h = $i % 2 ? $A : $B;
+    $h->post('/pair', json => { otp => $wrong }, from => "127.0.1.$i");
+}
+is($B->post('/pair', json => { otp => $burn_otp }, from => '127.0.2.1')->{status}, 401, 'ten failures over two hosts burn the OTP');
+
+# kill -9 of Redis: writes 503, the gate serves from the replica.
+kill_redis();
+sleep 0.3;
+DPTest::is_problem($A->post('/api/v1/device-pairing', device_key => $alice), 503, 'state_unavailable', 'a write with Redis down: 503');
+is($B->get('/api/x', token => $token)->{status}, 200, 'the gate serves from the replica');
+start_redis();
+my $back = wait_until(sub { $A->post('/api/v1/device-pairing', device_key => $alice)->{status} == 201 }, 10);
+ok(defined $back, 'writes work again after Redis restarts from its AOF');
+is($B->get('/api/x', token => $token)->{status}, 200, 'the device acknowledged before the crash is still there');
+is($B->get('/api/x', token => $victim)->{status}, 401, 'and the revocation too');
+
+# A host started after the others catches up.
+my $C = host();
+ok(wait_until(sub { $C->get('/api/x', token => $token)->{status} == 200 }, 5), 'a late host admits the token');
+is($C->get('/api/x', token => $victim)->{status}, 401, 'and refuses the revoked one');
+
+# Fail closed at once with device_pairing_redis_stale 0.
+my $D = host(http => 'device_pairing_redis_stale 0;');
+ok(wait_until(sub { $D->get('/api/x', token => $token)->{status} == 200 }, 5), 'D in step');
+kill_redis();
+ok(wait_until(sub { $D->get('/api/x', token => $token)->{status} == 503 }, 5), 'stale 0: the gate answers 503 once Redis is gone');
+is($A->get('/api/x', token => $token)->{status}, 200, 'the default (60 s) keeps serving');
+start_redis();
+ok(wait_until(sub { $D->get('/api/x', token => $token)->{status} == 200 }, 10), 'and D serves again once back in step');
+
+$_->finish for $A, $B, $C, $D;
+kill_redis();
+done_testing;
