@@ -83,6 +83,18 @@ struct Host {
     }
 };
 
+// Two hosts and Redis, after host a made an OTP and b read it from the feed.
+struct TwoHosts {
+    RedisModel redis;
+    Host a, b;
+    std::string otp;
+    TwoHosts() {
+        EXPECT_TRUE(a.run(redis, [&] { otp = a.h.new_otp(kT0); }));
+        StoreLock lock(b.h.store);
+        EXPECT_TRUE(fleet_apply(b.h.store, Kind::Count, Digest{}, redis.get(fleet_otp_key("dp:")), to_s(kT0)));
+    }
+};
+
 }  // namespace
 
 TEST(Fleet, RecordKeysRoundTripAndStayInTheirPrefix) {
@@ -183,15 +195,10 @@ TEST(Fleet, AppliedRecordsReplaceAndRemoveAndKeepTheLocalLastSeen) {
 // Two hosts, one OTP: the second redemption meets the first's spend in
 // Redis, takes Redis's records, and the request run again is refused.
 TEST(Fleet, OneOtpRedeemedOnTwoHostsPairsOnce) {
-    RedisModel redis;
-    Host a, b;
-    std::string otp;
-    ASSERT_TRUE(a.run(redis, [&] { otp = a.h.new_otp(kT0); }));
-    // b learns the OTP from the feed
-    {
-        StoreLock lock(b.h.store);
-        ASSERT_TRUE(fleet_apply(b.h.store, Kind::Count, Digest{}, redis.get(fleet_otp_key("dp:")), to_s(kT0)));
-    }
+    TwoHosts f;
+    Host &a = f.a, &b = f.b;
+    RedisModel& redis = f.redis;
+    const std::string otp = f.otp;
     Response first, second;
     EXPECT_TRUE(a.run(redis, [&] { first = a.h.pair(otp, kT0 + 1000); }));
     EXPECT_EQ(first.status, 200);
@@ -205,14 +212,10 @@ TEST(Fleet, OneOtpRedeemedOnTwoHostsPairsOnce) {
 
 // Failed guesses on two hosts add up in Redis: the burn counts them all.
 TEST(Fleet, OtpFailuresCountOnEveryHost) {
-    RedisModel redis;
-    Host a, b;
-    std::string otp;
-    ASSERT_TRUE(a.run(redis, [&] { otp = a.h.new_otp(kT0); }));
-    {
-        StoreLock lock(b.h.store);
-        ASSERT_TRUE(fleet_apply(b.h.store, Kind::Count, Digest{}, redis.get(fleet_otp_key("dp:")), to_s(kT0)));
-    }
+    TwoHosts f;
+    Host &a = f.a, &b = f.b;
+    RedisModel& redis = f.redis;
+    const std::string otp = f.otp;
     const std::string wrong = otp == "000000" ? "111111" : "000000";
     int tries = 0;
     for (int i = 0; i < 5; i++) {
