@@ -2,7 +2,8 @@
 // on a timer, never blocking the worker, until the pairing is ready or the
 // monotonic deadline passes. Every 20 ms it reads the zone's change count
 // (one word) and runs the route again only when the zone changed: a deposit
-// by another worker, or (fleet mode) by another host through the feed.
+// by another worker, or (fleet mode) by another host through the feed, or a
+// resize retired it.
 #include "ngx/glue.h"
 
 namespace dpngx {
@@ -17,7 +18,9 @@ void poll_again(ngx_event_t* ev) noexcept {
     auto* r = static_cast<ngx_http_request_t*>(ev->data);
     ngx_connection_t* conn = r->connection;  // r may be freed by finalize
     auto* ctx = static_cast<RequestCtx*>(ngx_http_get_module_ctx(r, ngx_http_device_pairing_module));
-    if (zone_changes(zone_of(r)) == ctx->poll_changes_seen && (ngx_msec_int_t)(ctx->poll_deadline - ngx_current_msec) > 0) {
+    ZoneCtx* zone = zone_of(r);
+    bool quiet = zone_changes(zone) == ctx->poll_changes_seen && !zone_retired(zone);  // a resize ends it at once
+    if (quiet && (ngx_msec_int_t)(ctx->poll_deadline - ngx_current_msec) > 0) {
         ngx_add_timer(ev, kPollIntervalMs);  // nothing changed: nothing to ask
         return;
     }

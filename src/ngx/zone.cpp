@@ -523,7 +523,6 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
                 snapshot = dp::serialize_state(old_store);
                 old_state = old_store.shared();
                 old_store.shared_for_persistence().retired = 1;
-                old_store.shared_for_persistence().dirty++;  // wakes its parked long polls
             }
             ctx->took_over = old->sh;
             if (!dp::load_state(store, snapshot, now_s, &error)) {
