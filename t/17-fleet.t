@@ -46,7 +46,7 @@ sub host {
     my (%opt) = @_;
     my $h = DPTest->new(allow => qr/redis/);
     $h->standard(zone => "zone=pairing:1m redis=127.0.0.1:$rport redis_prefix=t17:", device_keys => $keys,
-        http => ($opt{http} // '') . ' device_pairing_mailbox_ttl 30s;');
+        http => ($opt{http} // '') . ' device_pairing_mailbox_ttl 30s; device_pairing_max_pairings 100000;');
     $h->start;
     return $h;
 }
@@ -63,6 +63,44 @@ sub wait_until {
     my $start = time;
     while (time - $start < $limit) { return time - $start if $cond->(); sleep 0.002 }
     return undef;
+}
+
+
+# Load in a child: mints on one host and the gate on the other, as fast as
+# it goes, until the file "stop" appears; each answer is one line of the log.
+sub start_load {
+    my ($writer, $gate, $token, $name) = @_;
+    my $log = "$rdir/$name";
+    unlink "$rdir/stop", $log;
+    my $kid = fork // die;
+    if (!$kid) {
+        open my $o, '>', $log or die;
+        $o->autoflush(1);
+        until (-e "$rdir/stop") {
+            my $m = $writer->post('/api/v1/device-pairing', device_key => $alice);
+            print $o "mint $m->{status} " . ($m->{json}{pairing_id} // '-') . "\n";
+            print $o "gate " . $gate->get('/api/x', token => $token)->{status} . "\n";
+        }
+        close $o;
+        POSIX::_exit(0);
+    }
+    return sub {
+        open my $s, '>', "$rdir/stop" or die;
+        close $s;
+        waitpid $kid, 0;
+        open my $in, '<', $log or die;
+        my (%status, @acknowledged);
+        while (<$in>) {
+            my ($what, $code, $id) = split;
+            $status{"$what $code"}++;
+            push @acknowledged, $id if $what eq 'mint' && $code == 201;
+        }
+        return (\%status, \@acknowledged);
+    };
+}
+sub visible_on {
+    my ($h, @ids) = @_;
+    return scalar grep { $h->get("/api/v1/device-pairing/$_", device_key => $alice)->{status} == 200 } @ids;
 }
 
 my $A = host();
@@ -148,6 +186,21 @@ waitpid $kid, 0;
 is($status, 'ready', 'the poll parked on A answers ready') or diag("poll answered: $status");
 ok($answered_at - $put_at < 0.25, sprintf('soon after the deposit (%.1f ms)', ($answered_at - $put_at) * 1000));
 
+# A reload of either host under load: no request fails, and every mint
+# acknowledged meanwhile is visible on the other host.
+my $stop_load = start_load($A, $B, $token, 'reload-load');
+sleep 0.5;
+$A->reload;
+sleep 0.5;
+$B->reload;
+sleep 0.5;
+my ($seen, $acked) = $stop_load->();
+my @failed = grep { !/^(mint 201|gate 200)$/ } keys %$seen;
+ok(!@failed, sprintf('reloads of A and B under load: %d mints, %d gate checks, none failed',
+    $seen->{'mint 201'} // 0, $seen->{'gate 200'} // 0)) or diag(explain $seen);
+ok(@$acked > 20, 'the load ran through the reloads');
+ok(wait_until(sub { visible_on($B, @$acked) == @$acked }, 3), 'every mint acknowledged during the reloads is on B');
+
 # The burn counts failures from every host.
 my $burn_otp = $A->get('/pair/refresh', token => $token)->{json}{otp};
 my $wrong = $burn_otp eq '000000' ? '111111' : '000000';
@@ -157,14 +210,23 @@ for my $i (1 .. 10) {
 }
 is($B->post('/pair', json => { otp => $burn_otp }, from => '127.0.2.1')->{status}, 401, 'ten failures over two hosts burn the OTP');
 
-# kill -9 of Redis: writes 503, the gate serves from the replica.
+# kill -9 of Redis under load: writes 503, the gate serves from the replica,
+# and nothing acknowledged is lost once Redis is back from its AOF.
+$stop_load = start_load($A, $B, $token, 'kill-load');
+sleep 0.5;
 kill_redis();
-sleep 0.3;
+sleep 0.5;
 DPTest::is_problem($A->post('/api/v1/device-pairing', device_key => $alice), 503, 'state_unavailable', 'a write with Redis down: 503');
 is($B->get('/api/x', token => $token)->{status}, 200, 'the gate serves from the replica');
 start_redis();
 my $back = wait_until(sub { $A->post('/api/v1/device-pairing', device_key => $alice)->{status} == 201 }, 10);
 ok(defined $back, 'writes work again after Redis restarts from its AOF');
+sleep 0.3;
+($seen, $acked) = $stop_load->();
+@failed = grep { !/^(mint 201|mint 503|gate 200)$/ } keys %$seen;
+ok(!@failed && $seen->{'mint 503'}, sprintf('under load: %d mints acknowledged, %d refused (503), the gate never failed',
+    $seen->{'mint 201'} // 0, $seen->{'mint 503'} // 0)) or diag(explain $seen);
+is(visible_on($B, @$acked), scalar @$acked, 'every mint acknowledged before, during or after the crash is there');
 is($B->get('/api/x', token => $token)->{status}, 200, 'the device acknowledged before the crash is still there');
 is($B->get('/api/x', token => $victim)->{status}, 401, 'and the revocation too');
 

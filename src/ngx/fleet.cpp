@@ -46,8 +46,10 @@ class RedisLink {
         init_timer(&watchdog_, [](ngx_event_t* ev) noexcept { static_cast<RedisLink*>(ev->data)->check(); });
     }
     std::function<void()> on_up, on_down;
+    std::vector<std::string> preamble;  // sent first on every connection (after SELECT)
 
     bool up() const { return ac_ && connected_; }
+    bool up_or_connecting() const { return ac_ != nullptr; }
 
     void open() {
         if (ac_ || closing_) return;
@@ -96,9 +98,11 @@ class RedisLink {
         if (!watchdog_.timer_set) ngx_add_timer(&watchdog_, kReplyTimeoutMs / 3);
         // Queued now, sent first once connected.
         if (conf_->db) send({"SELECT", std::to_string(conf_->db)}, [](redisReply*) {}, true);
+        if (!preamble.empty()) send(preamble, [](redisReply*) {}, true);
     }
 
     // Sends a command; false (and done is not called) when the link is down.
+    // while_connecting: queued behind the preamble on a link not yet up.
     bool send(const std::vector<std::string>& argv, Reply done, bool while_connecting = false) {
         if (!ac_ || (!connected_ && !while_connecting)) return false;
         std::vector<const char*> ptrs;
@@ -187,6 +191,7 @@ class RedisLink {
     void failed(const char* why) {
         const bool was_up = connected_;
         connected_ = false;
+        if (closing_) return;  // this worker let it go (exit, reload): nothing failed
         if (!down_since_) down_since_ = ngx_time();
         if (ngx_time() - last_down_log_ >= kDownLogEveryS) {
             last_down_log_ = ngx_time();
@@ -194,7 +199,7 @@ class RedisLink {
                           &conf_->text, role_, why);
         }
         if (was_up && on_down) on_down();
-        if (closing_ || ngx_exiting || ngx_terminate || ngx_quit) return;
+        if (ngx_exiting || ngx_terminate || ngx_quit) return;
         if (!retry_.timer_set) ngx_add_timer(&retry_, backoff_);
         backoff_ = std::min(backoff_ * 2, kMaxRetryMs);
     }
@@ -267,7 +272,9 @@ bool out_of_step(ZoneCtx* zone) {
 class FleetWriter final : public DurableWriter {
    public:
     FleetWriter(ZoneCtx* zone, ngx_cycle_t* cycle) : zone_(zone), link_(zone->fleet, cycle->log, "commit") {
-        link_.on_up = [this] { load_script(); };
+        // A restarted Redis has forgotten the script: loaded ahead of any
+        // commit on every connection.
+        link_.preamble = {"SCRIPT", "LOAD", dp::kCommitScript};
     }
     void start() { link_.open(); }
     void stop() { link_.close(); }
@@ -285,7 +292,8 @@ class FleetWriter final : public DurableWriter {
         r->main->count++;
         RequestCtx* ctx = find_ctx(r);
         // A replica being rebuilt takes no writes: what it would build on may be gone.
-        if (out_of_step(zone_) || !link_.up())
+        // A link still connecting (a new worker) takes it: queued behind the script.
+        if (out_of_step(zone_) || !link_.up_or_connecting())
             return answer_held(zone_, r, false, kUnreachable);
         auto waiter = std::make_shared<ngx_http_request_t*>(r);
         waiters_.push_back(waiter);
@@ -331,11 +339,6 @@ class FleetWriter final : public DurableWriter {
     bool up() const { return link_.up(); }
 
    private:
-    // Loaded on every connect, ahead of any commit on the link (a restarted
-    // Redis has forgotten it).
-    void load_script() {
-        link_.send({"SCRIPT", "LOAD", dp::kCommitScript}, [](redisReply*) {});
-    }
 
     enum class Outcome { Committed, Conflict, Unknown };
     using Images = std::vector<std::pair<std::string, std::string>>;
@@ -348,13 +351,14 @@ class FleetWriter final : public DurableWriter {
         const std::string prefix = to_string(zone_->fleet->prefix);
         dp::FleetCommit commit = dp::fleet_commit(prefix, dp::fleet_script_sha(), origin_of(zone_), changes);
         std::vector<std::string> keys = commit.keys;
-        return link_.send(commit.argv, [this, keys, done](redisReply* reply) {
+        auto answered = [this, keys, done](redisReply* reply) {
             Images images;
             if (!is_array(reply) || reply->elements < 1 || !is_int(reply->element[0])) {
                 if (reply && reply->type == REDIS_REPLY_ERROR) {
                     ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis commit: %*s",
                                   (size_t)reply->len, reply->str);
-                    if (std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") load_script();
+                    if (std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT")
+                        link_.send(link_.preamble, [](redisReply*) {});
                 }
                 return done(Outcome::Unknown, images);
             }
@@ -362,7 +366,8 @@ class FleetWriter final : public DurableWriter {
             for (size_t i = 0; i < keys.size() && i + 1 < reply->elements; i++)
                 images.emplace_back(keys[i], std::string(text_of(reply->element[i + 1])));
             done(Outcome::Conflict, images);
-        });
+        };
+        return link_.send(commit.argv, answered, /*while_connecting=*/true);
     }
 
     void finish(ngx_http_request_t* r, Outcome outcome, const Images& images) {
@@ -416,13 +421,32 @@ class FleetFollower {
    public:
     FleetFollower(ZoneCtx* zone, ngx_cycle_t* cycle, FleetWriter* writer)
         : zone_(zone), writer_(writer), link_(zone->fleet, cycle->log, "feed"), prefix_(to_string(zone->fleet->prefix)) {
-        link_.on_up = [this] { resync(); };
+        link_.on_up = [this] { connected(); };
         link_.on_down = [this] { set_out_of_step(zone_, true); };
     }
     void start() { link_.open(); }
     void stop() { link_.close(); }
 
    private:
+    // A new worker of a reload finds the replica the old one kept in step:
+    // it goes on from there (a rebuild would refuse writes meanwhile). A
+    // reconnect, or a zone nobody kept in step, is rebuilt.
+    void connected() {
+        const bool first = !connected_before_;
+        connected_before_ = true;
+        bool in_step;
+        {
+            ZoneStore store(zone_);
+            dp::StoreLock lock(store);
+            const dp::SharedState& sh = store.shared();
+            in_step = sh.fleet_applied_seq > 0 && !sh.fleet_resync && !sh.fleet_out_of_step_ms;
+        }
+        if (!first || !in_step) return resync();
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0, "device_pairing: the replica is in step; following the feed");
+        if (!otp_checked_) start_otp();
+        read_feed();
+    }
+
     void resync() {
         set_out_of_step(zone_, true);
         seen_.clear();
@@ -584,6 +608,7 @@ class FleetFollower {
     uint64_t start_seq_ = 0;
     std::unordered_set<std::string> seen_;
     bool otp_checked_ = false;
+    bool connected_before_ = false;
 };
 
 namespace {

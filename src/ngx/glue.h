@@ -9,6 +9,7 @@ extern "C" {
 #include <ngx_http.h>
 }
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -267,6 +268,17 @@ class DurableWriter : public dp::ChangeLog {
 void answer_held(ZoneCtx* zone, ngx_http_request_t* r, bool durable, const char* failure_detail);
 // Undoes a request's changes that nothing has changed since.
 void undo_changes(ZoneCtx* zone, std::vector<dp::RecordChange>& changes);
+
+// persist.cpp: a blocking step run in nginx's thread pool, with its
+// completion in the event loop.
+struct ThreadStep {
+    std::function<bool(std::string*)> work;  // thread: no nginx calls, no zone access
+    std::function<void(bool, const std::string&)> done;
+    bool ok = false;
+    std::string error;
+};
+ngx_thread_task_t* new_thread_task(ngx_cycle_t* cycle, ThreadStep* step);
+ngx_thread_pool_t* default_thread_pool(ngx_cycle_t* cycle);
 
 // persist.cpp: the journal (group commit in a thread, undo on failure) and
 // its compaction.

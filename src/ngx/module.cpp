@@ -411,9 +411,9 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
     ctx->state_path = state;
     ctx->compact_after = (size_t)compact_after;
     ctx->mcf = mcf;
-    // The journal is written in nginx's thread pool "default" (created with
-    // its defaults unless nginx.conf declares it).
-    if (state.len && !ngx_thread_pool_add(cf, nullptr)) return (char*)NGX_CONF_ERROR;
+    // The journal and the banner file are written in nginx's thread pool
+    // "default" (created with its defaults unless nginx.conf declares it).
+    if (!ngx_thread_pool_add(cf, nullptr)) return (char*)NGX_CONF_ERROR;
     ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (!cln) return (char*)NGX_CONF_ERROR;
     cln->handler = give_back_old_zone;

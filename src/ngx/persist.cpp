@@ -35,14 +35,6 @@ void alert_rate_limited(ngx_log_t* log, const char* what, const std::string& err
     ngx_log_error(NGX_LOG_ALERT, log, 0, "device_pairing: %s: %s", what, error.c_str());
 }
 
-// A blocking step run in the thread pool, with its completion in the event loop.
-struct ThreadStep {
-    std::function<bool(std::string*)> work;   // thread: no nginx calls, no zone access
-    std::function<void(bool, const std::string&)> done;
-    bool ok = false;
-    std::string error;
-};
-
 void thread_run(void* data, ngx_log_t*) {
     auto* step = *static_cast<ThreadStep**>(data);
     try {
@@ -64,12 +56,28 @@ void thread_done(ngx_event_t* ev) noexcept {
 
 }  // namespace
 
+ngx_thread_task_t* new_thread_task(ngx_cycle_t* cycle, ThreadStep* step) {
+    ngx_thread_task_t* task = ngx_thread_task_alloc(cycle->pool, sizeof(ThreadStep*));
+    if (!task) return nullptr;
+    *static_cast<ThreadStep**>(task->ctx) = step;
+    task->handler = thread_run;
+    task->event.handler = thread_done;
+    task->event.data = task->ctx;
+    task->event.log = cycle->log;
+    return task;
+}
+
+ngx_thread_pool_t* default_thread_pool(ngx_cycle_t* cycle) {
+    static ngx_str_t pool_name = ngx_string("default");
+    return ngx_thread_pool_get(cycle, &pool_name);
+}
+
 class JournalWriter final : public DurableWriter {
    public:
     JournalWriter(ZoneCtx* zone, ngx_thread_pool_t* pool, ngx_cycle_t* cycle)
         : zone_(zone), pool_(pool), log_(cycle->log), paths_(to_string(zone->state_path)) {
-        append_task_ = new_task(cycle, &append_step_);
-        compact_task_ = new_task(cycle, &compact_step_);
+        append_task_ = new_thread_task(cycle, &append_step_);
+        compact_task_ = new_thread_task(cycle, &compact_step_);
         slice_timer_.handler = [](ngx_event_t* ev) noexcept {
             try {
                 static_cast<JournalWriter*>(ev->data)->copy_slice();
@@ -131,16 +139,6 @@ class JournalWriter final : public DurableWriter {
     }
 
    private:
-    static ngx_thread_task_t* new_task(ngx_cycle_t* cycle, ThreadStep* step) {
-        ngx_thread_task_t* task = ngx_thread_task_alloc(cycle->pool, sizeof(ThreadStep*));
-        if (!task) return nullptr;
-        *static_cast<ThreadStep**>(task->ctx) = step;
-        task->handler = thread_run;
-        task->event.handler = thread_done;
-        task->event.data = task->ctx;
-        task->event.log = cycle->log;
-        return task;
-    }
 
     void appended(bool ok, const std::string& error) {
         in_flight_ = false;
@@ -316,8 +314,7 @@ void answer_held(ZoneCtx* zone, ngx_http_request_t* r, bool durable, const char*
 
 ngx_int_t start_journal(ngx_cycle_t* cycle, ZoneCtx* zone) {
     if (!zone || zone->state_path.len == 0) return NGX_OK;
-    static ngx_str_t pool_name = ngx_string("default");
-    ngx_thread_pool_t* pool = ngx_thread_pool_get(cycle, &pool_name);
+    ngx_thread_pool_t* pool = default_thread_pool(cycle);
     if (!pool) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "device_pairing: no thread pool \"default\"");
         return NGX_ERROR;

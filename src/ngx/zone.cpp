@@ -559,17 +559,68 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
     return NGX_ERROR;
 }
 
+namespace {
+
+std::string banner_pointer(const std::string& path) {
+    return "device pairing: a new OTP; print the pairing URL, QR and OTP with: cat " + path;
+}
+
+// A worker rewrites the banner file in the thread pool: replacing a file by
+// rename makes ext4 write it out at once, which stalled every request on the
+// worker for milliseconds. The newest text wins; one write at a time.
+class BannerWriter {
+   public:
+    explicit BannerWriter(ngx_cycle_t* cycle) : pool_(default_thread_pool(cycle)), task_(new_thread_task(cycle, &step_)) {
+        step_.work = [this](std::string* error) { return dp::PosixDisk().write_atomically(path_, writing_, error); };
+        step_.done = [this](bool ok, const std::string& error) {
+            in_flight_ = false;
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "%s",
+                          ok ? banner_pointer(path_).c_str() : ("device_pairing: the banner file: " + error).c_str());
+            if (!next_.empty()) start();
+        };
+    }
+    // False: no thread pool here; the caller writes it itself.
+    bool write(const std::string& path, std::string text) {
+        if (!pool_ || !task_) return false;
+        path_ = path;
+        next_ = std::move(text);
+        if (!in_flight_) start();
+        return true;
+    }
+
+   private:
+    void start() {
+        writing_ = std::move(next_);
+        next_.clear();
+        in_flight_ = true;
+        if (ngx_thread_task_post(pool_, task_) != NGX_OK) step_.done(false, "the thread pool refused the task");
+    }
+
+    ngx_thread_pool_t* pool_;
+    ThreadStep step_;
+    ngx_thread_task_t* task_;
+    std::string path_, writing_, next_;
+    bool in_flight_ = false;
+};
+
+BannerWriter* worker_banner_writer;
+
+}  // namespace
+
 void show_banner(ZoneCtx* zone, const std::vector<std::string>& lines, ngx_log_t* log) {
     for (const std::string& line : lines) ngx_log_error(NGX_LOG_NOTICE, log, 0, "%s", line.c_str());
     std::string text;
     for (const std::string& line : lines) text += line + "\n";
     std::string path = to_string(zone->banner_path), error;
-    dp::PosixDisk disk;
-    if (!path.empty() && !disk.write_atomically(path, text, &error)) {
+    if (!path.empty() && ngx_process == NGX_PROCESS_WORKER) {
+        if (!worker_banner_writer) worker_banner_writer = new BannerWriter((ngx_cycle_t*)ngx_cycle);
+        if (worker_banner_writer->write(path, std::move(text))) return;  // it logs where to look
+    }
+    if (!path.empty() && !dp::PosixDisk().write_atomically(path, text, &error)) {
         ngx_log_error(NGX_LOG_WARN, log, 0, "device_pairing: the banner file: %s", error.c_str());
         path.clear();
     }
-    std::string pointer = path.empty() ? "" : "device pairing: a new OTP; print the pairing URL, QR and OTP with: cat " + path;
+    std::string pointer = path.empty() ? "" : banner_pointer(path);
     if (!pointer.empty()) ngx_log_error(NGX_LOG_WARN, log, 0, "%s", pointer.c_str());
     // nginx starting (not a reload, not a worker): stderr is still the
     // starter's. A terminal gets the whole banner; anything else (systemd's
