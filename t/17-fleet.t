@@ -230,6 +230,27 @@ is(visible_on($B, @$acked), scalar @$acked, 'every mint acknowledged before, dur
 is($B->get('/api/x', token => $token)->{status}, 200, 'the device acknowledged before the crash is still there');
 is($B->get('/api/x', token => $victim)->{status}, 401, 'and the revocation too');
 
+# The per-account cap of live pairings holds over the fleet: two hosts with
+# a cap of 4 and 12 concurrent mints spread over both: exactly 4 mailboxes.
+{
+    my $bob = 'dk_bob_fleet_key_000000000000001';
+    my @capped = map {
+        my $h = DPTest->new(allow => qr/redis/);
+        $h->standard(zone => "zone=pairing:1m redis=127.0.0.1:$rport redis_prefix=cap:",
+            device_keys => "bob " . sha256_hex($bob) . "\n", http => 'device_pairing_max_pairings 4;');
+        $h->start;
+        $h;
+    } 1 .. 2;
+    sleep 0.3;
+    my %minted = %{ DPTest::concurrently(12, sub {
+        $capped[$_[0] % 2]->post('/api/v1/device-pairing', device_key => $bob)->{status};
+    }) };
+    is($minted{201}, 4, 'a cap of 4 over two hosts: 4 of 12 concurrent mints get a mailbox')
+        or diag(explain \%minted);
+    is(($minted{201} // 0) + ($minted{429} // 0), 12, 'the others are told 429 too_many_pairings');
+    $_->finish for @capped;
+}
+
 # A host started after the others catches up.
 my $C = host();
 ok(wait_until(sub { $C->get('/api/x', token => $token)->{status} == 200 }, 5), 'a late host admits the token');

@@ -85,6 +85,22 @@ for i = 1, n do
     return current
   end
 end
+-- The per-account cap, fleet-wide: each account's live mailboxes are a
+-- sorted set scored by expiry.
+local at = 5 + 3 * n
+local cap, guards = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+local now_ms
+for g = 0, guards - 1 do
+  local set, expires = ARGV[at + 2 + 3 * g], tonumber(ARGV[at + 4 + 3 * g])
+  if expires > 0 and cap > 0 then
+    if not now_ms then
+      local t = redis.call('TIME')
+      now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    redis.call('ZREMRANGEBYSCORE', set, '-inf', now_ms)
+    if redis.call('ZCARD', set) >= cap then return {2} end
+  end
+end
 local fields = {'o', ARGV[1]}
 for i = 1, n do
   local after, expires = ARGV[3 + 3 * i], tonumber(ARGV[4 + 3 * i])
@@ -97,6 +113,16 @@ for i = 1, n do
   end
   fields[#fields + 1] = KEYS[i]
   fields[#fields + 1] = after
+end
+for g = 0, guards - 1 do
+  local set, member, expires = ARGV[at + 2 + 3 * g], ARGV[at + 3 + 3 * g], tonumber(ARGV[at + 4 + 3 * g])
+  if expires > 0 then
+    redis.call('ZADD', set, expires, member)
+    local set_expires = redis.call('PEXPIRETIME', set)
+    if set_expires < expires then redis.call('PEXPIREAT', set, expires) end
+  else
+    redis.call('ZREM', set, member)
+  end
 end
 local seq = redis.call('INCR', ARGV[3])
 redis.call('XADD', ARGV[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', unpack(fields))
@@ -112,8 +138,12 @@ std::string fleet_script_sha() {
     return sha;
 }
 
+std::string fleet_account_key(std::string_view prefix, const uint8_t account_hash[16]) {
+    return std::string(prefix) + "a:" + hex_encode(std::string_view((const char*)account_hash, 16));
+}
+
 FleetCommit fleet_commit(std::string_view prefix, std::string_view script_sha, std::string_view origin,
-                         const std::vector<RecordChange>& changes) {
+                         const std::vector<RecordChange>& changes, uint32_t account_cap) {
     FleetCommit c;
     for (const RecordChange& change : changes) c.keys.push_back(fleet_record_key(prefix, change.kind, change.key));
     c.argv = {"EVALSHA", std::string(script_sha), std::to_string(changes.size())};
@@ -140,6 +170,22 @@ FleetCommit fleet_commit(std::string_view prefix, std::string_view script_sha, s
         }
         c.argv.push_back(std::to_string(expires_ms));
     }
+    // A mailbox made or gone: its account's set of live mailboxes follows.
+    std::vector<std::string> guards;
+    for (size_t i = 0; i < changes.size(); i++) {
+        const RecordChange& change = changes[i];
+        if (change.kind != Kind::Mailbox || change.before.empty() == change.after.empty()) continue;
+        const std::string& image = change.after.empty() ? change.before : change.after;
+        if (image.size() != sizeof(MailboxRecord)) continue;
+        MailboxRecord m;
+        memcpy(&m, image.data(), sizeof m);
+        guards.push_back(fleet_account_key(prefix, m.account_hash));
+        guards.push_back(c.keys[i]);
+        guards.push_back(change.after.empty() ? "0" : std::to_string((uint64_t)m.h.expires_s * 1000));
+    }
+    c.argv.push_back(std::to_string(account_cap));
+    c.argv.push_back(std::to_string(guards.size() / 3));
+    c.argv.insert(c.argv.end(), guards.begin(), guards.end());
     return c;
 }
 

@@ -40,9 +40,13 @@ std::string fleet_image(Kind kind, std::string_view bytes);
 
 // KEYS: the changed records. ARGV: origin, stream key, seq key, stream
 // length cap, then per key: before image, after image ("" = absent), expiry
-// in Unix ms (0: none). Returns {1, seq} or, on a mismatch, {0, current
-// image of each key...}.
+// in Unix ms (0: none); then the per-account cap of live pairings (0: none),
+// the number of account guards and per guard: the account's set of live
+// mailboxes, the mailbox's key, its expiry in Unix ms (0: it is removed).
+// Returns {1, seq}; on a mismatch {0, current image of each key...}; {2}
+// when a new mailbox would pass its account's cap fleet-wide.
 extern const char* const kCommitScript;
+constexpr long long kCommitted = 1, kCapReached = 2;
 std::string fleet_script_sha();  // its SHA-1, as EVALSHA names it
 constexpr size_t kFeedMaxLen = 100000;  // entries kept; a host further behind resyncs
 
@@ -50,8 +54,10 @@ struct FleetCommit {
     std::vector<std::string> argv;  // "EVALSHA", sha, numkeys, keys..., args...
     std::vector<std::string> keys;  // the record keys, in change order
 };
+// account_cap: the per-account cap of live pairings new mailboxes check.
 FleetCommit fleet_commit(std::string_view prefix, std::string_view script_sha, std::string_view origin,
-                         const std::vector<RecordChange>& changes);
+                         const std::vector<RecordChange>& changes, uint32_t account_cap);
+std::string fleet_account_key(std::string_view prefix, const uint8_t account_hash[16]);
 
 // Puts a record (or the OTP) into a replica as the fleet holds it: an empty
 // image removes it. A device keeps this host's last seen hint. Caller holds

@@ -45,6 +45,11 @@ Result<Bytes> decode_key(const json_t* body, const char* field, size_t length) {
 
 constexpr size_t kExpireBeforeRefusing = 256;
 
+Response too_many_pairings(uint32_t live_count) {
+    return problem(429, "too_many_pairings", "Too many pairings",
+                   "this account already has " + std::to_string(live_count) + " live pairings; cancel one or let it expire");
+}
+
 Response mailbox_mint(Call& call) {
     const uint32_t now = call.now_s();
     const Settings& settings = call.settings;
@@ -61,10 +66,7 @@ Response mailbox_mint(Call& call) {
         call.store.expire_some(Kind::Mailbox, now, kExpireBeforeRefusing);
         live_count = live_mailboxes(call.store, owner.data());
     }
-    if (live_count >= settings.max_pairings_per_account)
-        return problem(429, "too_many_pairings", "Too many pairings",
-                       "this account already has " + std::to_string(live_count) +
-                           " live pairings; cancel one or let it expire");
+    if (live_count >= settings.max_pairings_per_account) return too_many_pairings(live_count);
     auto* m = insert_record<MailboxRecord>(call.store, Kind::Mailbox, key_of("mailbox", id), now, [&](MailboxRecord* m) {
         m->h.expires_s = now + settings.mailbox_ttl_s;
         memcpy(m->write_token_hash, token_hash.data(), 32);

@@ -14,6 +14,7 @@
 
 #include "core/encoding.h"
 #include "core/fleet.h"
+#include "core/mailbox.h"
 #include "core/otp.h"
 #include "ngx/glue.h"
 
@@ -297,7 +298,8 @@ class FleetWriter final : public DurableWriter {
             return answer_held(zone_, r, false, kUnreachable);
         auto waiter = std::make_shared<ngx_http_request_t*>(r);
         waiters_.push_back(waiter);
-        const bool sent = send(ctx->durable->changes, [this, waiter](Outcome outcome, const Images& images) {
+        const uint32_t cap = srv_conf(r)->settings->max_pairings_per_account;
+        const bool sent = send(ctx->durable->changes, cap, [this, waiter](Outcome outcome, const Images& images) {
             waiters_.remove(waiter);
             if (*waiter) finish(*waiter, outcome, images);
         });
@@ -323,7 +325,7 @@ class FleetWriter final : public DurableWriter {
     // at start), with their outcome: undone unless Redis took them.
     void send_changes(std::vector<dp::RecordChange> changes, std::function<void(bool)> done) {
         auto held = std::make_shared<std::vector<dp::RecordChange>>(std::move(changes));
-        const bool sent = send(*held, [this, held, done](Outcome outcome, const Images& images) {
+        const bool sent = send(*held, 0, [this, held, done](Outcome outcome, const Images& images) {
             if (outcome != Outcome::Committed) undo_changes(zone_, *held);
             if (outcome == Outcome::Conflict) apply_images(zone_, images);
             if (outcome == Outcome::Unknown) request_resync();
@@ -340,16 +342,18 @@ class FleetWriter final : public DurableWriter {
 
    private:
 
-    enum class Outcome { Committed, Conflict, Unknown };
+    enum class Outcome { Committed, Conflict, CapReached, Unknown };
     using Images = std::vector<std::pair<std::string, std::string>>;
     static constexpr const char* kUnreachable = "the fleet's Redis is unreachable; the change was undone; try again";
 
     // One commit. On a conflict, images holds Redis's records for the keys.
     // Unknown: the link failed or Redis erred; the change may have landed.
-    bool send(const std::vector<dp::RecordChange>& changes, std::function<void(Outcome, const Images&)> done) {
+    bool send(const std::vector<dp::RecordChange>& changes, uint32_t account_cap,
+              std::function<void(Outcome, const Images&)> done) {
         if (changes.empty()) return false;
         const std::string prefix = to_string(zone_->fleet->prefix);
-        dp::FleetCommit commit = dp::fleet_commit(prefix, dp::fleet_script_sha(), origin_of(zone_), changes);
+        dp::FleetCommit commit =
+            dp::fleet_commit(prefix, dp::fleet_script_sha(), origin_of(zone_), changes, account_cap);
         std::vector<std::string> keys = commit.keys;
         auto answered = [this, keys, done](redisReply* reply) {
             Images images;
@@ -362,7 +366,8 @@ class FleetWriter final : public DurableWriter {
                 }
                 return done(Outcome::Unknown, images);
             }
-            if (reply->element[0]->integer == 1) return done(Outcome::Committed, images);
+            if (reply->element[0]->integer == dp::kCommitted) return done(Outcome::Committed, images);
+            if (reply->element[0]->integer == dp::kCapReached) return done(Outcome::CapReached, images);
             for (size_t i = 0; i < keys.size() && i + 1 < reply->elements; i++)
                 images.emplace_back(keys[i], std::string(text_of(reply->element[i + 1])));
             done(Outcome::Conflict, images);
@@ -376,6 +381,10 @@ class FleetWriter final : public DurableWriter {
             return answer_held(zone_, r, false, "the fleet's Redis did not confirm the change; it was undone; try again");
         }
         if (outcome == Outcome::Committed) return answer_held(zone_, r, true, nullptr);
+        if (outcome == Outcome::CapReached) {  // other hosts hold the account's other pairings
+            const dp::Response refusal = dp::too_many_pairings(srv_conf(r)->settings->max_pairings_per_account);
+            return answer_held(zone_, r, false, nullptr, &refusal);
+        }
         // Another host changed what this request read: undo, take Redis's
         // records, and run the request again on them.
         RequestCtx* ctx = find_ctx(r);

@@ -264,8 +264,9 @@ class DurableWriter : public dp::ChangeLog {
     virtual void flush_at_exit() {}
 };
 // Answers a held request: its answer when its changes are durable, else
-// (after undoing them) 503 with failure_detail.
-void answer_held(ZoneCtx* zone, ngx_http_request_t* r, bool durable, const char* failure_detail);
+// (after undoing them) refusal, or 503 with failure_detail.
+void answer_held(ZoneCtx* zone, ngx_http_request_t* r, bool durable, const char* failure_detail,
+                 const dp::Response* refusal = nullptr);
 // Undoes a request's changes that nothing has changed since.
 void undo_changes(ZoneCtx* zone, std::vector<dp::RecordChange>& changes);
 

@@ -292,7 +292,8 @@ void undo_changes(ZoneCtx* zone, std::vector<dp::RecordChange>& changes) {
     for (auto it = changes.rbegin(); it != changes.rend(); ++it) store.restore(*it, now_s);
 }
 
-void answer_held(ZoneCtx* zone, ngx_http_request_t* r, bool durable, const char* failure_detail) {
+void answer_held(ZoneCtx* zone, ngx_http_request_t* r, bool durable, const char* failure_detail,
+                 const dp::Response* refusal) {
     ngx_connection_t* c = r->connection;
     RequestCtx* ctx = find_ctx(r);
     ngx_int_t rc = NGX_ERROR;
@@ -303,7 +304,7 @@ void answer_held(ZoneCtx* zone, ngx_http_request_t* r, bool durable, const char*
             if (!durable) undo_changes(zone, d.changes);
             d.changes.clear();
             if (durable) write_audit(r, d.held.audit);
-            rc = send_response(r, durable ? d.held : dp::unavailable(failure_detail));
+            rc = send_response(r, durable ? d.held : refusal ? *refusal : dp::unavailable(failure_detail));
         }
     } catch (const std::exception& e) {
         ngx_log_error(NGX_LOG_ALERT, c->log, 0, "device_pairing: %s", e.what());

@@ -22,23 +22,35 @@ struct RecordingLog : ChangeLog {
     }
 };
 
-// The commit script's semantics over a key -> image map.
+// The commit script's semantics over a key -> image map, and each account's
+// set of live mailboxes (member -> expiry ms) for the cap.
 struct RedisModel {
     std::map<std::string, std::string> values;
+    std::map<std::string, std::map<std::string, uint64_t>> accounts;
     uint64_t seq = 0;
-    // {committed, the images of the keys when not}
+    uint64_t now_ms = (uint64_t)kT0;
     std::string get(const std::string& key) const {
         auto it = values.find(key);
         return it == values.end() ? std::string() : it->second;
     }
-    bool commit(const FleetCommit& c, std::vector<std::string>* current) {
+    // kCommitted, kCapReached, or 0 with the keys' current images.
+    long long commit(const FleetCommit& c, std::vector<std::string>* current) {
         const size_t n = std::stoul(c.argv[2]);
         const size_t args = 3 + n;  // ARGV[1] is argv[args]
         for (size_t i = 0; i < n; i++) {
             if (get(c.argv[3 + i]) != c.argv[args + 4 + 3 * i]) {
                 for (size_t j = 0; j < n; j++) current->push_back(get(c.argv[3 + j]));
-                return false;
+                return 0;
             }
+        }
+        const size_t at = args + 4 + 3 * n;
+        const uint64_t cap = std::stoull(c.argv[at]);
+        const size_t guards = std::stoul(c.argv[at + 1]);
+        for (size_t g = 0; g < guards; g++) {
+            auto& live = accounts[c.argv[at + 2 + 3 * g]];
+            if (std::stoull(c.argv[at + 4 + 3 * g]) == 0 || cap == 0) continue;
+            for (auto it = live.begin(); it != live.end();) it = it->second <= now_ms ? live.erase(it) : std::next(it);
+            if (live.size() >= cap) return kCapReached;
         }
         for (size_t i = 0; i < n; i++) {
             const std::string& after = c.argv[args + 5 + 3 * i];
@@ -47,8 +59,16 @@ struct RedisModel {
             else
                 values[c.argv[3 + i]] = after;
         }
+        for (size_t g = 0; g < guards; g++) {
+            const uint64_t expires = std::stoull(c.argv[at + 4 + 3 * g]);
+            auto& live = accounts[c.argv[at + 2 + 3 * g]];
+            if (expires)
+                live[c.argv[at + 3 + 3 * g]] = expires;
+            else
+                live.erase(c.argv[at + 3 + 3 * g]);
+        }
         seq++;
-        return true;
+        return kCommitted;
     }
 };
 
@@ -64,14 +84,15 @@ struct Host {
         log.changes.clear();
         f();
         if (log.changes.empty()) return true;
-        FleetCommit c = fleet_commit("dp:", fleet_script_sha(), "host", log.changes);
+        FleetCommit c = fleet_commit("dp:", fleet_script_sha(), "host", log.changes, h.settings.max_pairings_per_account);
         std::vector<std::string> current;
-        if (redis.commit(c, &current)) return true;
+        const long long outcome = redis.commit(c, &current);
+        if (outcome == kCommitted) return true;
         h.store.attach(nullptr);
         {
             StoreLock lock(h.store);
             for (auto it = log.changes.rbegin(); it != log.changes.rend(); ++it) h.store.restore(*it, to_s(kT0));
-            for (size_t i = 0; i < c.keys.size(); i++) {
+            for (size_t i = 0; i < current.size(); i++) {
                 Kind kind;
                 Digest key;
                 EXPECT_TRUE(parse_fleet_record_key("dp:", c.keys[i], &kind, &key));
@@ -137,11 +158,13 @@ TEST(Fleet, ACommitCarriesBeforeAfterAndExpiryPerKey) {
     h.store.attach(&log);
     std::string otp = h.new_otp(kT0);
     ASSERT_EQ(h.pair(otp, kT0).status, 200);
-    FleetCommit c = fleet_commit("dp:", "sha", "origin", log.changes);
+    FleetCommit c = fleet_commit("dp:", "sha", "origin", log.changes, 16);
     ASSERT_EQ(c.argv[0], "EVALSHA");
     const size_t n = std::stoul(c.argv[2]);
     ASSERT_EQ(n, log.changes.size());
-    ASSERT_EQ(c.argv.size(), 3 + n + 4 + 3 * n);
+    ASSERT_EQ(c.argv.size(), 3 + n + 4 + 3 * n + 2) << "a pairing guards no account";
+    EXPECT_EQ(c.argv[3 + n + 4 + 3 * n], "16");
+    EXPECT_EQ(c.argv[3 + n + 5 + 3 * n], "0");
     EXPECT_EQ(c.argv[3 + n], "origin");
     EXPECT_EQ(c.argv[3 + n + 1], fleet_feed_key("dp:"));
     for (size_t i = 0; i < n; i++) {
@@ -230,4 +253,45 @@ TEST(Fleet, OtpFailuresCountOnEveryHost) {
     EXPECT_EQ(otp_state.failures, 10u) << "every host's failures, none lost to a conflict";
     EXPECT_TRUE(otp_state.burned);
     EXPECT_GT(tries, 0) << "the hosts did meet each other's counts";
+}
+
+// The per-account cap holds across hosts: a host whose replica has not seen
+// the other host's mailboxes is refused by Redis, and a mailbox gone (taken
+// or expired) frees its place.
+TEST(Fleet, TheAccountCapCountsMailboxesOnEveryHost) {
+    TwoHosts f;
+    for (Host* host : {&f.a, &f.b}) {
+        host->h.settings.max_pairings_per_account = 2;
+        host->h.settings.device_keys.push_back({sha256("ka"), "alice"});
+        host->h.settings.device_keys.push_back({sha256("kb"), "bob"});
+    }
+    auto mint = [](Host& host, const char* key) {
+        return host.h.call("POST", "/api/v1/device-pairing", "", kT0, "", key);
+    };
+    Response first, second, third;
+    EXPECT_TRUE(f.a.run(f.redis, [&] { first = mint(f.a, "ka"); }));
+    EXPECT_TRUE(f.a.run(f.redis, [&] { second = mint(f.a, "ka"); }));
+    ASSERT_EQ(second.status, 201);
+    EXPECT_FALSE(f.b.run(f.redis, [&] { third = mint(f.b, "ka"); })) << "b's replica knows neither: Redis refuses";
+    EXPECT_EQ(f.b.h.locked([&] { return live_mailboxes(f.b.h.store, key_of("account", "alice").data()); }), 0u)
+        << "and b's mailbox is undone";
+    Response bob;
+    EXPECT_TRUE(f.b.run(f.redis, [&] { bob = mint(f.b, "kb"); })) << "the cap is per account";
+
+    // a cancels one: its place is free for b.
+    Response cancelled;
+    EXPECT_TRUE(f.a.run(f.redis, [&] {
+        cancelled = f.a.h.call("DELETE", "/api/v1/device-pairing/" + field(first, "pairing_id"), "", kT0, "", "ka");
+    }));
+    EXPECT_EQ(cancelled.status, 204);
+    EXPECT_TRUE(f.b.run(f.redis, [&] { third = mint(f.b, "ka"); }));
+    EXPECT_EQ(third.status, 201);
+
+    // Expired mailboxes leave the set: two more minutes of mailbox TTL later, a has room.
+    f.redis.now_ms = (uint64_t)kT0 + (uint64_t)f.a.h.settings.mailbox_ttl_s * 1000 + 1;
+    Response later;
+    EXPECT_TRUE(f.a.run(f.redis, [&] {
+        later = f.a.h.call("POST", "/api/v1/device-pairing", "", f.redis.now_ms, "", "ka");
+    }));
+    EXPECT_EQ(later.status, 201);
 }
