@@ -28,6 +28,7 @@ constexpr ngx_msec_t kFirstRetryMs = 100;
 constexpr ngx_msec_t kMaxRetryMs = 5000;
 constexpr int kMaxAttempts = 4;                // runs of a route that keeps meeting newer state
 constexpr size_t kScanCount = 1000;
+constexpr size_t kSweepSlice = 2048;  // records checked per hold of the zone lock
 constexpr time_t kDownLogEveryS = 60;
 
 using Reply = std::function<void(redisReply*)>;  // null: the link failed before a reply
@@ -516,21 +517,28 @@ class FleetFollower {
         });
     }
 
-    // Records the replica holds that Redis no longer has go.
+    // Records the replica holds that Redis no longer has go: a slice of
+    // records per hold of the zone lock (other workers write between).
     void sweep() {
         ZoneStore store(zone_);
         store.attach(nullptr);
         for (size_t k = 0; k < dp::kKindCount; k++) {
-            if ((dp::Kind)k == dp::Kind::AccountCount) continue;
-            std::vector<dp::Digest> gone;
-            store.for_each((dp::Kind)k, [&](const dp::RecordHeader* h) {
-                dp::Digest key;
-                memcpy(key.data(), h->key, 32);
-                if (!seen_.count(dp::fleet_record_key(prefix_, (dp::Kind)k, key))) gone.push_back(key);
-            });
-            dp::StoreLock lock(store);
-            for (const dp::Digest& key : gone)
-                if (const dp::RecordHeader* h = store.find((dp::Kind)k, key)) store.remove(h);
+            const dp::Kind kind = (dp::Kind)k;
+            if (kind == dp::Kind::AccountCount) continue;  // derived from the mailboxes
+            dp::Digest last{};
+            bool first = true;
+            size_t visited;
+            do {
+                dp::StoreLock lock(store);
+                std::vector<dp::Digest> gone;
+                visited = store.visit_after(kind, first ? nullptr : &last, kSweepSlice, [&](const dp::RecordHeader* h) {
+                    memcpy(last.data(), h->key, 32);
+                    if (!seen_.count(dp::fleet_record_key(prefix_, kind, last))) gone.push_back(last);
+                });
+                first = false;
+                for (const dp::Digest& key : gone)
+                    if (const dp::RecordHeader* h = store.find(kind, key)) store.remove(h);
+            } while (visited == kSweepSlice);
         }
         seen_.clear();
     }
