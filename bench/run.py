@@ -253,9 +253,10 @@ def start_redis():
     raise RuntimeError('redis-server did not start')
 
 
-def fleet_conf(redis_port, extra_location=''):
+def routes_conf(zone_extra=''):
+    """The pairing routes and a gated /t, 2 workers' worth of zone."""
     return f"""
-    device_pairing_zone zone=pairing:64m redis=127.0.0.1:{redis_port} redis_prefix=bench:;
+    device_pairing_zone zone=pairing:64m {zone_extra};
     device_pairing_device_keys %DIR%/keys;
     device_pairing_token_file %DIR%/operator-token;
     device_pairing_mailbox_ttl 30s;
@@ -267,6 +268,10 @@ def fleet_conf(redis_port, extra_location=''):
         location /api/v1/device-pairing {{ device_pairing on; }}
         location /api/devices {{ device_pairing on; }}
     }}"""
+
+
+def fleet_conf(redis_port, prefix='bench:'):
+    return routes_conf(f'redis=127.0.0.1:{redis_port} redis_prefix={prefix}')
 
 
 class Client:
@@ -392,7 +397,7 @@ def main():
     server { listen 127.0.0.1:%PORT% backlog=4096; location /t { empty_gif; } }""", workers=2, pinned=False),
         'gate_100k_2w': Nginx('gate_100k_2w', gate_conf(state_file(100000, '-2w'), '32m'), workers=2, pinned=False),
         # Fleet mode: the gate reads the local replica; Redis only on writes.
-        'gate_fleet': Nginx('gate_fleet', fleet_conf(redis_port).replace('redis_prefix=bench:', 'redis_prefix=gate:')),
+        'gate_fleet': Nginx('gate_fleet', fleet_conf(redis_port, prefix='gate:')),
         'auth_request_internal': Nginx('auth_request_internal', f"""
     server {{
         listen 127.0.0.1:%PORT% backlog=4096;
@@ -509,18 +514,7 @@ def main():
         print(f'state engine {label:70s} {value}', flush=True)
 
     # Pairing routes on 2 workers (not pinned): wrk Lua scripts drive each.
-    routes = Nginx('routes', f"""
-    device_pairing_zone zone=pairing:64m;
-    device_pairing_device_keys %DIR%/keys;
-    device_pairing_token_file %DIR%/operator-token;
-    device_pairing_mailbox_ttl 30s;
-    device_pairing_max_pairings 100000000;
-    server {{
-        listen 127.0.0.1:%PORT% backlog=4096;
-        location /pair {{ device_pairing on; }}
-        location /api/v1/device-pairing {{ device_pairing on; }}
-        location /api/devices {{ device_pairing on; }}
-    }}""", workers=2, pinned=False)
+    routes = Nginx('routes', routes_conf(), workers=2, pinned=False)
     bench_key = 'dk_bench_key_0000000000000000000000'
     with open(f'{routes.dir}/keys', 'w') as f:
         f.write('bench ' + subprocess.run(['sha256sum'], input=bench_key, capture_output=True, text=True).stdout.split()[0] + '\n')
