@@ -141,6 +141,7 @@ def gate_conf(state, zone_size, extra=''):
     server {{
         listen 127.0.0.1:%PORT% backlog=4096;
         location /t {{ device_pairing_auth bearer; empty_gif; }}
+        location /open {{ empty_gif; }}
         location /api/devices {{ device_pairing on; }}
         location /pair {{ device_pairing on; }}
     }}"""
@@ -264,6 +265,7 @@ def routes_conf(zone_extra=''):
     server {{
         listen 127.0.0.1:%PORT% backlog=4096;
         location /t {{ device_pairing_auth bearer; empty_gif; }}
+        location /open {{ empty_gif; }}
         location /pair {{ device_pairing on; }}
         location /api/v1/device-pairing {{ device_pairing on; }}
         location /api/devices {{ device_pairing on; }}
@@ -480,30 +482,39 @@ def main():
     # nginx itself spends parsing an Authorization header is not the gate's),
     # in alternating order, so host drift between rounds cancels out of the
     # difference: "over the floor" is the median of these paired differences.
-    def measure(s, headers):
+    def measure(s, headers, path='/t'):
         before = s.cpu_ticks()
-        n, rps, p99, bad = wrk(f'http://127.0.0.1:{s.port}/t', headers)
+        n, rps, p99, bad = wrk(f'http://127.0.0.1:{s.port}{path}', headers)
         return (s.cpu_ticks() - before) / TICK * 1e6 / max(n, 1), rps, p99, bad
 
+    # A gate case also runs its own ungated location (/open, same worker,
+    # same zone, same headers): that difference has no second nginx in it,
+    # whose memory layout can differ from the floor's by a few tenths of a µs.
     results = {label: [] for _, label, _ in cases}
     for rnd in range(ROUNDS):
         for name, label, headers in cases:
             if name == 'floor':
                 continue
             floor_name = 'floor_2w' if name.endswith('_2w') else 'floor'
-            pair = [('floor', servers[floor_name]), ('case', servers[name])]
-            got = dict((which, measure(s, headers)) for which, s in (pair if rnd % 2 == 0 else pair[::-1]))
+            runs = [('floor', servers[floor_name], '/t'), ('case', servers[name], '/t')]
+            if name.startswith('gate_'):
+                runs.append(('open', servers[name], '/open'))
+            order = runs[rnd % len(runs):] + runs[:rnd % len(runs)]
+            got = {which: measure(s, headers, path) for which, s, path in order}
             cpu_us, rps, p99, bad = got['case']
-            results[label].append((cpu_us, rps, p99, bad, cpu_us - got['floor'][0]))
+            same_worker = cpu_us - got['open'][0] if 'open' in got else float('nan')
+            results[label].append((cpu_us, rps, p99, bad, cpu_us - got['floor'][0], same_worker))
             if floor_name == 'floor':
-                results['floor: empty_gif, no auth'].append(got['floor'][:4] + (0.0,))
-            print(f'round {rnd + 1} {label:42s} {cpu_us:6.2f} us/req (floor {got["floor"][0]:6.2f}) '
+                results['floor: empty_gif, no auth'].append(got['floor'][:4] + (0.0, float('nan')))
+            print(f'round {rnd + 1} {label:42s} {cpu_us:6.2f} us/req (floor {got["floor"][0]:6.2f}'
+                  + (f', ungated {got["open"][0]:6.2f}' if 'open' in got else '') + ') '
                   f'{rps:9.0f} req/s p99 {p99:7.0f} us non-2xx {bad}', flush=True)
 
     rows = []
     for _, label, _ in cases:
-        cpu = statistics.median(r[0] for r in results[label])
-        rows.append((label, cpu, statistics.median(r[4] for r in results[label]),
+        rows.append((label, statistics.median(r[0] for r in results[label]),
+                     statistics.median(r[4] for r in results[label]),
+                     statistics.median(r[5] for r in results[label]),
                      statistics.median(r[1] for r in results[label]),
                      statistics.median(r[2] for r in results[label]), results[label][-1][3] > 0))
 
@@ -571,10 +582,13 @@ print(base64.b64encode(ed25519.Ed25519PrivateKey.generate().public_key().public_
           f'- date: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}',
           f'- CPU: {cpu_model}, {os.cpu_count()} cores; nginx pinned to CPU 0, wrk to CPU 1',
           f'- {nginx_version}; wrk -t1 -c{CONNS} -d{SECONDS}s; median of {ROUNDS} rounds; "over the floor" is the median of paired differences '
-          'against a floor run with the same request headers, taken right before or after it', '',
-          '| configuration | nginx CPU µs/request | over the floor | req/s | p99 µs |', '|---|---:|---:|---:|---:|']
-    for label, cpu, delta, rps, p99, rejected in rows:
-        md.append(f'| {label}{" (401s)" if rejected else ""} | {cpu:.2f} | {delta:+.2f} | {rps:,.0f} | {p99:,.0f} |')
+          'against a floor run with the same request headers, taken right before or after it; "over its own ungated location" '
+          'is the same against the same worker\'s /open (empty_gif without the gate, same zone, same headers)', '',
+          '| configuration | nginx CPU µs/request | over the floor | over its own ungated location | req/s | p99 µs |',
+          '|---|---:|---:|---:|---:|---:|']
+    for label, cpu, delta, same_worker, rps, p99, rejected in rows:
+        own = '' if same_worker != same_worker else f'{same_worker:+.2f}'  # NaN: not a gate case
+        md.append(f'| {label}{" (401s)" if rejected else ""} | {cpu:.2f} | {delta:+.2f} | {own} | {rps:,.0f} | {p99:,.0f} |')
     md += ['', '| pairing route (2 workers, unpinned) | req/s | p99 µs |', '|---|---:|---:|']
     md += [f'| {label} | {rps:,.0f}{f" ({rps / 3:,.0f} flows/s)" if "flow" in label else ""} | {p99:,.0f} |'
            for label, rps, p99 in route_rows]
