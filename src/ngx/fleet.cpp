@@ -274,6 +274,7 @@ bool out_of_step(ZoneCtx* zone) {
 class FleetWriter final : public DurableWriter {
    public:
     FleetWriter(ZoneCtx* zone, ngx_cycle_t* cycle) : zone_(zone), link_(zone->fleet, cycle->log, "commit") {
+
         // A restarted Redis has forgotten the script: loaded ahead of any
         // commit on every connection.
         link_.preamble = {"SCRIPT", "LOAD", dp::kCommitScript};
@@ -357,6 +358,7 @@ class FleetWriter final : public DurableWriter {
             dp::fleet_commit(prefix, dp::fleet_script_sha(), origin_of(zone_), changes, account_cap);
         std::vector<std::string> keys = commit.keys;
         auto answered = [this, keys, done](redisReply* reply) {
+            if (--in_flight_ == 0) keep_worker(false);
             Images images;
             if (!is_array(reply) || reply->elements < 1 || !is_int(reply->element[0])) {
                 if (reply && reply->type == REDIS_REPLY_ERROR) {
@@ -373,7 +375,9 @@ class FleetWriter final : public DurableWriter {
                 images.emplace_back(keys[i], std::string(text_of(reply->element[i + 1])));
             done(Outcome::Conflict, images);
         };
-        return link_.send(commit.argv, answered, /*while_connecting=*/true);
+        if (!link_.send(commit.argv, answered, /*while_connecting=*/true)) return false;
+        if (in_flight_++ == 0) keep_worker(true);
+        return true;
     }
 
     void finish(ngx_http_request_t* r, Outcome outcome, const Images& images) {
@@ -423,6 +427,7 @@ class FleetWriter final : public DurableWriter {
     RedisLink link_;
     std::list<std::shared_ptr<ngx_http_request_t*>> waiters_;
     std::vector<dp::RecordChange> background_;
+    size_t in_flight_ = 0;  // commits sent and not answered
 };
 
 // Worker 0's: the feed into the replica, and the replica rebuilt from

@@ -262,6 +262,15 @@ class DurableWriter : public dp::ChangeLog {
     // Sends what was committed outside a request (the gate retiring a token).
     virtual void post() = 0;
     virtual void flush_at_exit() {}
+
+   protected:
+    // A worker shutting down gracefully exits once only cancelable timers
+    // are left: while writes are in flight this one keeps it for their
+    // answers (a reload under load).
+    void keep_worker(bool in_flight);
+
+   private:
+    ngx_event_t keep_worker_timer_{};
 };
 // Answers a held request: its answer when its changes are durable, else
 // (after undoing them) refusal, or 503 with failure_detail.

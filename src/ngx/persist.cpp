@@ -26,7 +26,7 @@ namespace {
 constexpr size_t kSliceRecords = 2048;     // records copied per hold of the zone lock
 constexpr size_t kSnapshotChunk = 1 << 20; // bytes handed to a thread per write
 constexpr ngx_msec_t kSliceGapMs = 1;      // the event loop runs between slices
-constexpr ngx_msec_t kInFlightCheckMs = 60000;
+constexpr ngx_msec_t kKeepWorkerCheckMs = 60000;
 
 void alert_rate_limited(ngx_log_t* log, const char* what, const std::string& error) {
     static time_t last;
@@ -55,6 +55,18 @@ void thread_done(ngx_event_t* ev) noexcept {
 }
 
 }  // namespace
+
+void DurableWriter::keep_worker(bool in_flight) {
+    if (!in_flight) {
+        if (keep_worker_timer_.timer_set) ngx_del_timer(&keep_worker_timer_);
+        return;
+    }
+    if (keep_worker_timer_.timer_set) return;
+    keep_worker_timer_.handler = [](ngx_event_t* ev) noexcept { ngx_add_timer(ev, kKeepWorkerCheckMs); };
+    keep_worker_timer_.data = this;
+    keep_worker_timer_.log = ngx_cycle->log;
+    ngx_add_timer(&keep_worker_timer_, kKeepWorkerCheckMs);
+}
 
 ngx_thread_task_t* new_thread_task(ngx_cycle_t* cycle, ThreadStep* step) {
     ngx_thread_task_t* task = ngx_thread_task_alloc(cycle->pool, sizeof(ThreadStep*));
@@ -88,11 +100,6 @@ class JournalWriter final : public DurableWriter {
         slice_timer_.data = this;
         slice_timer_.log = log_;
         slice_timer_.cancelable = 1;
-        // A worker shutting down gracefully exits once no timer is left: this
-        // one, armed while a batch is in flight, keeps it for the answers.
-        in_flight_timer_.handler = [](ngx_event_t* ev) noexcept { ngx_add_timer(ev, kInFlightCheckMs); };
-        in_flight_timer_.data = this;
-        in_flight_timer_.log = log_;
     }
     bool ready() const { return append_task_ && compact_task_; }
 
@@ -124,7 +131,7 @@ class JournalWriter final : public DurableWriter {
         writing_waiters_.swap(pending_waiters_);
         pending_waiters_.clear();
         in_flight_ = true;
-        ngx_add_timer(&in_flight_timer_, kInFlightCheckMs);
+        keep_worker(true);
         append_step_.work = [this](std::string* error) { return dp::append_journal(paths_, writing_, error); };
         append_step_.done = [this](bool ok, const std::string& error) { appended(ok, error); };
         if (ngx_thread_task_post(pool_, append_task_) != NGX_OK) appended(false, "the thread pool refused the task");
@@ -142,7 +149,7 @@ class JournalWriter final : public DurableWriter {
 
     void appended(bool ok, const std::string& error) {
         in_flight_ = false;
-        if (in_flight_timer_.timer_set) ngx_del_timer(&in_flight_timer_);
+        keep_worker(false);
         const size_t written = writing_.size();
         writing_.clear();
         std::vector<ngx_http_request_t*> waiters;
@@ -259,7 +266,6 @@ class JournalWriter final : public DurableWriter {
     std::string pending_, writing_;
     std::vector<ngx_http_request_t*> pending_waiters_, writing_waiters_;
     bool in_flight_ = false;
-    ngx_event_t in_flight_timer_{};
     ThreadStep append_step_;
     ngx_thread_task_t* append_task_;
 
