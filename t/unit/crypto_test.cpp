@@ -1,5 +1,6 @@
 // Secrets, keys, QR codes and the operator's files.
 #include <gtest/gtest.h>
+#include <openssl/bn.h>
 
 #include "core/crypto.h"
 #include "core/files.h"
@@ -48,6 +49,117 @@ TEST(Crypto, EverySmallOrderEd25519EncodingIsRejected) {
     // Non-canonical encodings of 0 and 1 (y >= p).
     EXPECT_FALSE(ed25519_public_key_ok(*hex_decode("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")));
     EXPECT_FALSE(ed25519_public_key_ok(*hex_decode("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")));
+}
+
+namespace {
+
+// An independent reference for the decompression rule, in OpenSSL's
+// BIGNUMs: y below p, and (y^2 - 1)(d y^2 + 1) a square (or y^2 = 1 with
+// the sign bit clear).
+bool reference_decompresses(const Bytes& enc) {
+    unsigned char be[32];
+    for (int i = 0; i < 32; i++) be[i] = (unsigned char)enc[31 - i];
+    const bool negative = be[0] & 0x80;
+    be[0] &= 0x7f;
+    BN_CTX* ctx = BN_CTX_new();
+    BIGNUM *p = BN_new(), *d = BN_new(), *t = BN_new(), *y = BN_bin2bn(be, 32, nullptr), *u = BN_new(), *v = BN_new();
+    BN_set_bit(p, 255);
+    BN_sub_word(p, 19);
+    BN_set_word(t, 121666);
+    BN_mod_inverse(d, t, p, ctx);
+    BN_set_word(t, 121665);
+    BN_mod_sub(t, p, t, p, ctx);
+    BN_mod_mul(d, d, t, p, ctx);
+    bool ok;
+    if (BN_cmp(y, p) >= 0) {
+        ok = false;
+    } else {
+        BN_mod_sqr(t, y, p, ctx);
+        BN_mod_sub(u, t, BN_value_one(), p, ctx);
+        BN_mod_mul(v, d, t, p, ctx);
+        BN_mod_add(v, v, BN_value_one(), p, ctx);
+        if (BN_is_zero(u)) {
+            ok = !negative;
+        } else {
+            BN_mod_mul(t, u, v, p, ctx);
+            ok = BN_kronecker(t, p, ctx) == 1;
+        }
+    }
+    for (BIGNUM* b : {p, d, t, y, u, v}) BN_free(b);
+    BN_CTX_free(ctx);
+    return ok;
+}
+
+bool small_order(const Bytes& enc) {
+    static const char* const table[] = {
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000080",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    };
+    for (const char* hex : table)
+        if (enc == *hex_decode(hex)) return true;
+    return false;
+}
+
+}  // namespace
+
+TEST(Crypto, Ed25519DecompressionAgreesWithABigNumberReference) {
+    // Random encodings (about half are points), and every encoding within a
+    // few units of p and of 2^255 with either sign bit.
+    std::vector<Bytes> cases;
+    for (int i = 0; i < 4000; i++) cases.push_back(random_bytes(32));
+    for (int below = 0; below < 40; below++) {
+        for (int sign = 0; sign < 2; sign++) {
+            Bytes near_p(32, '\xff');  // 2^255 - 1 - below
+            near_p[0] = (char)(0xff - below);
+            near_p[31] = sign ? '\xff' : '\x7f';
+            cases.push_back(near_p);
+            Bytes small(32, '\0');
+            small[0] = (char)below;
+            small[31] = sign ? '\x80' : '\0';
+            cases.push_back(small);
+        }
+    }
+    int points = 0;
+    for (const Bytes& enc : cases) {
+        const bool expected = reference_decompresses(enc) && !small_order(enc);
+        points += expected;
+        ASSERT_EQ(ed25519_public_key_ok(enc), expected) << hex_encode(enc);
+    }
+    EXPECT_GT(points, 1500) << "about half of all encodings are points";
+    EXPECT_LT(points, 2700);
+    for (int i = 0; i < 200; i++) EXPECT_TRUE(ed25519_public_key_ok(Ed25519Identity::generate()->public_raw()));
+}
+
+TEST(Crypto, P256PointsOnTheCurveOnly) {
+    // The point of private key 1 (the generator) and its neighbours.
+    Bytes g = *hex_decode(
+        "046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
+        "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5");
+    EXPECT_TRUE(p256_public_key_ok(g));
+    for (size_t byte : {1u, 20u, 32u, 33u, 50u, 64u}) {
+        Bytes off = g;
+        off[byte] ^= 1;
+        EXPECT_FALSE(p256_public_key_ok(off)) << "byte " << byte;
+    }
+    Bytes compressed = g.substr(0, 33);
+    compressed[0] = 0x03;
+    EXPECT_FALSE(p256_public_key_ok(compressed));
+    Bytes hybrid = g;
+    hybrid[0] = 0x07;
+    EXPECT_FALSE(p256_public_key_ok(hybrid));
+    // x = p (not reduced): refused even though p = 0 mod p.
+    Bytes x_is_p = *hex_decode(
+        "04ffffffff00000001000000000000000000000000ffffffffffffffffffffffff"
+        "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5");
+    EXPECT_FALSE(p256_public_key_ok(x_is_p));
 }
 
 TEST(Qr, TerminalAndSvg) {
