@@ -1,8 +1,14 @@
 // The state file: snapshot codec and the writer behind the Disk interface.
+#include <dlfcn.h>
 #include <gtest/gtest.h>
+#include <openssl/rand.h>
+
+#include <atomic>
+#include <filesystem>
 
 #include "core/persist/disk.h"
 #include "core/persist/snapshot.h"
+#include "core/crypto.h"
 #include "harness.h"
 
 using namespace dp;
@@ -61,4 +67,41 @@ TEST(StateFile, NoncesAndLimitersSurviveALoad) {
     std::string err;
     ASSERT_TRUE(load_state(copy, h.locked([&] { return serialize_state(h.store); }), (uint32_t)(kT0 / 1000), &err));
     EXPECT_EQ(copy.count(Kind::Limiter), 1u);
+}
+
+// Every call into OpenSSL's RNG from this binary, counted: the persistence
+// calls that nginx runs in its thread pool must not make OpenSSL keep
+// per-thread state there (its thread-exit handler raced the worker's
+// exit-time cleanup).
+namespace {
+std::atomic<int> rand_calls{0};
+}  // namespace
+extern "C" int RAND_bytes(unsigned char* buf, int num) {
+    rand_calls++;
+    static auto real = reinterpret_cast<int (*)(unsigned char*, int)>(dlsym(RTLD_NEXT, "RAND_bytes"));
+    return real(buf, num);
+}
+
+TEST(StateFile, ThreadPoolWritesLeaveOpenSslAlone) {
+    char dir[] = "/tmp/dp-unit-XXXXXX";
+    ASSERT_TRUE(mkdtemp(dir));
+    const std::string base = std::string(dir) + "/state";
+    const StatePaths paths(base);
+    const int before = rand_calls;
+    (void)random_bytes(4);
+    ASSERT_EQ(rand_calls, before + 1) << "the counter sees the core's RNG";
+
+    std::string error;
+    ASSERT_TRUE(PosixDisk().write_atomically(base + ".banner", "banner\n", &error)) << error;
+    ASSERT_TRUE(append_journal(paths, "entry", &error)) << error;
+    ASSERT_TRUE(rotate_journal(paths, &error)) << error;
+    SnapshotFile file;
+    ASSERT_TRUE(file.create(paths, &error)) << error;
+    file.abandon();
+    EXPECT_EQ(rand_calls, before + 1) << "a thread-pool write called OpenSSL's RNG";
+    std::string other;
+    ASSERT_TRUE(PosixDisk().write_atomically(base + ".banner", "again\n", &error)) << error;
+    ASSERT_TRUE(PosixDisk().read_file(base + ".banner", &other, &error));
+    EXPECT_EQ(other, "again\n");
+    std::filesystem::remove_all(dir);
 }

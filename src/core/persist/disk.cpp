@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 
 #include "core/files.h"
 #include "core/persist/snapshot.h"
@@ -40,10 +42,24 @@ bool PosixDisk::read_file(const std::string& path, std::string* out, std::string
     return dp::read_file(path, out, error);
 }
 
+namespace {
+
+// A temporary name nobody can predict. From getrandom(2), not OpenSSL:
+// these run in nginx's thread pool, and a thread that touched OpenSSL's
+// RNG runs OpenSSL's thread-exit handler as the pool winds down, which
+// raced the worker's exit-time OPENSSL_cleanup (a SEGV seen under ASan).
+std::string unpredictable_tmp_name(const std::string& path) {
+    unsigned char salt[6];
+    if (getrandom(salt, sizeof(salt), 0) != (ssize_t)sizeof(salt)) throw std::runtime_error("getrandom failed");
+    return path + ".tmp." + std::to_string(getpid()) + "." + hex_encode(std::string_view((const char*)salt, sizeof(salt)));
+}
+
+}  // namespace
+
 bool PosixDisk::write_atomically(const std::string& path, const std::string& bytes, std::string* error) {
     // A name nobody can predict, created exclusively and never through a
     // symlink: a planted link cannot redirect the write.
-    std::string tmp = path + ".tmp." + std::to_string(getpid()) + "." + hex_encode(random_bytes(6));
+    std::string tmp = unpredictable_tmp_name(path);
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         *error = "cannot create " + tmp + ": " + strerror(errno);
@@ -138,7 +154,7 @@ bool rotate_journal(const StatePaths& paths, std::string* error) {
 
 bool SnapshotFile::create(const StatePaths& paths, std::string* error) {
     paths_ = &paths;
-    tmp_ = paths.state + ".tmp." + std::to_string(getpid()) + "." + hex_encode(random_bytes(6));
+    tmp_ = unpredictable_tmp_name(paths.state);
     fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd_ < 0) *error = "cannot create " + tmp_ + ": " + strerror(errno);
     return fd_ >= 0;
