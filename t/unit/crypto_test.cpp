@@ -9,6 +9,25 @@
 
 using namespace dp;
 
+namespace {
+
+// The eight small-order points and their sign-flipped twins, written out
+// here apart from the table under test (a deleted entry there must fail).
+const char* const kSmallOrderPoints[] = {
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000080",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+};
+
+}  // namespace
+
 TEST(Crypto, RandomAndKeys) {
     for (int i = 0; i < 1000; i++) EXPECT_LT(random_below(7), 7u);
     EXPECT_NE(random_token("p_", 32), random_token("p_", 32));
@@ -32,20 +51,7 @@ TEST(Crypto, RandomAndKeys) {
 }
 
 TEST(Crypto, EverySmallOrderEd25519EncodingIsRejected) {
-    // The eight small-order points and their sign-flipped twins.
-    const char* const small_order[] = {
-        "0100000000000000000000000000000000000000000000000000000000000000",
-        "0100000000000000000000000000000000000000000000000000000000000080",
-        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-        "0000000000000000000000000000000000000000000000000000000000000000",
-        "0000000000000000000000000000000000000000000000000000000000000080",
-        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
-        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
-        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
-        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
-    };
-    for (const char* hex : small_order) EXPECT_FALSE(ed25519_public_key_ok(*hex_decode(hex))) << hex;
+    for (const char* hex : kSmallOrderPoints) EXPECT_FALSE(ed25519_public_key_ok(*hex_decode(hex))) << hex;
     // Non-canonical encodings of 0 and 1 (y >= p).
     EXPECT_FALSE(ed25519_public_key_ok(*hex_decode("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")));
     EXPECT_FALSE(ed25519_public_key_ok(*hex_decode("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")));
@@ -91,19 +97,7 @@ bool reference_decompresses(const Bytes& enc) {
 }
 
 bool small_order(const Bytes& enc) {
-    static const char* const table[] = {
-        "0100000000000000000000000000000000000000000000000000000000000000",
-        "0100000000000000000000000000000000000000000000000000000000000080",
-        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-        "0000000000000000000000000000000000000000000000000000000000000000",
-        "0000000000000000000000000000000000000000000000000000000000000080",
-        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
-        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
-        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
-        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
-    };
-    for (const char* hex : table)
+    for (const char* hex : kSmallOrderPoints)
         if (enc == *hex_decode(hex)) return true;
     return false;
 }
