@@ -198,26 +198,36 @@ def state_engine_rows(s):
     # Gated requests while ~100 pairings/s run beside them.
     import threading
     stop = threading.Event()
+    paired = []
     def pairing_load():
-        # Niced: it shares CPU 1 with wrk, whose latency samples would
-        # otherwise include the time this client held the CPU.
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        # SCHED_IDLE: it shares CPU 1 with wrk and runs only while wrk waits
+        # for answers, so wrk's latency samples hold nginx's time, not the
+        # time this client held the CPU (niced, it still took slices of a
+        # millisecond and more from wrk).
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+        due = time.perf_counter()
         while not stop.is_set():
-            pair()
-            time.sleep(0.01)
+            got = pair()
+            paired.append((time.perf_counter(), got[1]))
+            due += 0.01  # paced at 100 pairings/s
+            time.sleep(max(0.0, due - time.perf_counter()))
     th = threading.Thread(target=pairing_load)
     th.start()
     cmd = ['taskset', '-c', '1', 'wrk', '-t1', '-c8', '-d4s', '--latency', '-H', f'Authorization: Bearer {TOKEN}', base + '/t']
+    t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    t1 = time.perf_counter()
     stop.set()
     th.join()
+    during = [status for at, status in paired if t0 <= at <= t1]
+    assert all(status == 200 for status in during), during
     def ms(text):
         m = re.match(r'([\d.]+)(us|ms|s)$', text)
         return float(m.group(1)) * {'us': 0.001, 'ms': 1, 's': 1000}[m.group(2)]
     # The distribution's own line: a "+/- Stdev" column such as 75.99% also ends in 99%.
     p99 = ms(re.search(r'^\s+99%\s+(\S+)', out, re.M).group(1))
     worst = ms(re.search(r'Latency\s+\S+\s+\S+\s+(\S+)', out).group(1))
-    rows.append(('gated requests while ~100 pairings/s run: p99 / max latency', f'{p99:.2f} ms / {worst:.2f} ms'))
+    rows.append((f'gated requests while pairings run ({len(during) / (t1 - t0):.0f} pairings/s): p99 / max latency', f'{p99:.2f} ms / {worst:.2f} ms'))
 
     listed = [timed('GET', base + '/api/devices?limit=100', op) for _ in range(50)]
     rows.append(('GET /api/devices?limit=100, median of 50', f'{statistics.median(l[0] for l in listed) * 1000:.2f} ms'))
