@@ -1,6 +1,8 @@
-// The gate's index: (kind, SHA-256 key) -> record in one probe, whatever the
-// number of records. An rbtree walk at a million devices touches ~20 nodes on
-// ~20 pages per lookup; this reads one slot line and the record.
+// The index of the records found by their SHA-256 key (devices and revoked
+// tokens for the gate, mailboxes for the relay): (kind, key) -> record in one
+// probe, whatever the number of records. An rbtree walk at a million devices
+// touches ~20 nodes on ~20 pages per lookup; this reads one slot line and the
+// record.
 //
 // Open addressing with linear probing and backward-shift deletion (no
 // tombstones), over slots in memory the caller owns (the zone's slab). A slot
@@ -41,7 +43,7 @@ class DigestTable {
     // chunk a keyed record of the indexed kinds takes), so a zone full of them
     // still leaves the table below its refusal point most of the time.
     static uint64_t capacity_for(size_t store_bytes);
-    static bool indexes(Kind kind) { return kind == Kind::Device || kind == Kind::Revoked; }
+    static bool indexes(Kind kind) { return kind == Kind::Device || kind == Kind::Revoked || kind == Kind::Mailbox; }
 
     RecordHeader* find(Kind kind, const uint8_t* key) const;
     // False when the table is 7/8 full (long probe runs): the store is full.

@@ -46,6 +46,30 @@ bool parse_fleet_record_key(std::string_view prefix, std::string_view redis_key,
     return true;
 }
 
+void FleetKeySet::add(Kind kind, const Digest& key) {
+    if ((size_t)kind < kKindCount) keys_[(size_t)kind].push_back(key);
+}
+
+void FleetKeySet::seal() {
+    for (auto& keys : keys_) std::sort(keys.begin(), keys.end());
+}
+
+bool FleetKeySet::contains(Kind kind, const Digest& key) const {
+    if ((size_t)kind >= kKindCount) return false;
+    const auto& keys = keys_[(size_t)kind];
+    return std::binary_search(keys.begin(), keys.end(), key);
+}
+
+size_t FleetKeySet::size() const {
+    size_t n = 0;
+    for (const auto& keys : keys_) n += keys.size();
+    return n;
+}
+
+void FleetKeySet::clear() {
+    for (auto& keys : keys_) std::vector<Digest>().swap(keys);  // the memory goes too
+}
+
 std::string fleet_scan_pattern(std::string_view prefix) {
     std::string p;
     for (char c : prefix) {  // a prefix is taken literally, glob characters too

@@ -59,6 +59,21 @@ FleetCommit fleet_commit(std::string_view prefix, std::string_view script_sha, s
                          const std::vector<RecordChange>& changes, uint32_t account_cap);
 std::string fleet_account_key(std::string_view prefix, const uint8_t account_hash[16]);
 
+// The records a rebuild found in Redis, so it can then drop whatever the
+// replica holds beyond them: 32 bytes a record (the Redis key strings in a
+// hash set took ~140), sorted once the scan is done, then searched.
+class FleetKeySet {
+   public:
+    void add(Kind kind, const Digest& key);
+    void seal();  // after the last add: sorts
+    bool contains(Kind kind, const Digest& key) const;
+    size_t size() const;
+    void clear();
+
+   private:
+    std::vector<Digest> keys_[kKindCount];
+};
+
 // Puts a record (or the OTP) into a replica as the fleet holds it: an empty
 // image removes it. A device keeps this host's last seen hint. Caller holds
 // a StoreLock with no change log attached. False when the zone has no room.

@@ -10,7 +10,6 @@
 
 #include <list>
 #include <memory>
-#include <unordered_set>
 
 #include "core/encoding.h"
 #include "core/fleet.h"
@@ -495,7 +494,9 @@ class FleetFollower {
             for (size_t i = 0; i < keys.size(); i++) {
                 if (reply->element[i]->type != REDIS_REPLY_STRING) continue;  // gone since the scan
                 images.emplace_back(keys[i], std::string(text_of(reply->element[i])));
-                seen_.insert(keys[i]);
+                dp::Kind kind;
+                dp::Digest key;
+                if (dp::parse_fleet_record_key(prefix_, keys[i], &kind, &key)) seen_.add(kind, key);
             }
             apply_images(zone_, images);
             next == "0" ? finish_scan() : scan(next);
@@ -527,6 +528,7 @@ class FleetFollower {
     void sweep() {
         ZoneStore store(zone_);
         store.attach(nullptr);
+        seen_.seal();
         for (size_t k = 0; k < dp::kKindCount; k++) {
             const dp::Kind kind = (dp::Kind)k;
             if (kind == dp::Kind::AccountCount) continue;  // derived from the mailboxes
@@ -538,7 +540,7 @@ class FleetFollower {
                 std::vector<dp::Digest> gone;
                 visited = store.visit_after(kind, first ? nullptr : &last, kSweepSlice, [&](const dp::RecordHeader* h) {
                     memcpy(last.data(), h->key, 32);
-                    if (!seen_.count(dp::fleet_record_key(prefix_, kind, last))) gone.push_back(last);
+                    if (!seen_.contains(kind, last)) gone.push_back(last);
                 });
                 first = false;
                 for (const dp::Digest& key : gone)
@@ -628,7 +630,7 @@ class FleetFollower {
     RedisLink link_;
     std::string prefix_;
     uint64_t start_seq_ = 0;
-    std::unordered_set<std::string> seen_;
+    dp::FleetKeySet seen_;
     bool otp_checked_ = false;
     bool connected_before_ = false;
 };

@@ -295,3 +295,29 @@ TEST(Fleet, TheAccountCapCountsMailboxesOnEveryHost) {
     }));
     EXPECT_EQ(later.status, 201);
 }
+
+TEST(Fleet, ARebuildsKeySetFindsEachRecordUnderItsOwnKindOnly) {
+    FleetKeySet seen;
+    std::vector<Digest> devices, mailboxes;
+    for (int i = 0; i < 500; i++) {
+        devices.push_back(sha256("device " + std::to_string(i)));
+        mailboxes.push_back(sha256("mailbox " + std::to_string(i)));
+    }
+    // Scan order is Redis's, not sorted.
+    for (int i = 499; i >= 0; i -= 2) seen.add(Kind::Device, devices[i]);
+    for (int i = 0; i < 500; i += 2) seen.add(Kind::Mailbox, mailboxes[i]);
+    seen.add(Kind::Count, sha256("the OTP is not a record"));
+    seen.seal();
+    EXPECT_EQ(seen.size(), 500u);
+    for (int i = 0; i < 500; i++) {
+        EXPECT_EQ(seen.contains(Kind::Device, devices[i]), i % 2 == 1) << i;
+        EXPECT_EQ(seen.contains(Kind::Mailbox, mailboxes[i]), i % 2 == 0) << i;
+        EXPECT_FALSE(seen.contains(Kind::Revoked, devices[i])) << "a device's key is not a revoked record's";
+    }
+    Digest last_byte_differs = devices[1];
+    last_byte_differs[31] ^= 1;
+    EXPECT_FALSE(seen.contains(Kind::Device, last_byte_differs));
+    seen.clear();
+    EXPECT_EQ(seen.size(), 0u);
+    EXPECT_FALSE(seen.contains(Kind::Device, devices[1]));
+}
