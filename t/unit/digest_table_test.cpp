@@ -55,7 +55,8 @@ TEST(DigestTable, CapacityIsOneSlotPer128BytesWithAFloor) {
     EXPECT_EQ(DigestTable::capacity_for(1000), 64u);
     EXPECT_TRUE(DigestTable::indexes(Kind::Device));
     EXPECT_TRUE(DigestTable::indexes(Kind::Revoked));
-    EXPECT_FALSE(DigestTable::indexes(Kind::Mailbox));
+    EXPECT_TRUE(DigestTable::indexes(Kind::Mailbox));  // the relay's deposit and poll
+    EXPECT_FALSE(DigestTable::indexes(Kind::Limiter));
 }
 
 TEST(DigestTable, FindsEachRecordByKindAndWholeKey) {
