@@ -10,7 +10,7 @@ reported beside req/s and p99. Each gate case is paired with a floor run
 (bare nginx, same request headers) next to it in time; the cost over the
 floor is the median of those paired differences. Writes bench/results.md.
 """
-import json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+import atexit, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.environ.get('DP_MODULE', f'{ROOT}/build/nginx/objs/ngx_http_device_pairing_module.so')
@@ -21,6 +21,11 @@ CONNS = 32
 TICK = os.sysconf('SC_CLK_TCK')
 TOKEN = 'dp_tok_bench_0'  # device 0 of the generated state files
 WORK = tempfile.mkdtemp(prefix='dp-bench-')
+# Whatever a run started is stopped when it ends, a failed run too (a run that
+# died in its memory section once left a dozen nginx and a Redis running,
+# and the next run measured beside them).
+STARTED = []
+atexit.register(lambda: [p.stop() for p in reversed(STARTED)])
 LUA_MODULES = ['/usr/lib/nginx/modules/ndk_http_module.so', '/usr/lib/nginx/modules/ngx_http_lua_module.so']
 
 
@@ -56,6 +61,7 @@ http {{
     def start(self):
         cmd = [NGINX, '-p', self.dir + '/', '-c', f'{self.dir}/nginx.conf', '-e', f'{self.dir}/error.log']
         subprocess.run((['taskset', '-c', '0'] if self.pinned else []) + cmd, check=True)
+        STARTED.append(self)
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
@@ -261,6 +267,8 @@ def start_redis():
         f.write(f'port {port}\nbind 127.0.0.1\ndir {rdir}\nappendonly yes\nappendfsync everysec\nsave ""\n'
                 f'daemonize no\nlogfile {rdir}/redis.log\n')
     proc = subprocess.Popen(['/usr/bin/redis-server', f'{rdir}/redis.conf'])
+    proc.stop = proc.terminate
+    STARTED.append(proc)
     for _ in range(100):
         try:
             socket.create_connection(('127.0.0.1', port), timeout=1).close()
