@@ -17,12 +17,18 @@ Response invalid_write_token(const char* detail) {
     return r;
 }
 
+// The hashes a mailbox is found and owned by, computed before the lock.
+struct MailboxKeys {
+    Digest mailbox, owner;
+    MailboxKeys(const Call& call, const std::string& account)
+        : mailbox(key_of("mailbox", call.param)), owner(key_of("account", account)) {}
+};
+
 // A live mailbox of this account; lock held.
-const MailboxRecord* find_mailbox(Call& call, const std::string& account) {
-    auto* m = as<MailboxRecord>(call.store.find(Kind::Mailbox, key_of("mailbox", call.param)));
+const MailboxRecord* find_mailbox(Call& call, const MailboxKeys& keys) {
+    auto* m = as<MailboxRecord>(call.store.find(Kind::Mailbox, keys.mailbox));
     if (!m || !record_live(&m->h, call.now_s())) return nullptr;
-    Digest owner = key_of("account", account);
-    if (!ct_equal(m->account_hash, owner.data(), sizeof(m->account_hash))) return nullptr;
+    if (!ct_equal(m->account_hash, keys.owner.data(), sizeof(m->account_hash))) return nullptr;
     return m;
 }
 
@@ -109,9 +115,10 @@ Response mailbox_deposit(Call& call) {
     std::string_view token = bearer_token(call.req.authorization, &malformed);
     Digest presented = sha256(token);
     DepositBody in(call.req);
+    const Digest mailbox_key = key_of("mailbox", call.param);
 
     StoreLock lock(call.store);
-    auto* m = as<MailboxRecord>(call.store.find(Kind::Mailbox, key_of("mailbox", call.param)));
+    auto* m = as<MailboxRecord>(call.store.find(Kind::Mailbox, mailbox_key));
     if (!m) return pairing_not_found();
     const bool token_matches = !token.empty() && ct_equal(m->write_token_hash, presented.data(), 32);
     if ((m->h.flags & kMailboxReady) && !token_matches)
@@ -163,9 +170,10 @@ Response mailbox_poll(Call& call) {
     // and encoded after the lock.
     bool ready;
     char session_pub[32], ecdh_pub[65];
+    const MailboxKeys keys(call, *call.who.account);
     {
         StoreReadLock lock(call.store);
-        const MailboxRecord* m = find_mailbox(call, *call.who.account);
+        const MailboxRecord* m = find_mailbox(call, keys);
         if (!m) return pairing_not_found();
         ready = m->h.flags & kMailboxReady;
         if (ready) {
@@ -184,8 +192,9 @@ Response mailbox_poll(Call& call) {
 }
 
 Response mailbox_cancel(Call& call) {
+    const MailboxKeys keys(call, *call.who.account);
     StoreLock lock(call.store);
-    const MailboxRecord* m = find_mailbox(call, *call.who.account);
+    const MailboxRecord* m = find_mailbox(call, keys);
     if (!m) return pairing_not_found();
     call.store.remove(&m->h);
     call.store.count(Counter::MailboxesCancelled);
