@@ -77,7 +77,7 @@ asan: $(ASAN_MODULE)
 ubsan: $(UBSAN_MODULE)
 
 $(BUILD)/unit_tests: $(BUILD)/.test-deps $(CORE_SRCS) $(UNIT_SRCS) $(CORE_HDRS) $(wildcard t/unit/*.h)
-	$(CXX) $(CXXFLAGS) -o $@ $(CORE_SRCS) $(UNIT_SRCS) $(LIBS) -lgtest -lgtest_main -pthread
+	$(CXX) $(CXXFLAGS) -o $@ $(CORE_SRCS) $(UNIT_SRCS) $(LIBS) -lhiredis -lgtest -lgtest_main -pthread
 
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests --gtest_brief=1

@@ -188,6 +188,32 @@ waitpid $kid, 0;
 is($status, 'ready', 'the poll parked on A answers ready') or diag("poll answered: $status");
 ok($answered_at - $put_at < 0.25, sprintf('soon after the deposit (%.1f ms)', ($answered_at - $put_at) * 1000));
 
+# Group commit: 40 mints that reach A at once share EVALSHAs (each worker
+# sends what arrived while its last batch was in flight), and each one is
+# acknowledged and visible on B on its own.
+{
+    my $evalsha_calls = sub {
+        my $stats = `redis-cli -p $rport INFO commandstats`;
+        return $stats =~ /cmdstat_evalsha:calls=(\d+)/ ? $1 : 0;
+    };
+    my $before = $evalsha_calls->();
+    my @socks = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $A->port) or die "connect: $!" } 1 .. 40;
+    my $mint = "POST /api/v1/device-pairing HTTP/1.1\r\nHost: t\r\nX-DEVICE-KEY: $alice\r\n"
+        . "Content-Length: 0\r\nConnection: close\r\n\r\n";
+    syswrite $_, $mint for @socks;
+    my (%codes, @ids);
+    for my $s (@socks) {
+        local $/;
+        my $answer = <$s> // '';
+        $codes{ $answer =~ m{^HTTP/1\.1 (\d+)} ? $1 : 'none' }++;
+        push @ids, $1 if $answer =~ /"pairing_id":"([^"]+)"/;
+    }
+    my $calls = $evalsha_calls->() - $before;
+    is($codes{201}, 40, '40 mints sent at once to A: each acknowledged') or diag(explain \%codes);
+    ok($calls > 0 && $calls <= 20, "they were committed in batches: $calls EVALSHAs for 40 mints");
+    ok(wait_until(sub { visible_on($B, @ids) == @ids }, 3), 'and every one is on B');
+}
+
 # A reload of either host under load: no request fails, and every mint
 # acknowledged meanwhile is visible on the other host.
 my $stop_load = start_load($A, $B, $token, 'reload-load');

@@ -97,60 +97,76 @@ std::string fleet_image(Kind kind, std::string_view bytes) {
     return image;
 }
 
-// Redis runs it atomically: no other commit interleaves between the checks
-// and the writes, on any host.
+// Redis runs it atomically: no other commit interleaves between a
+// transaction's checks and its writes, on any host. Expiries and scores stay
+// the strings the host sent (a Lua number would be formatted anew).
 const char* const kCommitScript = R"lua(
-local n = #KEYS
-for i = 1, n do
-  local now = redis.call('GET', KEYS[i]) or ''
-  if now ~= ARGV[2 + 3 * i] then
-    local current = {0}
-    for j = 1, n do current[j + 1] = redis.call('GET', KEYS[j]) or '' end
-    return current
-  end
-end
--- The per-account cap, fleet-wide: each account's live mailboxes are a
--- sorted set scored by expiry.
-local at = 5 + 3 * n
-local cap, guards = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+local a, k = 6, 0  -- the next transaction's first ARGV, its keys after KEYS[k]
+local results, fields = {0}, {'o', ARGV[1]}
 local now_ms
-for g = 0, guards - 1 do
-  local set, expires = ARGV[at + 2 + 3 * g], tonumber(ARGV[at + 4 + 3 * g])
-  if expires > 0 and cap > 0 then
-    if not now_ms then
-      local t = redis.call('TIME')
-      now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for t = 1, tonumber(ARGV[5]) do
+  local n, cap, guards = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local kv = a + 3         -- per key: before, after, expiry
+  local gv = kv + 3 * n    -- per guard: set, member, expiry
+  a = gv + 3 * guards
+  local outcome = 1
+  for i = 1, n do
+    if (redis.call('GET', KEYS[k + i]) or '') ~= ARGV[kv + 3 * (i - 1)] then
+      outcome = {0}
+      for j = 1, n do outcome[j + 1] = redis.call('GET', KEYS[k + j]) or '' end
+      break
     end
-    redis.call('ZREMRANGEBYSCORE', set, '-inf', now_ms)
-    if redis.call('ZCARD', set) >= cap then return {2} end
   end
-end
-local fields = {'o', ARGV[1]}
-for i = 1, n do
-  local after, expires = ARGV[3 + 3 * i], tonumber(ARGV[4 + 3 * i])
-  if after == '' then
-    redis.call('DEL', KEYS[i])
-  elseif expires > 0 then
-    redis.call('SET', KEYS[i], after, 'PXAT', expires)
-  else
-    redis.call('SET', KEYS[i], after)
+  -- The per-account cap, fleet-wide: each account's live mailboxes are a
+  -- sorted set scored by expiry.
+  if outcome == 1 and cap > 0 then
+    for g = 0, guards - 1 do
+      if ARGV[gv + 2 + 3 * g] ~= '0' then
+        if not now_ms then
+          local time = redis.call('TIME')
+          now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+        end
+        local set = ARGV[gv + 3 * g]
+        redis.call('ZREMRANGEBYSCORE', set, '-inf', now_ms)
+        if redis.call('ZCARD', set) >= cap then
+          outcome = 2
+          break
+        end
+      end
+    end
   end
-  fields[#fields + 1] = KEYS[i]
-  fields[#fields + 1] = after
-end
-for g = 0, guards - 1 do
-  local set, member, expires = ARGV[at + 2 + 3 * g], ARGV[at + 3 + 3 * g], tonumber(ARGV[at + 4 + 3 * g])
-  if expires > 0 then
-    redis.call('ZADD', set, expires, member)
-    local set_expires = redis.call('PEXPIRETIME', set)
-    if set_expires < expires then redis.call('PEXPIREAT', set, expires) end
-  else
-    redis.call('ZREM', set, member)
+  if outcome == 1 then
+    for i = 1, n do
+      local key, after, expires = KEYS[k + i], ARGV[kv + 1 + 3 * (i - 1)], ARGV[kv + 2 + 3 * (i - 1)]
+      if after == '' then
+        redis.call('DEL', key)
+      elseif expires ~= '0' then
+        redis.call('SET', key, after, 'PXAT', expires)
+      else
+        redis.call('SET', key, after)
+      end
+      fields[#fields + 1] = key
+      fields[#fields + 1] = after
+    end
+    for g = 0, guards - 1 do
+      local set, member, expires = ARGV[gv + 3 * g], ARGV[gv + 1 + 3 * g], ARGV[gv + 2 + 3 * g]
+      if expires ~= '0' then
+        redis.call('ZADD', set, expires, member)
+        if redis.call('PEXPIRETIME', set) < tonumber(expires) then redis.call('PEXPIREAT', set, expires) end
+      else
+        redis.call('ZREM', set, member)
+      end
+    end
   end
+  results[t + 1] = outcome
+  k = k + n
 end
-local seq = redis.call('INCR', ARGV[3])
-redis.call('XADD', ARGV[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', unpack(fields))
-return {1, seq}
+if #fields > 2 then
+  local seq = redis.call('INCR', ARGV[3])
+  redis.call('XADD', ARGV[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', unpack(fields))
+  results[1] = seq
+end
+return results
 )lua";
 
 std::string fleet_script_sha() {
@@ -166,19 +182,30 @@ std::string fleet_account_key(std::string_view prefix, const uint8_t account_has
     return std::string(prefix) + "a:" + hex_encode(std::string_view((const char*)account_hash, 16));
 }
 
-FleetCommit fleet_commit(std::string_view prefix, std::string_view script_sha, std::string_view origin,
-                         const std::vector<RecordChange>& changes, uint32_t account_cap) {
-    FleetCommit c;
-    for (const RecordChange& change : changes) c.keys.push_back(fleet_record_key(prefix, change.kind, change.key));
-    c.argv = {"EVALSHA", std::string(script_sha), std::to_string(changes.size())};
-    c.argv.insert(c.argv.end(), c.keys.begin(), c.keys.end());
-    c.argv.push_back(std::string(origin));
-    c.argv.push_back(fleet_feed_key(prefix));
-    c.argv.push_back(fleet_seq_key(prefix));
-    c.argv.push_back(std::to_string(kFeedMaxLen));
+FleetTransaction fleet_transaction(std::string_view prefix, const std::vector<RecordChange>& changes,
+                                   uint32_t account_cap) {
+    FleetTransaction t;
+    for (const RecordChange& change : changes) t.keys.push_back(fleet_record_key(prefix, change.kind, change.key));
+    // A mailbox made or gone: its account's set of live mailboxes follows.
+    std::vector<std::string> guards;
+    for (size_t i = 0; i < changes.size(); i++) {
+        const RecordChange& change = changes[i];
+        if (change.kind != Kind::Mailbox || change.before.empty() == change.after.empty()) continue;
+        const std::string& image = change.after.empty() ? change.before : change.after;
+        if (image.size() != sizeof(MailboxRecord)) continue;
+        MailboxRecord m;
+        memcpy(&m, image.data(), sizeof m);
+        guards.push_back(fleet_account_key(prefix, m.account_hash));
+        guards.push_back(t.keys[i]);
+        guards.push_back(change.after.empty() ? "0" : std::to_string((uint64_t)m.h.expires_s * 1000));
+    }
+    t.args.reserve(3 + 3 * changes.size() + guards.size());
+    t.args.push_back(std::to_string(changes.size()));
+    t.args.push_back(std::to_string(account_cap));
+    t.args.push_back(std::to_string(guards.size() / 3));
     for (const RecordChange& change : changes) {
-        c.argv.push_back(fleet_image(change.kind, change.before));
-        c.argv.push_back(fleet_image(change.kind, change.after));
+        t.args.push_back(fleet_image(change.kind, change.before));
+        t.args.push_back(fleet_image(change.kind, change.after));
         uint64_t expires_ms = 0;
         if (change.kind == Kind::Count) {
             OtpState otp;
@@ -192,25 +219,32 @@ FleetCommit fleet_commit(std::string_view prefix, std::string_view script_sha, s
             memcpy(&h, change.after.data(), sizeof h);
             expires_ms = (uint64_t)h.expires_s * 1000;
         }
-        c.argv.push_back(std::to_string(expires_ms));
+        t.args.push_back(std::to_string(expires_ms));
     }
-    // A mailbox made or gone: its account's set of live mailboxes follows.
-    std::vector<std::string> guards;
-    for (size_t i = 0; i < changes.size(); i++) {
-        const RecordChange& change = changes[i];
-        if (change.kind != Kind::Mailbox || change.before.empty() == change.after.empty()) continue;
-        const std::string& image = change.after.empty() ? change.before : change.after;
-        if (image.size() != sizeof(MailboxRecord)) continue;
-        MailboxRecord m;
-        memcpy(&m, image.data(), sizeof m);
-        guards.push_back(fleet_account_key(prefix, m.account_hash));
-        guards.push_back(c.keys[i]);
-        guards.push_back(change.after.empty() ? "0" : std::to_string((uint64_t)m.h.expires_s * 1000));
+    for (std::string& g : guards) t.args.push_back(std::move(g));
+    return t;
+}
+
+std::vector<std::string> fleet_commit(std::string_view prefix, std::string_view script_sha, std::string_view origin,
+                                      const std::vector<const FleetTransaction*>& batch) {
+    size_t keys = 0, args = 0;
+    for (const FleetTransaction* t : batch) {
+        keys += t->keys.size();
+        args += t->args.size();
     }
-    c.argv.push_back(std::to_string(account_cap));
-    c.argv.push_back(std::to_string(guards.size() / 3));
-    c.argv.insert(c.argv.end(), guards.begin(), guards.end());
-    return c;
+    std::vector<std::string> argv;
+    argv.reserve(3 + keys + 5 + args);
+    argv.push_back("EVALSHA");
+    argv.push_back(std::string(script_sha));
+    argv.push_back(std::to_string(keys));
+    for (const FleetTransaction* t : batch) argv.insert(argv.end(), t->keys.begin(), t->keys.end());
+    argv.push_back(std::string(origin));
+    argv.push_back(fleet_feed_key(prefix));
+    argv.push_back(fleet_seq_key(prefix));
+    argv.push_back(std::to_string(kFeedMaxLen));
+    argv.push_back(std::to_string(batch.size()));
+    for (const FleetTransaction* t : batch) argv.insert(argv.end(), t->args.begin(), t->args.end());
+    return argv;
 }
 
 bool fleet_apply(Store& store, Kind kind, const Digest& key, std::string_view image, uint32_t now_s) {

@@ -3,11 +3,11 @@
 // Redis, the commit script that makes a transaction's changes fleet-wide
 // atomic, and how a change read back from Redis is applied to a replica.
 //
-// A transaction commits as one EVALSHA of kCommitScript: every record it
+// A transaction commits in an EVALSHA of kCommitScript: every record it
 // changed must still hold, in Redis, the bytes this host read before the
 // change (compare-and-set on whole records); then the new images are stored
-// and one entry naming them is appended to the change feed (a stream whose
-// ids are the fleet's sequence numbers). A mismatch changes nothing and
+// and named in the batch's entry of the change feed (a stream whose ids are
+// the fleet's sequence numbers). A mismatch changes nothing and
 // returns Redis's current images, which the host applies before it runs the
 // request again: single-use spends, OTP redemption, approvals and failure
 // counters hold across hosts because two hosts cannot both commit on the
@@ -38,25 +38,36 @@ std::string fleet_epoch_key(std::string_view prefix);
 // hosts agree on a record that only their hints tell apart.
 std::string fleet_image(Kind kind, std::string_view bytes);
 
-// KEYS: the changed records. ARGV: origin, stream key, seq key, stream
-// length cap, then per key: before image, after image ("" = absent), expiry
-// in Unix ms (0: none); then the per-account cap of live pairings (0: none),
-// the number of account guards and per guard: the account's set of live
-// mailboxes, the mailbox's key, its expiry in Unix ms (0: it is removed).
-// Returns {1, seq}; on a mismatch {0, current image of each key...}; {2}
-// when a new mailbox would pass its account's cap fleet-wide.
+// One EVALSHA commits a batch of transactions, each checked and applied on
+// its own, in order (as if sent one after another): a worker sends the
+// transactions that arrived while its last batch was in flight. KEYS: every
+// transaction's records in turn. ARGV: origin, stream key, seq key, stream
+// length cap, the number of transactions, then each one's FleetTransaction
+// args. Returns {seq (0: nothing committed), one outcome per transaction}:
+// kCommitted, kCapReached (a new mailbox would pass its account's cap
+// fleet-wide), or {0, the current image of each of its keys...} when one of
+// them no longer holds its before image. All committed transactions share
+// one feed entry.
 extern const char* const kCommitScript;
 constexpr long long kCommitted = 1, kCapReached = 2;
 std::string fleet_script_sha();  // its SHA-1, as EVALSHA names it
 constexpr size_t kFeedMaxLen = 100000;  // entries kept; a host further behind resyncs
+constexpr size_t kMaxBatch = 64;        // transactions in one EVALSHA
 
-struct FleetCommit {
-    std::vector<std::string> argv;  // "EVALSHA", sha, numkeys, keys..., args...
+// One transaction's part of a batch. args: the number of keys, the
+// per-account cap of live pairings new mailboxes check (0: none), the number
+// of account guards; per key: before image, after image ("" = absent),
+// expiry in Unix ms (0: none); per guard: the account's set of live
+// mailboxes, the mailbox's key, its expiry in Unix ms (0: it is removed).
+struct FleetTransaction {
     std::vector<std::string> keys;  // the record keys, in change order
+    std::vector<std::string> args;
 };
-// account_cap: the per-account cap of live pairings new mailboxes check.
-FleetCommit fleet_commit(std::string_view prefix, std::string_view script_sha, std::string_view origin,
-                         const std::vector<RecordChange>& changes, uint32_t account_cap);
+FleetTransaction fleet_transaction(std::string_view prefix, const std::vector<RecordChange>& changes,
+                                   uint32_t account_cap);
+// The EVALSHA of a batch (at most kMaxBatch transactions).
+std::vector<std::string> fleet_commit(std::string_view prefix, std::string_view script_sha, std::string_view origin,
+                                      const std::vector<const FleetTransaction*>& batch);
 std::string fleet_account_key(std::string_view prefix, const uint8_t account_hash[16]);
 
 // The records a rebuild found in Redis, so it can then drop whatever the

@@ -343,43 +343,81 @@ class FleetWriter final : public DurableWriter {
 
    private:
 
-    enum class Outcome { Committed, Conflict, CapReached, Unknown };
+    // Unknown: the link failed or Redis erred; the change may have landed.
+    // NotSent: the link was down; Redis never saw it.
+    enum class Outcome { Committed, Conflict, CapReached, Unknown, NotSent };
     using Images = std::vector<std::pair<std::string, std::string>>;
+    using Done = std::function<void(Outcome, const Images&)>;  // on a conflict: Redis's records for the keys
     static constexpr const char* kUnreachable = "the fleet's Redis is unreachable; the change was undone; try again";
 
-    // One commit. On a conflict, images holds Redis's records for the keys.
-    // Unknown: the link failed or Redis erred; the change may have landed.
-    bool send(const std::vector<dp::RecordChange>& changes, uint32_t account_cap,
-              std::function<void(Outcome, const Images&)> done) {
-        if (changes.empty()) return false;
-        const std::string prefix = to_string(zone_->fleet->prefix);
-        dp::FleetCommit commit =
-            dp::fleet_commit(prefix, dp::fleet_script_sha(), origin_of(zone_), changes, account_cap);
-        std::vector<std::string> keys = commit.keys;
-        auto answered = [this, keys, done](redisReply* reply) {
-            if (--in_flight_ == 0) keep_worker(false);
-            Images images;
-            if (!is_array(reply) || reply->elements < 1 || !is_int(reply->element[0])) {
-                if (reply && reply->type == REDIS_REPLY_ERROR) {
-                    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis commit: %*s",
-                                  (size_t)reply->len, reply->str);
-                    if (std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT")
-                        link_.send(link_.preamble, [](redisReply*) {});
-                }
-                return done(Outcome::Unknown, images);
-            }
-            if (reply->element[0]->integer == dp::kCommitted) return done(Outcome::Committed, images);
-            if (reply->element[0]->integer == dp::kCapReached) return done(Outcome::CapReached, images);
-            for (size_t i = 0; i < keys.size() && i + 1 < reply->elements; i++)
-                images.emplace_back(keys[i], std::string(text_of(reply->element[i + 1])));
-            done(Outcome::Conflict, images);
-        };
-        if (!link_.send(commit.argv, answered, /*while_connecting=*/true)) return false;
-        if (in_flight_++ == 0) keep_worker(true);
+    struct Queued {
+        dp::FleetTransaction tx;
+        Done done;
+    };
+
+    // One transaction. It goes at once when no batch is in flight, else with
+    // the next batch, sent when that one is answered (group commit, as the
+    // journal's): under load, one EVALSHA, one feed entry and one round trip
+    // carry many requests' changes.
+    bool send(const std::vector<dp::RecordChange>& changes, uint32_t account_cap, Done done) {
+        if (changes.empty() || !link_.up_or_connecting()) return false;
+        queued_.push_back({dp::fleet_transaction(to_string(zone_->fleet->prefix), changes, account_cap), std::move(done)});
+        if (!batch_in_flight_) send_batch();
         return true;
     }
 
+    void send_batch() {
+        auto batch = std::make_shared<std::vector<Queued>>();
+        const size_t n = std::min(queued_.size(), dp::kMaxBatch);
+        std::move(queued_.begin(), queued_.begin() + n, std::back_inserter(*batch));
+        queued_.erase(queued_.begin(), queued_.begin() + n);
+        std::vector<const dp::FleetTransaction*> txs;
+        for (const Queued& q : *batch) txs.push_back(&q.tx);
+        const std::vector<std::string> argv =
+            dp::fleet_commit(to_string(zone_->fleet->prefix), dp::fleet_script_sha(), origin_of(zone_), txs);
+        if (!link_.send(argv, [this, batch](redisReply* reply) { answered(*batch, reply); }, /*while_connecting=*/true)) {
+            std::move(queued_.begin(), queued_.end(), std::back_inserter(*batch));
+            queued_.clear();
+            for (Queued& q : *batch) q.done(Outcome::NotSent, {});
+            return;
+        }
+        batch_in_flight_ = true;
+        keep_worker(true);
+    }
+
+    // batch_in_flight_ stays set while the answers run: what they send (a
+    // request run again) waits for the next batch.
+    void answered(std::vector<Queued>& batch, redisReply* reply) {
+        const bool valid = is_array(reply) && reply->elements == batch.size() + 1 && is_int(reply->element[0]);
+        if (!valid && reply && reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis commit: %*s", (size_t)reply->len,
+                          reply->str);
+            if (std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT")
+                link_.send(link_.preamble, [](redisReply*) {});
+        }
+        for (size_t i = 0; i < batch.size(); i++) {
+            const redisReply* outcome = valid ? reply->element[i + 1] : nullptr;
+            Images images;
+            if (!outcome)
+                batch[i].done(Outcome::Unknown, images);
+            else if (is_int(outcome))
+                batch[i].done(outcome->integer == dp::kCapReached ? Outcome::CapReached : Outcome::Committed, images);
+            else {
+                const std::vector<std::string>& keys = batch[i].tx.keys;
+                for (size_t k = 0; is_array(outcome) && k < keys.size() && k + 1 < outcome->elements; k++)
+                    images.emplace_back(keys[k], std::string(text_of(outcome->element[k + 1])));
+                batch[i].done(Outcome::Conflict, images);
+            }
+        }
+        batch_in_flight_ = false;
+        if (!queued_.empty())
+            send_batch();
+        else
+            keep_worker(false);
+    }
+
     void finish(ngx_http_request_t* r, Outcome outcome, const Images& images) {
+        if (outcome == Outcome::NotSent) return answer_held(zone_, r, false, kUnreachable);
         if (outcome == Outcome::Unknown) {
             request_resync();
             return answer_held(zone_, r, false, "the fleet's Redis did not confirm the change; it was undone; try again");
@@ -426,7 +464,8 @@ class FleetWriter final : public DurableWriter {
     RedisLink link_;
     std::list<std::shared_ptr<ngx_http_request_t*>> waiters_;
     std::vector<dp::RecordChange> background_;
-    size_t in_flight_ = 0;  // commits sent and not answered
+    std::vector<Queued> queued_;  // waiting for the batch in flight to be answered
+    bool batch_in_flight_ = false;
 };
 
 // Worker 0's: the feed into the replica, and the replica rebuilt from

@@ -33,42 +33,59 @@ struct RedisModel {
         auto it = values.find(key);
         return it == values.end() ? std::string() : it->second;
     }
-    // kCommitted, kCapReached, or 0 with the keys' current images.
-    long long commit(const FleetCommit& c, std::vector<std::string>* current) {
-        const size_t n = std::stoul(c.argv[2]);
-        const size_t args = 3 + n;  // ARGV[1] is argv[args]
-        for (size_t i = 0; i < n; i++) {
-            if (get(c.argv[3 + i]) != c.argv[args + 4 + 3 * i]) {
-                for (size_t j = 0; j < n; j++) current->push_back(get(c.argv[3 + j]));
-                return 0;
+    // A batch's outcome per transaction: kCommitted, kCapReached, or 0 with
+    // its keys' current images in current[t].
+    std::vector<long long> commit(const std::vector<std::string>& argv, std::vector<std::vector<std::string>>* current) {
+        const size_t all_keys = std::stoul(argv[2]);
+        auto key = [&](size_t i) -> const std::string& { return argv[3 + i]; };
+        const size_t args = 3 + all_keys;  // ARGV[1] is argv[args]
+        const size_t txs = std::stoul(argv[args + 4]);
+        size_t a = args + 5, k = 0;
+        std::vector<long long> outcomes;
+        bool any = false;
+        current->assign(txs, {});
+        for (size_t t = 0; t < txs; t++) {
+            const size_t n = std::stoul(argv[a]), guards = std::stoul(argv[a + 2]);
+            const uint64_t cap = std::stoull(argv[a + 1]);
+            const size_t kv = a + 3, gv = kv + 3 * n;
+            a = gv + 3 * guards;
+            long long outcome = kCommitted;
+            for (size_t i = 0; i < n; i++) {
+                if (get(key(k + i)) != argv[kv + 3 * i]) {
+                    for (size_t j = 0; j < n; j++) (*current)[t].push_back(get(key(k + j)));
+                    outcome = 0;
+                    break;
+                }
             }
+            for (size_t g = 0; outcome == kCommitted && cap && g < guards; g++) {
+                auto& live = accounts[argv[gv + 3 * g]];
+                if (argv[gv + 2 + 3 * g] == "0") continue;
+                for (auto it = live.begin(); it != live.end();) it = it->second <= now_ms ? live.erase(it) : std::next(it);
+                if (live.size() >= cap) outcome = kCapReached;
+            }
+            if (outcome == kCommitted) {
+                any = true;
+                for (size_t i = 0; i < n; i++) {
+                    const std::string& after = argv[kv + 1 + 3 * i];
+                    if (after.empty())
+                        values.erase(key(k + i));
+                    else
+                        values[key(k + i)] = after;
+                }
+                for (size_t g = 0; g < guards; g++) {
+                    const uint64_t expires = std::stoull(argv[gv + 2 + 3 * g]);
+                    auto& live = accounts[argv[gv + 3 * g]];
+                    if (expires)
+                        live[argv[gv + 1 + 3 * g]] = expires;
+                    else
+                        live.erase(argv[gv + 1 + 3 * g]);
+                }
+            }
+            outcomes.push_back(outcome);
+            k += n;
         }
-        const size_t at = args + 4 + 3 * n;
-        const uint64_t cap = std::stoull(c.argv[at]);
-        const size_t guards = std::stoul(c.argv[at + 1]);
-        for (size_t g = 0; g < guards; g++) {
-            auto& live = accounts[c.argv[at + 2 + 3 * g]];
-            if (std::stoull(c.argv[at + 4 + 3 * g]) == 0 || cap == 0) continue;
-            for (auto it = live.begin(); it != live.end();) it = it->second <= now_ms ? live.erase(it) : std::next(it);
-            if (live.size() >= cap) return kCapReached;
-        }
-        for (size_t i = 0; i < n; i++) {
-            const std::string& after = c.argv[args + 5 + 3 * i];
-            if (after.empty())
-                values.erase(c.argv[3 + i]);
-            else
-                values[c.argv[3 + i]] = after;
-        }
-        for (size_t g = 0; g < guards; g++) {
-            const uint64_t expires = std::stoull(c.argv[at + 4 + 3 * g]);
-            auto& live = accounts[c.argv[at + 2 + 3 * g]];
-            if (expires)
-                live[c.argv[at + 3 + 3 * g]] = expires;
-            else
-                live.erase(c.argv[at + 3 + 3 * g]);
-        }
-        seq++;
-        return kCommitted;
+        seq += any;
+        return outcomes;
     }
 };
 
@@ -84,19 +101,19 @@ struct Host {
         log.changes.clear();
         f();
         if (log.changes.empty()) return true;
-        FleetCommit c = fleet_commit("dp:", fleet_script_sha(), "host", log.changes, h.settings.max_pairings_per_account);
-        std::vector<std::string> current;
-        const long long outcome = redis.commit(c, &current);
+        const FleetTransaction tx = fleet_transaction("dp:", log.changes, h.settings.max_pairings_per_account);
+        std::vector<std::vector<std::string>> current;
+        const long long outcome = redis.commit(fleet_commit("dp:", fleet_script_sha(), "host", {&tx}), &current)[0];
         if (outcome == kCommitted) return true;
         h.store.attach(nullptr);
         {
             StoreLock lock(h.store);
             for (auto it = log.changes.rbegin(); it != log.changes.rend(); ++it) h.store.restore(*it, to_s(kT0));
-            for (size_t i = 0; i < current.size(); i++) {
+            for (size_t i = 0; i < current[0].size(); i++) {
                 Kind kind;
                 Digest key;
-                EXPECT_TRUE(parse_fleet_record_key("dp:", c.keys[i], &kind, &key));
-                EXPECT_TRUE(fleet_apply(h.store, kind, key, current[i], to_s(kT0)));
+                EXPECT_TRUE(parse_fleet_record_key("dp:", tx.keys[i], &kind, &key));
+                EXPECT_TRUE(fleet_apply(h.store, kind, key, current[0][i], to_s(kT0)));
             }
         }
         h.store.attach(&log);
@@ -158,21 +175,19 @@ TEST(Fleet, ACommitCarriesBeforeAfterAndExpiryPerKey) {
     h.store.attach(&log);
     std::string otp = h.new_otp(kT0);
     ASSERT_EQ(h.pair(otp, kT0).status, 200);
-    FleetCommit c = fleet_commit("dp:", "sha", "origin", log.changes, 16);
-    ASSERT_EQ(c.argv[0], "EVALSHA");
-    const size_t n = std::stoul(c.argv[2]);
-    ASSERT_EQ(n, log.changes.size());
-    ASSERT_EQ(c.argv.size(), 3 + n + 4 + 3 * n + 2) << "a pairing guards no account";
-    EXPECT_EQ(c.argv[3 + n + 4 + 3 * n], "16");
-    EXPECT_EQ(c.argv[3 + n + 5 + 3 * n], "0");
-    EXPECT_EQ(c.argv[3 + n], "origin");
-    EXPECT_EQ(c.argv[3 + n + 1], fleet_feed_key("dp:"));
+    const FleetTransaction t = fleet_transaction("dp:", log.changes, 16);
+    const size_t n = log.changes.size();
+    ASSERT_EQ(t.keys.size(), n);
+    ASSERT_EQ(t.args.size(), 3 + 3 * n) << "a pairing guards no account";
+    EXPECT_EQ(t.args[0], std::to_string(n));
+    EXPECT_EQ(t.args[1], "16");
+    EXPECT_EQ(t.args[2], "0");
     for (size_t i = 0; i < n; i++) {
         const RecordChange& ch = log.changes[i];
-        EXPECT_EQ(c.argv[3 + i], fleet_record_key("dp:", ch.kind, ch.key));
-        EXPECT_EQ(c.argv[3 + n + 4 + 3 * i], fleet_image(ch.kind, ch.before));
-        EXPECT_EQ(c.argv[3 + n + 5 + 3 * i], fleet_image(ch.kind, ch.after));
-        const std::string& expiry = c.argv[3 + n + 6 + 3 * i];
+        EXPECT_EQ(t.keys[i], fleet_record_key("dp:", ch.kind, ch.key));
+        EXPECT_EQ(t.args[3 + 3 * i], fleet_image(ch.kind, ch.before));
+        EXPECT_EQ(t.args[4 + 3 * i], fleet_image(ch.kind, ch.after));
+        const std::string& expiry = t.args[5 + 3 * i];
         if (ch.kind == Kind::Device) {
             EXPECT_EQ(expiry, "0") << "devices are never expired by Redis";
         }
@@ -182,6 +197,47 @@ TEST(Fleet, ACommitCarriesBeforeAfterAndExpiryPerKey) {
             EXPECT_EQ(expiry, std::to_string(after.expires_ms)) << "an OTP key lives as long as the OTP";
         }
     }
+}
+
+// A mailbox made or taken names its account's set, the mailbox and its
+// expiry (0: it goes) after the per-key triples.
+TEST(Fleet, AMailboxMadeOrTakenGuardsItsAccount) {
+    Harness h;
+    h.settings.device_keys.push_back({sha256("ka"), "alice"});
+    RecordingLog log;
+    h.store.attach(&log);
+    const Response minted = h.call("POST", "/api/v1/device-pairing", "", kT0, "", "ka");
+    ASSERT_EQ(minted.status, 201);
+    FleetTransaction t = fleet_transaction("dp:", log.changes, 16);
+    size_t n = log.changes.size();
+    ASSERT_EQ(t.args[2], "1");
+    ASSERT_EQ(t.args.size(), 3 + 3 * n + 3);
+    const std::string account = fleet_account_key("dp:", key_of("account", "alice").data());
+    EXPECT_EQ(t.args[3 + 3 * n], account);
+    size_t mailbox = 0;
+    while (log.changes[mailbox].kind != Kind::Mailbox) mailbox++;
+    EXPECT_EQ(t.args[4 + 3 * n], t.keys[mailbox]);
+    EXPECT_EQ(t.args[5 + 3 * n], std::to_string((uint64_t)(to_s(kT0) + h.settings.mailbox_ttl_s) * 1000));
+
+    log.changes.clear();
+    ASSERT_EQ(h.call("DELETE", "/api/v1/device-pairing/" + field(minted, "pairing_id"), "", kT0, "", "ka").status, 204);
+    t = fleet_transaction("dp:", log.changes, 16);
+    n = log.changes.size();
+    ASSERT_EQ(t.args[2], "1");
+    EXPECT_EQ(t.args[3 + 3 * n], account);
+    EXPECT_EQ(t.args[5 + 3 * n], "0");
+}
+
+// A batch: the keys of every transaction, then the feed's names, the count,
+// and each transaction's args in the same order.
+TEST(Fleet, ABatchLaysOutItsTransactionsInOrder) {
+    const FleetTransaction a{{"k1", "k2"}, {"2", "0", "0", "b1", "a1", "0", "b2", "a2", "0"}};
+    const FleetTransaction b{{"k3"}, {"1", "5", "0", "b3", "a3", "7"}};
+    const std::vector<std::string> argv = fleet_commit("dp:", "sha", "origin", {&a, &b});
+    const std::vector<std::string> expected = {
+        "EVALSHA", "sha", "3", "k1", "k2", "k3", "origin", fleet_feed_key("dp:"), fleet_seq_key("dp:"),
+        std::to_string(kFeedMaxLen), "2", "2", "0", "0", "b1", "a1", "0", "b2", "a2", "0", "1", "5", "0", "b3", "a3", "7"};
+    EXPECT_EQ(argv, expected);
 }
 
 TEST(Fleet, AppliedRecordsReplaceAndRemoveAndKeepTheLocalLastSeen) {
