@@ -97,20 +97,26 @@ std::string hex_encode(std::string_view raw) {
     return out;
 }
 
-std::optional<Bytes> hex_decode(std::string_view text) {
-    if (text.size() % 2) return std::nullopt;
+bool hex_decode_to(std::string_view text, uint8_t* out, size_t len) {
+    if (text.size() != 2 * len) return false;
     auto nibble = [](char c) -> int {
         if (c >= '0' && c <= '9') return c - '0';
         if (c >= 'a' && c <= 'f') return c - 'a' + 10;
         if (c >= 'A' && c <= 'F') return c - 'A' + 10;
         return -1;
     };
-    Bytes out;
-    for (size_t i = 0; i < text.size(); i += 2) {
-        int hi = nibble(text[i]), lo = nibble(text[i + 1]);
-        if (hi < 0 || lo < 0) return std::nullopt;
-        out += (char)(hi << 4 | lo);
+    for (size_t i = 0; i < len; i++) {
+        int hi = nibble(text[2 * i]), lo = nibble(text[2 * i + 1]);
+        if (hi < 0 || lo < 0) return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
     }
+    return true;
+}
+
+std::optional<Bytes> hex_decode(std::string_view text) {
+    if (text.size() % 2) return std::nullopt;
+    Bytes out(text.size() / 2, '\0');
+    if (!hex_decode_to(text, reinterpret_cast<uint8_t*>(out.data()), out.size())) return std::nullopt;
     return out;
 }
 

@@ -22,6 +22,8 @@ std::string base64url_encode(std::string_view raw);
 
 std::string hex_encode(std::string_view raw);
 std::optional<Bytes> hex_decode(std::string_view text);
+// Exactly len bytes from 2 * len hex digits into out; false otherwise.
+bool hex_decode_to(std::string_view text, uint8_t* out, size_t len);
 
 // A Host header fit to build a URL from: host[:port], where host is a DNS
 // name or IPv4 address ([A-Za-z0-9.-]) or a bracketed IPv6 literal.

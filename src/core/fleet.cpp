@@ -31,18 +31,18 @@ std::string fleet_record_key(std::string_view prefix, Kind kind, const Digest& k
 }
 
 bool parse_fleet_record_key(std::string_view prefix, std::string_view redis_key, Kind* kind, Digest* key) {
-    if (redis_key == fleet_otp_key(prefix)) {
+    if (redis_key.substr(0, prefix.size()) != prefix) return false;
+    std::string_view rest = redis_key.substr(prefix.size());
+    if (rest == kOtpName) {
         *kind = Kind::Count;
         *key = Digest{};
         return true;
     }
-    if (redis_key.size() != prefix.size() + 4 + 64 || redis_key.substr(0, prefix.size()) != prefix) return false;
-    std::string_view rest = redis_key.substr(prefix.size());
-    if (rest.substr(0, 2) != "r:" || rest[3] != ':' || rest[2] < '0' || rest[2] >= '0' + (int)kKindCount) return false;
-    auto raw = hex_decode(rest.substr(4));
-    if (!raw || raw->size() != 32) return false;
+    if (rest.size() != 4 + 64 || rest.substr(0, 2) != "r:" || rest[3] != ':' || rest[2] < '0' ||
+        rest[2] >= '0' + (int)kKindCount)
+        return false;
+    if (!hex_decode_to(rest.substr(4), key->data(), key->size())) return false;
     *kind = (Kind)(rest[2] - '0');
-    memcpy(key->data(), raw->data(), 32);
     return true;
 }
 
@@ -261,16 +261,28 @@ bool fleet_apply(Store& store, Kind kind, const Digest& key, std::string_view im
     const RecordHeader* now = store.find(kind, key);
     uint32_t last_seen = 0;
     if (now && kind == Kind::Device) last_seen = as<DeviceRecord>(now)->last_seen_s;
-    if (now) store.remove(now);  // a put is the whole record: inserted anew, counters stay right
-    if (image.empty()) return true;
-    RecordHeader head;
-    memcpy(&head, image.data(), sizeof head);
-    if (!record_live(&head, now_s)) return true;
-    RecordHeader* rec = store.insert(kind, key, now_s, [&](RecordHeader* r) {
+    auto fill = [&](RecordHeader* r) {  // the store's reserved bytes stay the store's
         memcpy(reinterpret_cast<char*>(r) + 2, image.data() + 2, image.size() - 2);
         if (kind == Kind::Device)
             as<DeviceRecord>(r)->last_seen_s = std::max(as<DeviceRecord>(r)->last_seen_s, last_seen);
-    });
+    };
+    union {  // the image, aligned for reading as a record
+        RecordHeader head;
+        DeviceRecord device;
+        MailboxRecord mailbox;
+        CodeRequestRecord code;
+    } copy{};
+    memcpy(&copy, image.data(), std::min(image.size(), sizeof copy));
+    const bool live = !image.empty() && record_live(&copy.head, now_s);
+    // A changed record (a deposit, a rename) is written where it is; one whose
+    // derived state changes is removed and inserted anew, so it stays right.
+    if (now && live && same_derived_state(now, &copy.head)) {
+        fill(store.update(now));
+        return true;
+    }
+    if (now) store.remove(now);
+    if (!live) return true;
+    RecordHeader* rec = store.insert(kind, key, now_s, fill);
     if (!rec) return false;
     return kind != Kind::Mailbox || count_mailbox(store, as<MailboxRecord>(rec), now_s);
 }

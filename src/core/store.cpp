@@ -34,6 +34,18 @@ std::string_view index_field(Index index, const RecordHeader* record) {
     return std::string_view((const char*)as<CodeRequestRecord>(record)->code_hash, 32);
 }
 
+bool same_derived_state(const RecordHeader* now, const RecordHeader* image) {
+    switch (now->kind) {
+        case Kind::Device:
+            return as<DeviceRecord>(now)->role == as<DeviceRecord>(image)->role &&
+                   index_field(Index::DeviceId, now) == index_field(Index::DeviceId, image);
+        case Kind::CodeRequest: return index_field(Index::CodeHash, now) == index_field(Index::CodeHash, image);
+        case Kind::Mailbox:
+            return memcmp(as<MailboxRecord>(now)->account_hash, as<MailboxRecord>(image)->account_hash, 16) == 0;
+        default: return true;
+    }
+}
+
 size_t Store::expire_some(Kind kind, uint32_t now_s, size_t max) {
     size_t dropped = 0;
     for (const RecordHeader* h; dropped < max && (h = oldest(kind)) && !record_live(h, now_s); dropped++) {

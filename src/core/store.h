@@ -357,6 +357,11 @@ class StoreLock {
 // head of each kind's queue (expire_some), never a walk.
 inline bool expiring_kind(Kind kind) { return kind != Kind::Device && kind != Kind::AccountCount; }
 
+// True when a record's new bytes (image, of the same kind and key) leave
+// what the store derives from it as it is (the owner count, the indexes, an
+// account's live mailboxes): they can be written over it in place.
+bool same_derived_state(const RecordHeader* now, const RecordHeader* image);
+
 // Live mailboxes of the account that owns account_hash.
 uint32_t live_mailboxes(Store& store, const uint8_t account_hash[16]);
 // Counts a new mailbox for its account; false when the zone has no room.

@@ -237,16 +237,21 @@ std::string origin_of(ZoneCtx* zone) {
     return dp::hex_encode(std::string_view((const char*)zone->sh->state.fleet_origin, 8));
 }
 
+// Records as Redis holds them: (Redis key, image), views into a reply that
+// live as long as its callback.
+using Images = std::vector<std::pair<std::string_view, std::string_view>>;
+
 // Applies Redis's images of some records to the replica.
-void apply_images(ZoneCtx* zone, const std::vector<std::pair<std::string, std::string>>& images) {
+void apply_images(ZoneCtx* zone, const Images& images) {
     ZoneStore store(zone);
     store.attach(nullptr);  // from Redis: nothing to send back
     dp::StoreLock lock(store);
     const uint32_t now_s = (uint32_t)ngx_time();
+    const std::string_view prefix((const char*)zone->fleet->prefix.data, zone->fleet->prefix.len);
     for (const auto& [key, image] : images) {
         dp::Kind kind;
         dp::Digest digest;
-        if (!dp::parse_fleet_record_key(to_string(zone->fleet->prefix), key, &kind, &digest)) continue;
+        if (!dp::parse_fleet_record_key(prefix, key, &kind, &digest)) continue;
         if (!dp::fleet_apply(store, kind, digest, image, now_s))
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                           "device_pairing_zone \"%V\" is full: a record from redis was not replicated",
@@ -346,7 +351,6 @@ class FleetWriter final : public DurableWriter {
     // Unknown: the link failed or Redis erred; the change may have landed.
     // NotSent: the link was down; Redis never saw it.
     enum class Outcome { Committed, Conflict, CapReached, Unknown, NotSent };
-    using Images = std::vector<std::pair<std::string, std::string>>;
     using Done = std::function<void(Outcome, const Images&)>;  // on a conflict: Redis's records for the keys
     static constexpr const char* kUnreachable = "the fleet's Redis is unreachable; the change was undone; try again";
 
@@ -405,7 +409,7 @@ class FleetWriter final : public DurableWriter {
             else {
                 const std::vector<std::string>& keys = batch[i].tx.keys;
                 for (size_t k = 0; is_array(outcome) && k < keys.size() && k + 1 < outcome->elements; k++)
-                    images.emplace_back(keys[k], std::string(text_of(outcome->element[k + 1])));
+                    images.emplace_back(keys[k], text_of(outcome->element[k + 1]));
                 batch[i].done(Outcome::Conflict, images);
             }
         }
@@ -529,10 +533,10 @@ class FleetFollower {
         argv.insert(argv.end(), keys.begin(), keys.end());
         link_.send(argv, [this, keys, next](redisReply* reply) {
             if (!is_array(reply) || reply->elements != keys.size()) return;
-            std::vector<std::pair<std::string, std::string>> images;
+            Images images;
             for (size_t i = 0; i < keys.size(); i++) {
                 if (reply->element[i]->type != REDIS_REPLY_STRING) continue;  // gone since the scan
-                images.emplace_back(keys[i], std::string(text_of(reply->element[i])));
+                images.emplace_back(keys[i], text_of(reply->element[i]));
                 dp::Kind kind;
                 dp::Digest key;
                 if (dp::parse_fleet_record_key(prefix_, keys[i], &kind, &key)) seen_.add(kind, key);
@@ -545,7 +549,8 @@ class FleetFollower {
     void finish_scan() {
         link_.send({"GET", dp::fleet_otp_key(prefix_)}, [this](redisReply* reply) {
             if (!reply) return;
-            apply_images(zone_, {{dp::fleet_otp_key(prefix_), std::string(text_of(reply))}});
+            const std::string otp_key = dp::fleet_otp_key(prefix_);
+            apply_images(zone_, {{otp_key, text_of(reply)}});
             sweep();
             {
                 ZoneStore store(zone_);
@@ -615,7 +620,7 @@ class FleetFollower {
     // False on a gap (entries trimmed from the stream while this host was behind).
     bool apply_entries(const redisReply* entries, uint64_t after) {
         const std::string origin = origin_of(zone_);
-        std::vector<std::pair<std::string, std::string>> images;
+        Images images;
         uint64_t last = after;
         for (size_t i = 0; i < entries->elements; i++) {
             const redisReply* e = entries->element[i];
@@ -626,7 +631,7 @@ class FleetFollower {
             const redisReply* fields = e->element[1];
             if (fields->elements < 2 || text_of(fields->element[1]) == origin) continue;  // applied when made
             for (size_t f = 2; f + 1 < fields->elements; f += 2)
-                images.emplace_back(std::string(text_of(fields->element[f])), std::string(text_of(fields->element[f + 1])));
+                images.emplace_back(text_of(fields->element[f]), text_of(fields->element[f + 1]));
         }
         apply_images(zone_, images);
         ZoneStore store(zone_);

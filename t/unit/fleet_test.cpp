@@ -265,10 +265,62 @@ TEST(Fleet, AppliedRecordsReplaceAndRemoveAndKeepTheLocalLastSeen) {
         EXPECT_EQ(now->name[0], 'Z');
         EXPECT_EQ(now->last_seen_s, to_s(kT0) + 500);
         EXPECT_EQ(b.store.shared().devices, 1u);
+        EXPECT_EQ(&now->h, &d->h) << "a changed record is written where it is";
+        // A change of role changes the owner count: it still comes out right.
+        const uint64_t owners = b.store.shared().owners;
+        const bool was_owner = now->role == Role::Owner;
+        renamed[offsetof(DeviceRecord, role)] = (char)(was_owner ? Role::Device : Role::Owner);
+        ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, renamed, to_s(kT0)));
+        EXPECT_EQ(b.store.shared().owners, was_owner ? owners - 1 : owners + 1);
+        EXPECT_EQ(b.store.find_by(Index::DeviceId, index_field(Index::DeviceId, b.store.find(Kind::Device, dev->key))),
+                  b.store.find(Kind::Device, dev->key))
+            << "the id index finds the record as it is now";
+        EXPECT_EQ(as<DeviceRecord>(b.store.find(Kind::Device, dev->key))->last_seen_s, to_s(kT0) + 500);
         ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, "", to_s(kT0)));
         EXPECT_EQ(b.store.find(Kind::Device, dev->key), nullptr);
         EXPECT_EQ(b.store.shared().devices, 0u);
     }
+}
+
+// A mailbox minted and filled on host a, as b's follower applies it: the
+// deposit lands in place and the account still counts one live mailbox; a
+// mailbox taken from another account's set moves its count.
+TEST(Fleet, AppliedMailboxesKeepTheirAccountsCount) {
+    Harness a, b;
+    a.settings.device_keys.push_back({sha256("ka"), "alice"});
+    RecordingLog log;
+    a.store.attach(&log);
+    const Response minted = a.call("POST", "/api/v1/device-pairing", "", kT0, "", "ka");
+    ASSERT_EQ(minted.status, 201);
+    auto mailbox_change = [&]() -> RecordChange {
+        for (const RecordChange& c : log.changes)
+            if (c.kind == Kind::Mailbox) return c;
+        ADD_FAILURE() << "no mailbox change";
+        return {};
+    };
+    const RecordChange made = mailbox_change();
+    const Digest alice = key_of("account", "alice");
+    StoreLock lock(b.store);
+    ASSERT_TRUE(fleet_apply(b.store, Kind::Mailbox, made.key, fleet_image(Kind::Mailbox, made.after), to_s(kT0)));
+    EXPECT_EQ(live_mailboxes(b.store, alice.data()), 1u);
+    const RecordHeader* where = b.store.find(Kind::Mailbox, made.key);
+
+    std::string ready = fleet_image(Kind::Mailbox, made.after);
+    ready[offsetof(MailboxRecord, h.flags)] = kMailboxReady;
+    ready[offsetof(MailboxRecord, session_pub)] = 7;
+    ASSERT_TRUE(fleet_apply(b.store, Kind::Mailbox, made.key, ready, to_s(kT0)));
+    const RecordHeader* now = b.store.find(Kind::Mailbox, made.key);
+    EXPECT_EQ(now, where) << "written in place";
+    EXPECT_EQ(as<MailboxRecord>(now)->session_pub[0], 7);
+    EXPECT_TRUE(now->flags & kMailboxReady);
+    EXPECT_EQ(live_mailboxes(b.store, alice.data()), 1u) << "still one live mailbox";
+
+    std::string other = ready;
+    other[offsetof(MailboxRecord, account_hash)] ^= 1;
+    ASSERT_TRUE(fleet_apply(b.store, Kind::Mailbox, made.key, other, to_s(kT0)));
+    EXPECT_EQ(live_mailboxes(b.store, alice.data()), 0u) << "the account it left counts it no more";
+    ASSERT_TRUE(fleet_apply(b.store, Kind::Mailbox, made.key, "", to_s(kT0)));
+    EXPECT_EQ(b.store.find(Kind::Mailbox, made.key), nullptr);
 }
 
 // Two hosts, one OTP: the second redemption meets the first's spend in
@@ -304,8 +356,9 @@ TEST(Fleet, OtpFailuresCountOnEveryHost) {
         }
     }
     OtpState otp_state;
-    ASSERT_EQ(redis.get(fleet_otp_key("dp:")).size(), sizeof otp_state);
-    memcpy(&otp_state, redis.get(fleet_otp_key("dp:")).data(), sizeof otp_state);
+    const std::string image = redis.get(fleet_otp_key("dp:"));
+    ASSERT_EQ(image.size(), sizeof otp_state);
+    memcpy(&otp_state, image.data(), sizeof otp_state);
     EXPECT_EQ(otp_state.failures, 10u) << "every host's failures, none lost to a conflict";
     EXPECT_TRUE(otp_state.burned);
     EXPECT_GT(tries, 0) << "the hosts did meet each other's counts";
