@@ -214,6 +214,33 @@ ok($answered_at - $put_at < 0.25, sprintf('soon after the deposit (%.1f ms)', ($
     ok(wait_until(sub { visible_on($B, @ids) == @ids }, 3), 'and every one is on B');
 }
 
+# A host applies the feed's entries made under its own name too: its replica
+# may have taken an older image of a record since it changed it (another
+# host's entry read after a conflict), and only its own entry puts the
+# change back. Here a device revoked on A is put back in Redis by an entry
+# carrying A's name: A admits it again, as B does.
+{
+    my $cli = "redis-cli -p $rport";
+    my %had = map { $_ => 1 } split /\n/, `$cli --scan --pattern 't17:r:0:*'`;
+    my $echo = $A->post('/pair', json => { otp => $A->get('/pair/refresh', token => $token)->{json}{otp}, name => 'echo' })->{json}{token};
+    ok(wait_until(sub { $B->get('/api/x', token => $echo)->{status} == 200 }, 2), 'a device paired on A opens B');
+    my ($key) = grep { !$had{$_} } split /\n/, `$cli --scan --pattern 't17:r:0:*'`;
+    my $image = `$cli --raw GET $key`;
+    chop $image;    # redis-cli's newline
+    my ($origin) = `$cli --no-raw XREVRANGE t17:feed + - COUNT 1` =~ /"o"\s+\d+\)\s+"([0-9a-f]{16})"/;
+    ok($key && length $image && $origin, "the device's record and A's name in the feed ($origin)");
+    my ($echo_dev) = grep { $_->{name} eq 'echo' } @{ $A->get('/api/devices', token => $token)->{json}{devices} || [] };
+    is($A->request('DELETE', "/api/devices/$echo_dev->{id}", token => $token)->{status}, 204, 'revoked on A');
+    ok(wait_until(sub { $B->get('/api/x', token => $echo)->{status} == 401 }, 2), 'refused on B');
+    $A->write_file('image', $image);
+    my $image_file = $A->dir . '/image';
+    system("$cli -x SET $key < $image_file >/dev/null") == 0 or die;
+    chomp(my $seq = `$cli INCR t17:seq`);
+    system("$cli -x XADD t17:feed $seq-1 o $origin $key < $image_file >/dev/null") == 0 or die;
+    ok(wait_until(sub { $B->get('/api/x', token => $echo)->{status} == 200 }, 2), 'B applies the entry');
+    ok(wait_until(sub { $A->get('/api/x', token => $echo)->{status} == 200 }, 2), 'and so does A, whose name it carries');
+}
+
 # A reload of either host under load: no request fails, and every mint
 # acknowledged meanwhile is visible on the other host.
 my $stop_load = start_load($A, $B, $token, 'reload-load');

@@ -151,7 +151,7 @@ struct SharedState {
     // Fleet mode (redis=): the replica's place in the fleet's change feed.
     uint64_t fleet_applied_seq;    // the last feed entry applied here
     int64_t fleet_out_of_step_ms;  // since when the feed has not been read (0: in step)
-    uint8_t fleet_origin[8];       // this host's name in the feed: its own entries are skipped
+    uint8_t fleet_origin[8];       // this host's name on the feed entries it makes
     uint32_t fleet_resync;         // a commit's outcome is unknown: the follower rebuilds the replica
     CounterSlot counters[kCounterSlots];
 };

@@ -618,8 +618,11 @@ class FleetFollower {
     }
 
     // False on a gap (entries trimmed from the stream while this host was behind).
+    // This host's own entries are applied too: its replica may have taken an
+    // older image since it made the change (another host's entry, read after
+    // a conflict had shown this host the newer record), and a skipped entry
+    // would leave that image standing, a revoked device alive here for one.
     bool apply_entries(const redisReply* entries, uint64_t after) {
-        const std::string origin = origin_of(zone_);
         Images images;
         uint64_t last = after;
         for (size_t i = 0; i < entries->elements; i++) {
@@ -629,7 +632,6 @@ class FleetFollower {
             if (seq != last + 1) return false;
             last = seq;
             const redisReply* fields = e->element[1];
-            if (fields->elements < 2 || text_of(fields->element[1]) == origin) continue;  // applied when made
             for (size_t f = 2; f + 1 < fields->elements; f += 2)
                 images.emplace_back(text_of(fields->element[f]), text_of(fields->element[f + 1]));
         }
