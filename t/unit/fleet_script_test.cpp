@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@ class FleetScript : public ::testing::Test {
         socket_ = dir_ + "/redis.sock";
         server_ = fork();
         if (server_ == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM);  // a crashed test run leaves no server behind
             execl("/usr/bin/redis-server", "redis-server", "--port", "0", "--unixsocket", socket_.c_str(), "--save", "",
                   "--appendonly", "no", "--dir", dir_.c_str(), "--logfile", (dir_ + "/redis.log").c_str(), (char*)nullptr);
             _exit(127);
