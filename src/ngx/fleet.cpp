@@ -277,7 +277,8 @@ bool out_of_step(ZoneCtx* zone) {
 
 class FleetWriter final : public DurableWriter {
    public:
-    FleetWriter(ZoneCtx* zone, ngx_cycle_t* cycle) : zone_(zone), link_(zone->fleet, cycle->log, "commit") {
+    FleetWriter(ZoneCtx* zone, ngx_cycle_t* cycle)
+        : zone_(zone), link_(zone->fleet, cycle->log, "commit"), prefix_(to_string(zone->fleet->prefix)) {
 
         // A restarted Redis has forgotten the script: loaded ahead of any
         // commit on every connection.
@@ -299,9 +300,7 @@ class FleetWriter final : public DurableWriter {
         r->main->count++;
         RequestCtx* ctx = find_ctx(r);
         // A replica being rebuilt takes no writes: what it would build on may be gone.
-        // A link still connecting (a new worker) takes it: queued behind the script.
-        if (out_of_step(zone_) || !link_.up_or_connecting())
-            return answer_held(zone_, r, false, kUnreachable);
+        if (out_of_step(zone_)) return answer_held(zone_, r, false, kUnreachable);
         auto waiter = std::make_shared<ngx_http_request_t*>(r);
         waiters_.push_back(waiter);
         const uint32_t cap = srv_conf(r)->settings->max_pairings_per_account;
@@ -362,10 +361,11 @@ class FleetWriter final : public DurableWriter {
     // One transaction. It goes at once when no batch is in flight, else with
     // the next batch, sent when that one is answered (group commit, as the
     // journal's): under load, one EVALSHA, one feed entry and one round trip
-    // carry many requests' changes.
+    // carry many requests' changes. False when the link is down; a link
+    // still connecting (a new worker) takes it, queued behind the script.
     bool send(const std::vector<dp::RecordChange>& changes, uint32_t account_cap, Done done) {
         if (changes.empty() || !link_.up_or_connecting()) return false;
-        queued_.push_back({dp::fleet_transaction(to_string(zone_->fleet->prefix), changes, account_cap), std::move(done)});
+        queued_.push_back({dp::fleet_transaction(prefix_, changes, account_cap), std::move(done)});
         if (!batch_in_flight_) send_batch();
         return true;
     }
@@ -378,7 +378,7 @@ class FleetWriter final : public DurableWriter {
         std::vector<const dp::FleetTransaction*> txs;
         for (const Queued& q : *batch) txs.push_back(&q.tx);
         const std::vector<std::string> argv =
-            dp::fleet_commit(to_string(zone_->fleet->prefix), dp::fleet_script_sha(), origin_of(zone_), txs);
+            dp::fleet_commit(prefix_, dp::fleet_script_sha(), origin_of(zone_), txs);
         if (!link_.send(argv, [this, batch](redisReply* reply) { answered(*batch, reply); }, /*while_connecting=*/true)) {
             std::move(queued_.begin(), queued_.end(), std::back_inserter(*batch));
             queued_.clear();
@@ -466,6 +466,7 @@ class FleetWriter final : public DurableWriter {
 
     ZoneCtx* zone_;
     RedisLink link_;
+    const std::string prefix_;
     std::list<std::shared_ptr<ngx_http_request_t*>> waiters_;
     std::vector<dp::RecordChange> background_;
     std::vector<Queued> queued_;  // waiting for the batch in flight to be answered
@@ -547,9 +548,9 @@ class FleetFollower {
     }
 
     void finish_scan() {
-        link_.send({"GET", dp::fleet_otp_key(prefix_)}, [this](redisReply* reply) {
+        const std::string otp_key = dp::fleet_otp_key(prefix_);
+        link_.send({"GET", otp_key}, [this, otp_key](redisReply* reply) {
             if (!reply) return;
-            const std::string otp_key = dp::fleet_otp_key(prefix_);
             apply_images(zone_, {{otp_key, text_of(reply)}});
             sweep();
             {
