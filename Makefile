@@ -76,8 +76,15 @@ build: $(MODULE)
 asan: $(ASAN_MODULE)
 ubsan: $(UBSAN_MODULE)
 
-$(BUILD)/unit_tests: $(BUILD)/.test-deps $(CORE_SRCS) $(UNIT_SRCS) $(CORE_HDRS) $(wildcard t/unit/*.h)
-	$(CXX) $(CXXFLAGS) -o $@ $(CORE_SRCS) $(UNIT_SRCS) $(LIBS) -lhiredis -lgtest -lgtest_main -pthread
+# Each source compiles on its own (make -j); -MMD keeps the header
+# dependencies exact.
+UNIT_OBJS  := $(patsubst %.cpp,$(BUILD)/unit-obj/%.o,$(CORE_SRCS) $(UNIT_SRCS))
+$(BUILD)/unit-obj/%.o: %.cpp $(BUILD)/.test-deps
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -MMD -MP -c -o $@ $<
+-include $(UNIT_OBJS:.o=.d)
+$(BUILD)/unit_tests: $(UNIT_OBJS)
+	$(CXX) $(CXXFLAGS) -o $@ $(UNIT_OBJS) $(LIBS) -lhiredis -lgtest -lgtest_main -pthread
 
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests --gtest_brief=1

@@ -102,6 +102,32 @@ my ($jstatus, $jout) = $j->test_config;
 isnt($jstatus, 0, 'nginx -t fails on a corrupt journal entry in the middle');
 like($jout, qr/\[emerg\].*journal ".*state\.journal": corrupt journal entry at offset 0/, 'naming the file and the offset');
 ok(!$j->start(may_fail => 1), 'nginx does not start on it');
+
+# A length field that points past the end of the file is not a torn tail
+# when good entries follow it: the header is checksummed too.
+my $long = $journal;
+substr($long, 4, 4) = pack('V', 0x7fffffff);    # the first entry's length
+$j->write_file('state.journal', $long);
+($jstatus, $jout) = $j->test_config;
+isnt($jstatus, 0, 'nginx -t fails on a first entry whose length runs past the end');
+like($jout, qr/\[emerg\].*journal ".*state\.journal": corrupt journal entry at offset 0 \(valid entries follow at offset \d+\)/,
+     'naming the offset of the damage and of the entries after it');
+
+# A worker killed inside its write() leaves part of an entry; the next
+# append (by any worker) cuts it off first, so the later, acknowledged
+# entries survive the next start.
+$j->write_file('state.journal', $journal);
+$j->start;
+$j->write_file('state.journal', $journal . substr($journal, 0, 50));    # what a killed writer left
+my $after_crash = $j->pair_device;
+like($j->read_file('error.log'), qr/\[warn\].*50 bytes of an entry left by a writer that died mid-append were cut off/,
+     'the writer cuts the dead writer\'s partial entry before it appends, with a warning');
+$j->stop;
+my ($status2, $out2) = $j->test_config;
+is($status2, 0, 'the journal is whole after the repair') or diag $out2;
+$j->start;
+is($j->get('/api/x', token => $after_crash)->{status}, 200, 'the device paired after the crash survives a restart');
+is($j->get('/api/x', token => $_)->{status}, 200, 'and so do the ones before it') for @tokens;
 $j->finish;
 
 # A corrupt or unreadable state file stops nginx -t and startup with a clear message.

@@ -247,22 +247,29 @@ std::vector<std::string> fleet_commit(std::string_view prefix, std::string_view 
     return argv;
 }
 
-bool fleet_apply(Store& store, Kind kind, const Digest& key, std::string_view image, uint32_t now_s) {
+bool fleet_apply(Store& store, Kind kind, const Digest& key, std::string_view image, uint32_t now_s,
+                 std::string* problem) {
+    problem->clear();
     if (kind == Kind::Count) {
         OtpState& otp = store.otp_for_update();
         if (image.size() == sizeof(OtpState))
             memcpy(&otp, image.data(), sizeof otp);
-        else
+        else if (image.empty())
             otp = OtpState{};
-        return true;
+        else
+            *problem = "an OTP state of " + std::to_string(image.size()) + " bytes";
+        return problem->empty();
     }
     if (kind == Kind::AccountCount) return true;  // derived on each host from its mailboxes
-    if (!image.empty() && image.size() != record_size(kind)) return true;  // not ours to read: ignored
+    if (!image.empty()) {
+        *problem = record_image_problem(kind, image, key.data());
+        if (!problem->empty()) return false;
+    }
     const RecordHeader* now = store.find(kind, key);
     uint32_t last_seen = 0;
     if (now && kind == Kind::Device) last_seen = as<DeviceRecord>(now)->last_seen_s;
     auto fill = [&](RecordHeader* r) {  // the store's reserved bytes stay the store's
-        memcpy(reinterpret_cast<char*>(r) + 2, image.data() + 2, image.size() - 2);
+        copy_record_image(r, image);
         if (kind == Kind::Device)
             as<DeviceRecord>(r)->last_seen_s = std::max(as<DeviceRecord>(r)->last_seen_s, last_seen);
     };

@@ -87,7 +87,10 @@ class FleetKeySet {
 
 // Puts a record (or the OTP) into a replica as the fleet holds it: an empty
 // image removes it. A device keeps this host's last seen hint. Caller holds
-// a StoreLock with no change log attached. False when the zone has no room.
-bool fleet_apply(Store& store, Kind kind, const Digest& key, std::string_view image, uint32_t now_s);
+// a StoreLock with no change log attached. False when the zone has no room
+// (*problem empty) or the image is not a valid record of its kind and key
+// (*problem says why; nothing changed).
+bool fleet_apply(Store& store, Kind kind, const Digest& key, std::string_view image, uint32_t now_s,
+                 std::string* problem);
 
 }  // namespace dp

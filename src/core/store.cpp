@@ -34,6 +34,58 @@ std::string_view index_field(Index index, const RecordHeader* record) {
     return std::string_view((const char*)as<CodeRequestRecord>(record)->code_hash, 32);
 }
 
+namespace {
+
+// Checks the fields of a full-size record that say how much of another
+// field is used, or pick a meaning: never trusted to stay in bounds.
+std::string field_problem(const RecordHeader* h) {
+    switch (h->kind) {
+        case Kind::Device: {
+            const DeviceRecord* d = as<DeviceRecord>(h);
+            if (d->role != Role::Owner && d->role != Role::Device) return "unknown role";
+            if (d->method < PairMethod::Otp || d->method > PairMethod::Loaded) return "unknown pairing method";
+            if (d->name_len > sizeof(d->name)) return "name length past the name field";
+            if (d->addr_len != 0 && d->addr_len != 4 && d->addr_len != 16) return "bad address length";
+            return "";
+        }
+        case Kind::CodeRequest: {
+            const CodeRequestRecord* c = as<CodeRequestRecord>(h);
+            if ((uint8_t)c->status > (uint8_t)CodeStatus::Delivered) return "unknown code status";
+            if (c->requester_len > sizeof(c->requester)) return "requester length past its field";
+            if (c->meta_len > sizeof(c->meta)) return "meta length past its field";
+            return "";
+        }
+        default: return "";
+    }
+}
+
+}  // namespace
+
+std::string record_image_problem(Kind kind, std::string_view image, const uint8_t* key, bool allow_short) {
+    if ((size_t)kind >= kKindCount) return "unknown record kind " + std::to_string((unsigned)kind);
+    const size_t size = record_size(kind);
+    if (image.size() > size || image.size() < sizeof(RecordHeader) || (!allow_short && image.size() != size))
+        return "a record of " + std::to_string(image.size()) + " bytes where kind " + std::to_string((unsigned)kind) +
+               " has " + std::to_string(size);
+    union {  // the image, zero-extended and aligned for reading as a record
+        RecordHeader head;
+        CodeRequestRecord largest;
+    } copy{};
+    static_assert(sizeof(CodeRequestRecord) >= sizeof(DeviceRecord) && sizeof(CodeRequestRecord) >= sizeof(MailboxRecord) &&
+                  sizeof(CodeRequestRecord) >= sizeof(LimiterRecord));
+    memcpy(&copy, image.data(), image.size());
+    if (copy.head.kind != kind)
+        return "a record whose kind byte (" + std::to_string((unsigned)copy.head.kind) + ") is not its kind (" +
+               std::to_string((unsigned)kind) + ")";
+    if (key && memcmp(copy.head.key, key, 32) != 0) return "a record under another record's key";
+    return field_problem(&copy.head);
+}
+
+void copy_record_image(RecordHeader* record, std::string_view image) {
+    constexpr size_t kFrom = offsetof(RecordHeader, flags);  // reserved bytes and kind stay the store's
+    memcpy(reinterpret_cast<char*>(record) + kFrom, image.data() + kFrom, image.size() - kFrom);
+}
+
 bool same_derived_state(const RecordHeader* now, const RecordHeader* image) {
     switch (now->kind) {
         case Kind::Device:

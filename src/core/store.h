@@ -367,6 +367,18 @@ uint32_t live_mailboxes(Store& store, const uint8_t account_hash[16]);
 // Counts a new mailbox for its account; false when the zone has no room.
 bool count_mailbox(Store& store, const MailboxRecord* mailbox, uint32_t now_s);
 
+// Records read back from outside the zone (the state file, the journal,
+// Redis) are data, not trusted structs: a checksum proves no intent. Empty
+// when image may enter the store as a record of kind with the given key
+// (null: any), otherwise why not. An image shorter than the record (written
+// before its kind grew trailing fields) passes when allow_short; it loads
+// zero-extended.
+std::string record_image_problem(Kind kind, std::string_view image, const uint8_t* key = nullptr,
+                                 bool allow_short = false);
+// Fills a record the store made (its kind and key already set) from an image
+// that passed record_image_problem: the kind byte stays the store's.
+void copy_record_image(RecordHeader* record, std::string_view image);
+
 template <typename T>
 const T* as(const RecordHeader* h) { return reinterpret_cast<const T*>(h); }
 template <typename T>

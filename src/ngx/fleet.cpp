@@ -241,22 +241,34 @@ std::string origin_of(ZoneCtx* zone) {
 // live as long as its callback.
 using Images = std::vector<std::pair<std::string_view, std::string_view>>;
 
-// Applies Redis's images of some records to the replica.
-void apply_images(ZoneCtx* zone, const Images& images) {
+// Applies Redis's images of some records to the replica. False when one of
+// them is not a valid record (logged with its key, the rest applied): the
+// replica no longer matches Redis and must be rebuilt.
+bool apply_images(ZoneCtx* zone, const Images& images, const char* from) {
     ZoneStore store(zone);
     store.attach(nullptr);  // from Redis: nothing to send back
     dp::StoreLock lock(store);
     const uint32_t now_s = (uint32_t)ngx_time();
     const std::string_view prefix((const char*)zone->fleet->prefix.data, zone->fleet->prefix.len);
+    bool all_valid = true;
+    std::string problem;
     for (const auto& [key, image] : images) {
         dp::Kind kind;
         dp::Digest digest;
         if (!dp::parse_fleet_record_key(prefix, key, &kind, &digest)) continue;
-        if (!dp::fleet_apply(store, kind, digest, image, now_s))
+        if (dp::fleet_apply(store, kind, digest, image, now_s, &problem)) continue;
+        if (problem.empty()) {
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                           "device_pairing_zone \"%V\" is full: a record from redis was not replicated",
                           &zone->shm_zone->shm.name);
+            continue;
+        }
+        all_valid = false;
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "device_pairing: redis %V: %s: key \"%*s\" is refused: %s", &zone->fleet->text, from,
+                      key.size(), key.data(), problem.c_str());
     }
+    return all_valid;
 }
 
 void set_out_of_step(ZoneCtx* zone, bool out) {
@@ -332,7 +344,7 @@ class FleetWriter final : public DurableWriter {
         auto held = std::make_shared<std::vector<dp::RecordChange>>(std::move(changes));
         const bool sent = send(*held, 0, [this, held, done](Outcome outcome, const Images& images) {
             if (outcome != Outcome::Committed) undo_changes(zone_, *held);
-            if (outcome == Outcome::Conflict) apply_images(zone_, images);
+            if (outcome == Outcome::Conflict && !apply_images(zone_, images, "a commit's conflict")) request_resync();
             if (outcome == Outcome::Unknown) request_resync();
             if (done) done(outcome == Outcome::Committed);
         });
@@ -439,13 +451,16 @@ class FleetWriter final : public DurableWriter {
                 undo_changes(zone_, ctx->durable->changes);
                 ctx->durable->changes.clear();
             }
-            apply_images(zone_, images);
+            if (!apply_images(zone_, images, "a commit's conflict")) request_resync();
             return answer_held(zone_, r, false, "the records kept changing on other hosts; try again");
         }
         undo_changes(zone_, ctx->durable->changes);
         ctx->durable->changes.clear();
         ctx->durable->waiting = false;
-        apply_images(zone_, images);
+        if (!apply_images(zone_, images, "a commit's conflict")) {
+            request_resync();
+            return answer_held(zone_, r, false, "the fleet's Redis holds a record this host refuses; try again");
+        }
         ngx_connection_t* c = r->connection;
         ngx_int_t rc;
         try {
@@ -481,9 +496,19 @@ class FleetFollower {
         : zone_(zone), writer_(writer), link_(zone->fleet, cycle->log, "feed"), prefix_(to_string(zone->fleet->prefix)) {
         link_.on_up = [this] { connected(); };
         link_.on_down = [this] { set_out_of_step(zone_, true); };
+        resync_timer_.handler = [](ngx_event_t* ev) noexcept {
+            auto* follower = static_cast<FleetFollower*>(ev->data);
+            if (follower->link_.up()) follower->resync();  // else: the reconnect resyncs
+        };
+        resync_timer_.data = this;
+        resync_timer_.log = ngx_cycle->log;
+        resync_timer_.cancelable = 1;
     }
     void start() { link_.open(); }
-    void stop() { link_.close(); }
+    void stop() {
+        if (resync_timer_.timer_set) ngx_del_timer(&resync_timer_);
+        link_.close();
+    }
 
    private:
     // A new worker of a reload finds the replica the old one kept in step:
@@ -505,26 +530,61 @@ class FleetFollower {
         read_feed();
     }
 
+    // Sends a command whose reply moves the follower on. A reply it cannot
+    // read (or an exception reading it) never stops it silently: the replica
+    // is marked out of step (device_pairing_redis_stale applies) and rebuilt
+    // after a pause. A failed link resyncs when it is back.
+    void ask(const std::vector<std::string>& argv, const char* what, std::function<bool(redisReply*)> read) {
+        link_.send(argv, [this, what, read](redisReply* reply) {
+            if (!reply) return;
+            bool ok = false;
+            try {
+                ok = reply->type != REDIS_REPLY_ERROR && read(reply);
+            } catch (const std::exception& e) {
+                ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis %V: %s: %s", &zone_->fleet->text,
+                              what, e.what());
+            }
+            if (!ok) lose_step(what, reply);
+        });
+    }
+
+    void lose_step(const char* what, const redisReply* reply) {
+        const std::string_view text = reply && reply->type == REDIS_REPLY_ERROR ? std::string_view(reply->str, reply->len)
+                                                                                  : std::string_view("an unexpected reply");
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "device_pairing: redis %V: %s: %*s; the replica is out of step and is rebuilt",
+                      &zone_->fleet->text, what, text.size(), text.data());
+        set_out_of_step(zone_, true);
+        {
+            ZoneStore store(zone_);
+            dp::StoreLock lock(store);
+            store.shared_for_persistence().fleet_resync = 1;
+        }
+        if (!resync_timer_.timer_set) ngx_add_timer(&resync_timer_, kFirstRetryMs * 10);
+    }
+
     void resync() {
         set_out_of_step(zone_, true);
         seen_.clear();
-        link_.send({"GET", dp::fleet_seq_key(prefix_)}, [this](redisReply* reply) {
-            if (!reply) return;
+        ask({"GET", dp::fleet_seq_key(prefix_)}, "reading the feed's sequence", [this](redisReply* reply) {
+            if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL) return false;
             start_seq_ = reply->type == REDIS_REPLY_STRING ? std::stoull(std::string(text_of(reply))) : 0;
             scan("0");
+            return true;
         });
     }
 
     void scan(const std::string& cursor) {
-        link_.send({"SCAN", cursor, "MATCH", dp::fleet_scan_pattern(prefix_), "COUNT", std::to_string(kScanCount)},
-                   [this](redisReply* reply) {
-                       if (!is_array(reply) || reply->elements != 2 || !is_array(reply->element[1])) return;
-                       const std::string next(text_of(reply->element[0]));
-                       std::vector<std::string> keys;
-                       for (size_t i = 0; i < reply->element[1]->elements; i++)
-                           keys.emplace_back(text_of(reply->element[1]->element[i]));
-                       fetch(std::move(keys), next);
-                   });
+        ask({"SCAN", cursor, "MATCH", dp::fleet_scan_pattern(prefix_), "COUNT", std::to_string(kScanCount)},
+            "scanning the records", [this](redisReply* reply) {
+                if (!is_array(reply) || reply->elements != 2 || !is_array(reply->element[1])) return false;
+                const std::string next(text_of(reply->element[0]));
+                std::vector<std::string> keys;
+                for (size_t i = 0; i < reply->element[1]->elements; i++)
+                    keys.emplace_back(text_of(reply->element[1]->element[i]));
+                fetch(std::move(keys), next);
+                return true;
+            });
     }
 
     // The images of keys a scan found, then the next scan step.
@@ -532,8 +592,8 @@ class FleetFollower {
         if (keys.empty()) return next == "0" ? finish_scan() : scan(next);
         std::vector<std::string> argv{"MGET"};
         argv.insert(argv.end(), keys.begin(), keys.end());
-        link_.send(argv, [this, keys, next](redisReply* reply) {
-            if (!is_array(reply) || reply->elements != keys.size()) return;
+        ask(argv, "reading the records", [this, keys, next](redisReply* reply) {
+            if (!is_array(reply) || reply->elements != keys.size()) return false;
             Images images;
             for (size_t i = 0; i < keys.size(); i++) {
                 if (reply->element[i]->type != REDIS_REPLY_STRING) continue;  // gone since the scan
@@ -542,16 +602,16 @@ class FleetFollower {
                 dp::Digest key;
                 if (dp::parse_fleet_record_key(prefix_, keys[i], &kind, &key)) seen_.add(kind, key);
             }
-            apply_images(zone_, images);
+            if (!apply_images(zone_, images, "a record")) return false;
             next == "0" ? finish_scan() : scan(next);
+            return true;
         });
     }
 
     void finish_scan() {
         const std::string otp_key = dp::fleet_otp_key(prefix_);
-        link_.send({"GET", otp_key}, [this, otp_key](redisReply* reply) {
-            if (!reply) return;
-            apply_images(zone_, {{otp_key, text_of(reply)}});
+        ask({"GET", otp_key}, "reading the OTP", [this, otp_key](redisReply* reply) {
+            if (!apply_images(zone_, {{otp_key, text_of(reply)}}, "the OTP")) return false;
             sweep();
             {
                 ZoneStore store(zone_);
@@ -565,6 +625,7 @@ class FleetFollower {
                           &zone_->fleet->text, start_seq_);
             if (!otp_checked_) start_otp();
             read_feed();
+            return true;
         });
     }
 
@@ -607,18 +668,22 @@ class FleetFollower {
         if (resync_wanted) return resync();
         const std::vector<std::string> argv{"XREAD", "COUNT", "512", "BLOCK", std::to_string(kFeedBlockMs),
                                             "STREAMS", dp::fleet_feed_key(prefix_), std::to_string(after) + "-1"};
-        link_.send(argv, [this, after](redisReply* reply) {
-            if (!reply) return;  // the link failed: resync on reconnect
-            if (reply->type == REDIS_REPLY_NIL) return read_feed();
+        ask(argv, "reading the feed", [this, after](redisReply* reply) {
+            if (reply->type == REDIS_REPLY_NIL) {
+                read_feed();
+                return true;
+            }
             if (!is_array(reply) || reply->elements < 1 || !is_array(reply->element[0]) ||
                 reply->element[0]->elements != 2 || !is_array(reply->element[0]->element[1]))
-                return read_feed();
-            if (!apply_entries(reply->element[0]->element[1], after)) return resync();
+                return false;
+            if (!apply_entries(reply->element[0]->element[1], after)) return false;
             read_feed();
+            return true;
         });
     }
 
-    // False on a gap (entries trimmed from the stream while this host was behind).
+    // False on a gap (entries trimmed from the stream while this host was
+    // behind), an entry it cannot read, or a record it refuses.
     // This host's own entries are applied too: its replica may have taken an
     // older image since it made the change (another host's entry, read after
     // a conflict had shown this host the newer record), and a skipped entry
@@ -628,7 +693,7 @@ class FleetFollower {
         uint64_t last = after;
         for (size_t i = 0; i < entries->elements; i++) {
             const redisReply* e = entries->element[i];
-            if (!is_array(e) || e->elements != 2 || !is_array(e->element[1])) continue;
+            if (!is_array(e) || e->elements != 2 || !is_array(e->element[1])) return false;
             const uint64_t seq = std::stoull(std::string(text_of(e->element[0])));
             if (seq != last + 1) return false;
             last = seq;
@@ -636,7 +701,7 @@ class FleetFollower {
             for (size_t f = 2; f + 1 < fields->elements; f += 2)
                 images.emplace_back(text_of(fields->element[f]), text_of(fields->element[f + 1]));
         }
-        apply_images(zone_, images);
+        if (!apply_images(zone_, images, "a feed entry")) return false;
         ZoneStore store(zone_);
         dp::StoreLock lock(store);
         store.shared_for_persistence().fleet_applied_seq = last;
@@ -680,6 +745,7 @@ class FleetFollower {
     dp::FleetKeySet seen_;
     bool otp_checked_ = false;
     bool connected_before_ = false;
+    ngx_event_t resync_timer_{};
 };
 
 namespace {

@@ -132,7 +132,7 @@ class JournalWriter final : public DurableWriter {
         pending_waiters_.clear();
         in_flight_ = true;
         keep_worker(true);
-        append_step_.work = [this](std::string* error) { return dp::append_journal(paths_, writing_, error); };
+        append_step_.work = [this](std::string* error) { return dp::append_journal(paths_, writing_, error, &repaired_); };
         append_step_.done = [this](bool ok, const std::string& error) { appended(ok, error); };
         if (ngx_thread_task_post(pool_, append_task_) != NGX_OK) appended(false, "the thread pool refused the task");
     }
@@ -155,6 +155,11 @@ class JournalWriter final : public DurableWriter {
         std::vector<ngx_http_request_t*> waiters;
         waiters.swap(writing_waiters_);
         if (!ok) alert_rate_limited(log_, "the journal write failed; its changes were undone and answered 503", error);
+        if (repaired_) {
+            ngx_log_error(NGX_LOG_WARN, log_, 0, "device_pairing: %uL bytes of an entry left by a writer that died "
+                          "mid-append were cut off \"%s\" before this append", repaired_, paths_.journal.c_str());
+            repaired_ = 0;
+        }
         for (ngx_http_request_t* r : waiters)
             if (r) answer_held(zone_, r, ok, "the change could not be written to disk and was undone; try again");
         if (ok) {
@@ -266,6 +271,7 @@ class JournalWriter final : public DurableWriter {
     std::string pending_, writing_;
     std::vector<ngx_http_request_t*> pending_waiters_, writing_waiters_;
     bool in_flight_ = false;
+    uint64_t repaired_ = 0;  // set by the thread: a dead writer's partial entry it cut off
     ThreadStep append_step_;
     ngx_thread_task_t* append_task_;
 

@@ -153,6 +153,13 @@ ngx_int_t recover(ZoneStore& store, ZoneCtx* ctx, uint32_t now_s, ngx_log_t* log
     ngx_str_t* name = &ctx->shm_zone->shm.name;
     std::string bytes, error;
     dp::SnapshotInfo info;
+    // Held throughout: another generation's workers (a binary upgrade) may
+    // be appending, and the tail is cut only where no append is under way.
+    dp::StateLock file_lock(paths, &error);
+    if (!file_lock.held()) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
+        return NGX_ERROR;
+    }
     if (dp::read_file(paths.state, &bytes, &error)) {
         if (!dp::load_state(store, bytes, now_s, &error, &info)) {
             ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state file \"%s\": %s", name,
@@ -185,10 +192,12 @@ ngx_int_t recover(ZoneStore& store, ZoneCtx* ctx, uint32_t now_s, ngx_log_t* log
             ngx_log_error(NGX_LOG_NOTICE, log, 0,
                           "device_pairing_zone \"%V\": journal \"%s\": an incomplete last entry at offset %uz "
                           "(an append cut off by a crash) is dropped", name, path->c_str(), scan.valid_bytes);
-            if (!ngx_test_config && truncate(path->c_str(), (off_t)scan.valid_bytes) != 0)
+            if (!ngx_test_config && path == &paths.rotated && truncate(path->c_str(), (off_t)scan.valid_bytes) != 0)
                 ngx_log_error(NGX_LOG_EMERG, log, ngx_errno, "device_pairing_zone \"%V\": truncate \"%s\"", name,
                               path->c_str());
         }
+        if (!ngx_test_config && path == &paths.journal && !dp::settle_journal(file_lock, paths, scan.valid_bytes, &error))
+            ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
         journal_bytes += scan.valid_bytes;
         for (dp::JournalEntry& e : scan.entries) entries.push_back(std::move(e));
     }

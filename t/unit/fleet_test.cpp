@@ -14,6 +14,7 @@
 using namespace dp;
 
 namespace {
+std::string apply_problem;  // what fleet_apply found wrong with an image (none in these tests)
 
 struct RecordingLog : ChangeLog {
     std::vector<RecordChange> changes;
@@ -113,7 +114,7 @@ struct Host {
                 Kind kind;
                 Digest key;
                 EXPECT_TRUE(parse_fleet_record_key("dp:", tx.keys[i], &kind, &key));
-                EXPECT_TRUE(fleet_apply(h.store, kind, key, current[0][i], to_s(kT0)));
+                EXPECT_TRUE(fleet_apply(h.store, kind, key, current[0][i], to_s(kT0), &apply_problem));
             }
         }
         h.store.attach(&log);
@@ -129,7 +130,7 @@ struct TwoHosts {
     TwoHosts() {
         EXPECT_TRUE(a.run(redis, [&] { otp = a.h.new_otp(kT0); }));
         StoreLock lock(b.h.store);
-        EXPECT_TRUE(fleet_apply(b.h.store, Kind::Count, Digest{}, redis.get(fleet_otp_key("dp:")), to_s(kT0)));
+        EXPECT_TRUE(fleet_apply(b.h.store, Kind::Count, Digest{}, redis.get(fleet_otp_key("dp:")), to_s(kT0), &apply_problem));
     }
 };
 
@@ -252,14 +253,14 @@ TEST(Fleet, AppliedRecordsReplaceAndRemoveAndKeepTheLocalLastSeen) {
     ASSERT_TRUE(dev);
     {
         StoreLock lock(b.store);
-        ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, fleet_image(Kind::Device, dev->after), to_s(kT0)));
+        ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, fleet_image(Kind::Device, dev->after), to_s(kT0), &apply_problem));
         EXPECT_EQ(b.store.shared().devices, 1u);
         DeviceRecord* d = as<DeviceRecord>(b.store.touch(b.store.find(Kind::Device, dev->key)));
         d->last_seen_s = to_s(kT0) + 500;
         // A rename from another host: the record's bytes change, this host's hint stays.
         std::string renamed = fleet_image(Kind::Device, dev->after);
         renamed[offsetof(DeviceRecord, name)] = 'Z';
-        ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, renamed, to_s(kT0)));
+        ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, renamed, to_s(kT0), &apply_problem));
         const DeviceRecord* now = as<DeviceRecord>(b.store.find(Kind::Device, dev->key));
         ASSERT_TRUE(now);
         EXPECT_EQ(now->name[0], 'Z');
@@ -270,13 +271,13 @@ TEST(Fleet, AppliedRecordsReplaceAndRemoveAndKeepTheLocalLastSeen) {
         const uint64_t owners = b.store.shared().owners;
         const bool was_owner = now->role == Role::Owner;
         renamed[offsetof(DeviceRecord, role)] = (char)(was_owner ? Role::Device : Role::Owner);
-        ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, renamed, to_s(kT0)));
+        ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, renamed, to_s(kT0), &apply_problem));
         EXPECT_EQ(b.store.shared().owners, was_owner ? owners - 1 : owners + 1);
         EXPECT_EQ(b.store.find_by(Index::DeviceId, index_field(Index::DeviceId, b.store.find(Kind::Device, dev->key))),
                   b.store.find(Kind::Device, dev->key))
             << "the id index finds the record as it is now";
         EXPECT_EQ(as<DeviceRecord>(b.store.find(Kind::Device, dev->key))->last_seen_s, to_s(kT0) + 500);
-        ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, "", to_s(kT0)));
+        ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, "", to_s(kT0), &apply_problem));
         EXPECT_EQ(b.store.find(Kind::Device, dev->key), nullptr);
         EXPECT_EQ(b.store.shared().devices, 0u);
     }
@@ -301,14 +302,14 @@ TEST(Fleet, AppliedMailboxesKeepTheirAccountsCount) {
     const RecordChange made = mailbox_change();
     const Digest alice = key_of("account", "alice");
     StoreLock lock(b.store);
-    ASSERT_TRUE(fleet_apply(b.store, Kind::Mailbox, made.key, fleet_image(Kind::Mailbox, made.after), to_s(kT0)));
+    ASSERT_TRUE(fleet_apply(b.store, Kind::Mailbox, made.key, fleet_image(Kind::Mailbox, made.after), to_s(kT0), &apply_problem));
     EXPECT_EQ(live_mailboxes(b.store, alice.data()), 1u);
     const RecordHeader* where = b.store.find(Kind::Mailbox, made.key);
 
     std::string ready = fleet_image(Kind::Mailbox, made.after);
     ready[offsetof(MailboxRecord, h.flags)] = kMailboxReady;
     ready[offsetof(MailboxRecord, session_pub)] = 7;
-    ASSERT_TRUE(fleet_apply(b.store, Kind::Mailbox, made.key, ready, to_s(kT0)));
+    ASSERT_TRUE(fleet_apply(b.store, Kind::Mailbox, made.key, ready, to_s(kT0), &apply_problem));
     const RecordHeader* now = b.store.find(Kind::Mailbox, made.key);
     EXPECT_EQ(now, where) << "written in place";
     EXPECT_EQ(as<MailboxRecord>(now)->session_pub[0], 7);
@@ -317,9 +318,9 @@ TEST(Fleet, AppliedMailboxesKeepTheirAccountsCount) {
 
     std::string other = ready;
     other[offsetof(MailboxRecord, account_hash)] ^= 1;
-    ASSERT_TRUE(fleet_apply(b.store, Kind::Mailbox, made.key, other, to_s(kT0)));
+    ASSERT_TRUE(fleet_apply(b.store, Kind::Mailbox, made.key, other, to_s(kT0), &apply_problem));
     EXPECT_EQ(live_mailboxes(b.store, alice.data()), 0u) << "the account it left counts it no more";
-    ASSERT_TRUE(fleet_apply(b.store, Kind::Mailbox, made.key, "", to_s(kT0)));
+    ASSERT_TRUE(fleet_apply(b.store, Kind::Mailbox, made.key, "", to_s(kT0), &apply_problem));
     EXPECT_EQ(b.store.find(Kind::Mailbox, made.key), nullptr);
 }
 

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "core/files.h"
+#include "core/persist/journal.h"
 #include "core/persist/snapshot.h"
 
 namespace dp {
@@ -79,25 +80,6 @@ bool PosixDisk::write_atomically(const std::string& path, const std::string& byt
 
 namespace {
 
-// Holds PATH.lock's flock for its lifetime.
-class FileLock {
-   public:
-    FileLock(const std::string& path, std::string* error) {
-        fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd_ < 0)
-            *error = "cannot open " + path + ": " + strerror(errno);
-        else
-            flock(fd_, LOCK_EX);
-    }
-    ~FileLock() {
-        if (fd_ >= 0) close(fd_);  // closing releases the flock
-    }
-    bool held() const { return fd_ >= 0; }
-
-   private:
-    int fd_;
-};
-
 // The header of the state file in place (32 bytes, not the whole file).
 bool read_head(const std::string& path, SnapshotInfo* info) {
     char head[32];
@@ -118,30 +100,111 @@ void sync_directory_of(const std::string& path) {
 
 }  // namespace
 
-bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error) {
-    FileLock lock(paths.lock, error);
+int (*journal_sync)(int fd) = fdatasync;
+
+StateLock::StateLock(const StatePaths& paths, std::string* error) {
+    fd_ = open(paths.lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd_ < 0)
+        *error = "cannot open " + paths.lock + ": " + strerror(errno);
+    else
+        flock(fd_, LOCK_EX);
+}
+
+StateLock::~StateLock() {
+    if (fd_ >= 0) close(fd_);  // closing releases the flock
+}
+
+namespace {
+
+// The lock file's content: where the journal's complete entries end.
+struct JournalEnd {
+    char magic[8];
+    uint64_t inode;
+    uint64_t end;
+};
+constexpr char kEndMagic[8] = {'D', 'P', 'J', 'E', 'N', 'D', '1', '\n'};
+
+bool write_end(const StateLock& lock, uint64_t inode, uint64_t end) {
+    JournalEnd mark{};
+    memcpy(mark.magic, kEndMagic, 8);
+    mark.inode = inode;
+    mark.end = end;
+    return pwrite(lock.fd(), &mark, sizeof mark, 0) == (ssize_t)sizeof mark;
+}
+
+// Where the complete entries of the open journal end: the lock file's mark
+// when it is about this file, else a scan of the file (once, after a start
+// from an older version or a lost lock file).
+bool journal_end(const StateLock& lock, int fd, const struct stat& st, uint64_t* end, std::string* error) {
+    JournalEnd mark;
+    if (pread(lock.fd(), &mark, sizeof mark, 0) == (ssize_t)sizeof mark && memcmp(mark.magic, kEndMagic, 8) == 0 &&
+        mark.inode == (uint64_t)st.st_ino && mark.end <= (uint64_t)st.st_size) {
+        *end = mark.end;
+        return true;
+    }
+    std::string bytes((size_t)st.st_size, '\0');
+    if (pread(fd, bytes.data(), bytes.size(), 0) != (ssize_t)bytes.size()) {
+        *error = std::string("cannot read the journal: ") + strerror(errno);
+        return false;
+    }
+    JournalScan scan;
+    if (!parse_journal(bytes, &scan, error)) return false;
+    *end = scan.valid_bytes;
+    return true;
+}
+
+}  // namespace
+
+bool settle_journal(const StateLock& lock, const StatePaths& paths, uint64_t end, std::string* error) {
+    int fd = open(paths.journal.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return true;
+        *error = "cannot open " + paths.journal + ": " + strerror(errno);
+        return false;
+    }
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0 && ((uint64_t)st.st_size <= end || (ftruncate(fd, (off_t)end) == 0 && journal_sync(fd) == 0)) &&
+              write_end(lock, (uint64_t)st.st_ino, end);
+    if (!ok) *error = "cannot settle " + paths.journal + ": " + strerror(errno);
+    close(fd);
+    return ok;
+}
+
+bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error, uint64_t* repaired) {
+    StateLock lock(paths, error);
     if (!lock.held()) return false;
-    int fd = open(paths.journal.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int fd = open(paths.journal.c_str(), O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         *error = "cannot open " + paths.journal + ": " + strerror(errno);
         return false;
     }
     struct stat st;
-    const bool created = fstat(fd, &st) == 0 && st.st_size == 0;
-    off_t start = lseek(fd, 0, SEEK_END);
-    bool ok = start >= 0 && write_all(fd, bytes) && fdatasync(fd) == 0;
-    int saved = errno;
-    if (!ok) {
-        if (start >= 0 && ftruncate(fd, start) == 0) fdatasync(fd);
-        *error = "cannot append to " + paths.journal + ": " + strerror(saved);
+    uint64_t start = 0;
+    bool ok = fstat(fd, &st) == 0;
+    if (!ok) *error = "cannot stat " + paths.journal + ": " + strerror(errno);
+    ok = ok && journal_end(lock, fd, st, &start, error);
+    if (ok && (uint64_t)st.st_size > start) {  // a writer died mid-append: its partial entry goes first
+        if (repaired) *repaired = (uint64_t)st.st_size - start;
+        ok = ftruncate(fd, (off_t)start) == 0;
+        if (!ok) *error = "cannot cut the partial entry off " + paths.journal + ": " + strerror(errno);
     }
+    if (ok) {
+        ok = write_all(fd, bytes) && journal_sync(fd) == 0;
+        if (!ok) {
+            *error = "cannot append to " + paths.journal + ": " + strerror(errno);
+            if (ftruncate(fd, (off_t)start) == 0) journal_sync(fd);
+        }
+    }
+    // Past here the entry is durable; a lost mark only costs the next
+    // append a scan.
+    if (ok) (void)write_end(lock, (uint64_t)st.st_ino, start + bytes.size());
     close(fd);
-    if (ok && created) sync_directory_of(paths.journal);  // a new journal's name is durable too
+    if (ok && st.st_size == 0) sync_directory_of(paths.journal);  // a new journal's name is durable too
     return ok;
 }
 
 bool rotate_journal(const StatePaths& paths, std::string* error) {
-    FileLock lock(paths.lock, error);
+    StateLock lock(paths, error);
     if (!lock.held()) return false;
     if (access(paths.rotated.c_str(), F_OK) == 0) return true;  // an interrupted compaction's: compact it too
     if (rename(paths.journal.c_str(), paths.rotated.c_str()) != 0 && errno != ENOENT) {
@@ -149,6 +212,7 @@ bool rotate_journal(const StatePaths& paths, std::string* error) {
         return false;
     }
     sync_directory_of(paths.journal);
+    (void)write_end(lock, 0, 0);  // the mark was the old journal's; the next append scans its successor
     return true;
 }
 
@@ -171,7 +235,7 @@ bool SnapshotFile::commit(const SnapshotInfo& info, std::string* error) {
         *error = "cannot write " + tmp_ + ": " + strerror(errno);
         return false;
     }
-    FileLock lock(paths_->lock, error);
+    StateLock lock(*paths_, error);
     if (!lock.held()) return false;
     SnapshotInfo current;
     if (read_head(paths_->state, &current) && current.generation > info.generation) {

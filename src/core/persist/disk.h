@@ -37,10 +37,39 @@ struct StatePaths {
     std::string state, journal, rotated, lock;
 };
 
-// Appends bytes to the journal and makes them durable (fdatasync). On any
-// failure the journal is cut back to where it was, so a failed append never
-// leaves a half entry in the middle. Blocking: nginx runs it in a thread.
-bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error);
+// What makes an append durable before it is acknowledged: fdatasync(2).
+// A pointer so that a unit test can count the calls (a journal that skips
+// it passes every other test).
+extern int (*journal_sync)(int fd);
+
+// PATH.lock's flock, held while alive: it orders appends, rotation, the
+// snapshot's replacement and recovery across processes (two generations of
+// a binary upgrade included).
+class StateLock {
+   public:
+    StateLock(const StatePaths& paths, std::string* error);
+    ~StateLock();
+    StateLock(const StateLock&) = delete;
+    StateLock& operator=(const StateLock&) = delete;
+    bool held() const { return fd_ >= 0; }
+    int fd() const { return fd_; }
+
+   private:
+    int fd_;
+};
+
+// Under the lock: records that the journal's complete entries end at `end`
+// (the lock file keeps it with the journal's inode), cutting off whatever
+// lies past it. Recovery calls it after its scan; appends keep it current.
+bool settle_journal(const StateLock& lock, const StatePaths& paths, uint64_t end, std::string* error);
+
+// Appends bytes to the journal and makes them durable (journal_sync). A
+// partial entry left at the end by a writer that died mid-append (this
+// process's or another's) is cut off first, so an append never lands
+// behind one; a journal damaged before its end is refused. On any failure
+// the journal is cut back to where it was. *repaired (optional) gets the
+// bytes of a partial tail that were cut. Blocking: nginx runs it in a thread.
+bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error, uint64_t* repaired = nullptr);
 
 // Sets the journal aside for a compaction (PATH.journal -> PATH.journal.1),
 // unless an interrupted compaction already left one, which is compacted too.

@@ -10,7 +10,9 @@ namespace dp {
 namespace {
 
 enum : uint8_t { kPut = 1, kRemove = 2 };
-constexpr size_t kPrefix = 8;                 // length + checksum
+constexpr uint32_t kMarker = 0x324a5044;      // "DPJ2" as little-endian bytes; never a first-format length
+constexpr size_t kPrefixV1 = 8;               // first format: length + checksum of the body
+constexpr size_t kPrefix = 12;                // marker + length + checksum of length and body
 constexpr size_t kFixed = 8 + 1 + 1 + 2;      // seq, kind, op, size
 constexpr size_t kMaxImage = 4096;
 
@@ -26,12 +28,55 @@ T get(const char* p) {
     return v;
 }
 
-uint32_t crc_of(std::string_view bytes) {
-    return (uint32_t)crc32(crc32(0, nullptr, 0), reinterpret_cast<const Bytef*>(bytes.data()), (uInt)bytes.size());
+uint32_t crc_of(std::string_view bytes, uint32_t crc = (uint32_t)crc32(0, nullptr, 0)) {
+    return (uint32_t)crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), (uInt)bytes.size());
 }
 
-bool all_zero(std::string_view bytes) {
-    return std::all_of(bytes.begin(), bytes.end(), [](char c) { return c == 0; });
+// The body of an entry, from its fields.
+bool decode_body(std::string_view body, JournalEntry* e) {
+    if (body.size() < kFixed || body.size() > kFixed + kMaxImage) return false;
+    const char* p = body.data();
+    e->seq = get<uint64_t>(p);
+    const uint8_t kind = (uint8_t)p[8], op = (uint8_t)p[9];
+    const uint16_t size = get<uint16_t>(p + 10);
+    if (kind >= kKindCount || (op != kPut && op != kRemove) || size != body.size() - kFixed ||
+        (op == kRemove ? size != 32 : size != record_size((Kind)kind)))
+        return false;
+    e->kind = (Kind)kind;
+    e->removed = op == kRemove;
+    const std::string_view image(p + kFixed, size);
+    memcpy(e->key.data(), e->removed ? image.data() : image.data() + offsetof(RecordHeader, key), 32);
+    if (!e->removed) e->image.assign(image);
+    return true;
+}
+
+// The size of the valid entry at the start of rest, or 0.
+size_t entry_at(std::string_view rest, JournalEntry* e) {
+    if (rest.size() >= kPrefix && get<uint32_t>(rest.data()) == kMarker) {
+        const uint32_t len = get<uint32_t>(rest.data() + 4);
+        if (len > kFixed + kMaxImage || rest.size() - kPrefix < len) return 0;
+        const uint32_t crc = crc_of(rest.substr(kPrefix, len), crc_of(rest.substr(4, 4)));
+        return crc == get<uint32_t>(rest.data() + 8) && decode_body(rest.substr(kPrefix, len), e) ? kPrefix + len : 0;
+    }
+    if (rest.size() < kPrefixV1) return 0;
+    const uint32_t len = get<uint32_t>(rest.data());
+    if (len > kFixed + kMaxImage || rest.size() - kPrefixV1 < len) return 0;
+    return crc_of(rest.substr(kPrefixV1, len)) == get<uint32_t>(rest.data() + 4) &&
+                   decode_body(rest.substr(kPrefixV1, len), e)
+               ? kPrefixV1 + len
+               : 0;
+}
+
+// The offset of the first valid entry of the current format after from, or npos.
+size_t next_valid_entry(std::string_view bytes, size_t from) {
+    const char marker[4] = {(char)(kMarker & 0xff), (char)(kMarker >> 8 & 0xff), (char)(kMarker >> 16 & 0xff),
+                            (char)(kMarker >> 24)};
+    for (size_t at = bytes.find(std::string_view(marker, 4), from); at != std::string_view::npos;
+         at = bytes.find(std::string_view(marker, 4), at + 1)) {
+        JournalEntry e{};
+        if (entry_at(bytes.substr(at), &e)) return at;
+    }
+    return std::string_view::npos;
 }
 
 }  // namespace
@@ -40,18 +85,21 @@ std::string encode_journal(const std::vector<RecordChange>& changes) {
     std::string out;
     for (const RecordChange& c : changes) {
         if (c.kind == Kind::Count) continue;
-        std::string body;
-        put(body, c.seq);
-        put(body, (uint8_t)c.kind);
         const bool removed = c.after.empty();
-        put(body, removed ? kRemove : kPut);
         const std::string_view image =
             removed ? std::string_view((const char*)c.key.data(), 32) : std::string_view(c.after);
-        put(body, (uint16_t)image.size());
-        body.append(image);
-        put(out, (uint32_t)body.size());
-        put(out, crc_of(body));
-        out += body;
+        const size_t at = out.size();
+        put(out, kMarker);
+        put(out, (uint32_t)(kFixed + image.size()));
+        put(out, (uint32_t)0);  // the checksum, once the body is in place
+        put(out, c.seq);
+        put(out, (uint8_t)c.kind);
+        put(out, removed ? kRemove : kPut);
+        put(out, (uint16_t)image.size());
+        out.append(image);
+        const std::string_view entry(out.data() + at, out.size() - at);
+        const uint32_t crc = crc_of(entry.substr(kPrefix), crc_of(entry.substr(4, 4)));
+        memcpy(&out[at + 8], &crc, 4);
     }
     return out;
 }
@@ -59,41 +107,23 @@ std::string encode_journal(const std::vector<RecordChange>& changes) {
 bool parse_journal(std::string_view bytes, JournalScan* scan, std::string* error) {
     size_t pos = 0;
     while (pos < bytes.size()) {
-        const std::string_view rest = bytes.substr(pos);
-        bool ok = rest.size() >= kPrefix;
-        uint32_t len = ok ? get<uint32_t>(rest.data()) : 0;
-        ok = ok && len >= kFixed && len <= kFixed + kMaxImage && rest.size() >= kPrefix + len &&
-             crc_of(rest.substr(kPrefix, len)) == get<uint32_t>(rest.data() + 4);
         JournalEntry e{};
-        if (ok) {
-            const char* p = rest.data() + kPrefix;
-            e.seq = get<uint64_t>(p);
-            uint8_t kind = (uint8_t)p[8], op = (uint8_t)p[9];
-            uint16_t size = get<uint16_t>(p + 10);
-            ok = kind < kKindCount && (op == kPut || op == kRemove) && size == len - kFixed &&
-                 (op == kRemove ? size == 32 : size == record_size((Kind)kind));
-            if (ok) {
-                e.kind = (Kind)kind;
-                e.removed = op == kRemove;
-                std::string_view image(p + kFixed, size);
-                memcpy(e.key.data(), e.removed ? image.data() : image.data() + offsetof(RecordHeader, key), 32);
-                if (!e.removed) e.image.assign(image);
-            }
+        if (const size_t n = entry_at(bytes.substr(pos), &e)) {
+            scan->entries.push_back(std::move(e));
+            pos += n;
+            scan->valid_bytes = pos;
+            continue;
         }
-        if (!ok) {
-            // A crash mid-append leaves a short or half-written last entry:
-            // dropped. A bad entry with good data after it is not a crash.
-            const bool reaches_end = rest.size() < kPrefix || (size_t)len + kPrefix >= rest.size();
-            if (reaches_end || all_zero(rest)) {
-                scan->torn = true;
-                break;
-            }
-            *error = "corrupt journal entry at offset " + std::to_string(pos);
+        // Damage. With a valid entry after it, it is not where an append
+        // was cut off: refused, so that no acknowledged entry is dropped.
+        const size_t next = next_valid_entry(bytes, pos + 1);
+        if (next != std::string_view::npos) {
+            *error = "corrupt journal entry at offset " + std::to_string(pos) + " (valid entries follow at offset " +
+                     std::to_string(next) + ")";
             return false;
         }
-        scan->entries.push_back(std::move(e));
-        pos += kPrefix + len;
-        scan->valid_bytes = pos;
+        scan->torn = true;
+        break;
     }
     return true;
 }
@@ -102,6 +132,14 @@ bool apply_journal(Store& store, std::vector<JournalEntry>& entries, uint64_t af
                    uint64_t* last_seq, std::string* error) {
     std::stable_sort(entries.begin(), entries.end(),
                      [](const JournalEntry& a, const JournalEntry& b) { return a.seq < b.seq; });
+    for (const JournalEntry& e : entries) {
+        if (e.removed) continue;
+        const std::string problem = record_image_problem(e.kind, e.image, e.key.data());
+        if (!problem.empty()) {
+            *error = "journal entry " + std::to_string(e.seq) + ": " + problem;
+            return false;
+        }
+    }
     StoreLock lock(store);
     for (const JournalEntry& e : entries) {
         *last_seq = std::max(*last_seq, e.seq);
@@ -115,9 +153,7 @@ bool apply_journal(Store& store, std::vector<JournalEntry>& entries, uint64_t af
         memcpy(&head, e.image.data(), sizeof(head));
         if (now) store.remove(now);  // a put is the whole record: insert it anew (counters stay right)
         if (!record_live(&head, now_s)) continue;
-        RecordHeader* rec = store.insert(e.kind, e.key, now_s, [&](RecordHeader* r) {
-            memcpy(reinterpret_cast<char*>(r) + 2, e.image.data() + 2, e.image.size() - 2);
-        });
+        RecordHeader* rec = store.insert(e.kind, e.key, now_s, [&](RecordHeader* r) { copy_record_image(r, e.image); });
         if (!rec || (e.kind == Kind::Mailbox && !count_mailbox(store, as<MailboxRecord>(rec), now_s))) {
             *error = "the zone is too small for the records in the state file and journal";
             return false;

@@ -103,8 +103,14 @@ bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::str
         pos += 2;
         // A record written before its kind grew new (trailing) fields loads
         // with them zeroed.
-        if (kind >= kKindCount || size > record_size((Kind)kind) || size < sizeof(RecordHeader) || pos + size > body) {
+        if (kind >= kKindCount || pos + size > body) {
             *error = "bad record at offset " + std::to_string(pos);
+            return false;
+        }
+        const std::string_view image(bytes.data() + pos, size);
+        const std::string problem = record_image_problem((Kind)kind, image, nullptr, true);
+        if (!problem.empty()) {
+            *error = "bad record at offset " + std::to_string(pos) + ": " + problem;
             return false;
         }
         RecordHeader h;
@@ -113,11 +119,7 @@ bool load_state(Store& store, const std::string& bytes, uint32_t now_s, std::str
         if ((Kind)kind != Kind::AccountCount && (h.expires_s == 0 || h.expires_s > now_s)) {
             Digest key;
             memcpy(key.data(), h.key, 32);
-            // Everything after the store's reserved bytes comes from the file.
-            const char* from = bytes.data() + pos + 2;
-            RecordHeader* rec = store.insert((Kind)kind, key, now_s, [&](RecordHeader* r) {
-                memcpy(reinterpret_cast<char*>(r) + 2, from, size - 2u);
-            });
+            RecordHeader* rec = store.insert((Kind)kind, key, now_s, [&](RecordHeader* r) { copy_record_image(r, image); });
             if (!rec || ((Kind)kind == Kind::Mailbox && !count_mailbox(store, as<MailboxRecord>(rec), now_s))) {
                 *error = "the zone is too small for the records in the state file";
                 return false;
