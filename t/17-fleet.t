@@ -239,6 +239,33 @@ ok($answered_at - $put_at < 0.25, sprintf('soon after the deposit (%.1f ms)', ($
     system("$cli -x XADD t17:feed $seq-1 o $origin $key < $image_file >/dev/null") == 0 or die;
     ok(wait_until(sub { $B->get('/api/x', token => $echo)->{status} == 200 }, 2), 'B applies the entry');
     ok(wait_until(sub { $A->get('/api/x', token => $echo)->{status} == 200 }, 2), 'and so does A, whose name it carries');
+
+    # A record in Redis is data, not a trusted struct: a device image whose
+    # kind byte says "mailbox", or whose name length runs past its field, is
+    # refused with a line naming its key; no worker crashes, nothing of the
+    # worker's memory reaches an answer, and the replica is rebuilt once
+    # Redis holds a good record again.
+    for my $case ([ 2, chr(2), 'a kind byte that says mailbox' ], [ 50, chr(255), 'a name length of 255' ]) {
+        my ($offset, $byte, $what) = @$case;
+        my $lie = $image;
+        substr($lie, $offset, 1) = $byte;
+        $A->write_file('image', $lie);
+        system("$cli -x SET $key < $image_file >/dev/null") == 0 or die;
+        chomp(my $lseq = `$cli INCR t17:seq`);
+        system("$cli -x XADD t17:feed $lseq-1 o $origin $key < $image_file >/dev/null") == 0 or die;
+        ok(wait_until(sub { $A->read_file('error.log') =~ /redis .*: key "\Q$key\E" is refused: / }, 3), "$what: refused with its key in the log");
+        my $list = $A->get('/api/devices', token => $token);
+        is($list->{status}, 200, "$what: the device list still answers");
+        ok(!grep({ length($_->{name} // '') > 20 } @{ $list->{json}{devices} || [] }), "$what: no name longer than its field");
+        $A->write_file('image', $image);
+        system("$cli -x SET $key < $image_file >/dev/null") == 0 or die;
+        chomp(my $gseq = `$cli INCR t17:seq`);
+        system("$cli -x XADD t17:feed $gseq-1 o $origin $key < $image_file >/dev/null") == 0 or die;
+        ok(wait_until(sub { $A->post('/api/v1/device-pairing', device_key => $alice)->{status} == 201 }, 5),
+           "$what: A takes writes again once Redis holds a good record (the replica was rebuilt)");
+        is($A->get('/api/x', token => $echo)->{status}, 200, "$what: and admits the device");
+    }
+    unlike($A->read_file('error.log') . $B->read_file('error.log'), qr/exited on signal/, 'no worker crashed');
 }
 
 # A reload of either host under load: no request fails, and every mint
