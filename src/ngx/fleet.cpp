@@ -727,13 +727,13 @@ class FleetFollower {
         }
         if (banner.empty()) {
             ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                          "device pairing: the fleet's OTP is live; another host made it and shows it in its log");
+                          "device pairing: the fleet's OTP is live; another host made it and wrote it to its banner file");
             return;
         }
         writer_->send_changes(std::move(changes), [this, banner](bool ok) {
             if (ok) return show_banner(zone_, banner, ngx_cycle->log);
             ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                          "device pairing: another host made the fleet's OTP first; it shows it in its log");
+                          "device pairing: another host made the fleet's OTP first; it is in that host's banner file");
         });
     }
 

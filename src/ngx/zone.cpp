@@ -223,16 +223,10 @@ void start_otp_if_needed(ZoneCtx* ctx, ngx_log_t* log) {
         show_banner(ctx, banner, log);
         return;
     }
-    // A reload keeps the live OTP: show its banner again from the file.
-    std::string text, error;
-    dp::PosixDisk disk;
-    if (ctx->banner_path.len && disk.read_file(to_string(ctx->banner_path), &text, &error)) {
-        for (size_t pos = 0, end; pos < text.size(); pos = end + 1) {
-            end = text.find('\n', pos);
-            if (end == std::string::npos) end = text.size();
-            ngx_log_error(NGX_LOG_NOTICE, log, 0, "%s", text.substr(pos, end - pos).c_str());
-        }
-    }
+    // A reload keeps the live OTP and its banner file: say where it is.
+    if (ctx->banner_path.len)
+        ngx_log_error(NGX_LOG_WARN, log, 0, "device pairing: the OTP is live; print the pairing URL, QR and OTP with: cat %V",
+                      &ctx->banner_path);
 }
 
 }  // namespace
@@ -616,8 +610,10 @@ BannerWriter* worker_banner_writer;
 
 }  // namespace
 
+// The banner holds the OTP: it goes to the root-only banner file and to the
+// terminal that starts nginx, never to a log line (logs are shipped, kept
+// and read by people who must not pair an owner).
 void show_banner(ZoneCtx* zone, const std::vector<std::string>& lines, ngx_log_t* log) {
-    for (const std::string& line : lines) ngx_log_error(NGX_LOG_NOTICE, log, 0, "%s", line.c_str());
     std::string text;
     for (const std::string& line : lines) text += line + "\n";
     std::string path = to_string(zone->banner_path), error;
