@@ -185,8 +185,16 @@ my $after = metrics();
 is($after->{'device_pairing_pairings_total{method=otp}'}, $before->{'device_pairing_pairings_total{method=otp}'},
    'counters survive a reload');
 
+# A client the vocabulary does not know is "other" in the audit
+# log: a summary from a fixed vocabulary, never the header's bytes.
+my $evil_otp = $t->get('/pair/refresh', token => $owner)->{json}{otp};
+is($t->post('/pair', json => { otp => $evil_otp }, from => '127.0.0.9',
+            headers => { 'User-Agent' => "evilbot/1.0 (x)" })->{status}, 200, 'paired by an unknown client');
+
 # The audit log.
 my @events = @{ audit_events() };
+my ($evil) = grep { $_->{event} eq 'paired' && ($_->{address} // '') eq '127.0.0.9' } @events;
+is($evil->{user_agent}, 'other', 'an unknown client is "other" in the audit log');
 my %seen;
 $seen{ $_->{event} }++ for @events;
 is($events[0]{event}, 'identity_created', 'the first line: the identity key was created');

@@ -54,7 +54,7 @@ std::string user_agent_summary(const std::string& ua) {
                                         "Safari", "curl", "Wget", "okhttp", "python"};
     for (const char* k : known)
         if (ua.find(k) != std::string::npos) return k == std::string("Edg") ? "Edge" : k;
-    return ua.substr(0, ua.find_first_of(" /(")).substr(0, 20);
+    return ua.empty() ? "" : "other";  // never the header's own words: they are the client's to choose
 }
 
 std::string device_token_text(const Bytes& raw) { return "dp_tok_" + base64url_encode(raw); }

@@ -25,7 +25,9 @@ uint32_t token_end_of_life(const Settings& settings, uint32_t issued_s);
 AuditEvent paired_event(Store& store, const IssuedDevice& device, Role role, PairMethod method);
 const char* pair_method_name(PairMethod method);
 
-// A short device name from a User-Agent: the platform or client it names.
+// A User-Agent as a word from a fixed vocabulary (the platform or client it
+// names, "other" for any other, "" for none): a default device name and the
+// audit log's user_agent, never the client's own bytes.
 std::string user_agent_summary(const std::string& user_agent);
 
 Response device_list(Call& call);     // GET /api/devices

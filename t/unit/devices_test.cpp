@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "core/audit.h"
 #include "core/devices.h"
 #include "harness.h"
 
@@ -98,21 +99,29 @@ TEST(Devices, ListShowsNoSecretAndStatsCountRecords) {
     EXPECT_NE(stats.body.find("\"devices\":1"), std::string::npos) << stats.body;
 }
 
-TEST(Devices, ANameFromAnInvalidUserAgentIsListedAsValidUtf8) {
+TEST(Devices, AUserAgentIsSummarisedFromAFixedVocabulary) {
+    EXPECT_EQ(user_agent_summary("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Safari/604.1"), "iPhone");
+    EXPECT_EQ(user_agent_summary("Mozilla/5.0 (X11; Linux) Chrome/120 Safari/537.36 Edg/120"), "Edge");
+    EXPECT_EQ(user_agent_summary("curl/8.5.0"), "curl");
+    EXPECT_EQ(user_agent_summary("\x1b[2J\x1b[31mevilbot/1.0"), "other") << "never the header's own words";
+    EXPECT_EQ(user_agent_summary("A\xc3\xa9\xc3\xa9-App \xff\x01"), "other");
+    EXPECT_EQ(user_agent_summary(""), "");
+
+    // The default device name from it, and the audit line's field.
     Harness h;
     std::string otp = h.new_otp(kT0);
     Request req;
     req.method = "POST";
     req.path = "/pair";
     req.body = "{\"otp\":\"" + otp + "\"}";
-    req.user_agent = "A\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9-App \xff\x01";
+    req.user_agent = "\x1b]0;owned\x07 Agent";
     req.now_ms = kT0;
-    ASSERT_EQ(api_handle(h.store, h.settings, api_route("POST", "/pair"), req, h.addr).status, 200);
+    Response paired = api_handle(h.store, h.settings, api_route("POST", "/pair"), req, h.addr);
+    ASSERT_EQ(paired.status, 200);
     Response list = h.call("GET", "/api/devices", "", kT0, kOperator);
-    ASSERT_EQ(list.status, 200);
-    EXPECT_NE(list.body.find("\"name\":\"A\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\""), std::string::npos)
-        << list.body;
-    EXPECT_NE(list.body.find("dev_"), std::string::npos) << "the device is listed";
+    EXPECT_NE(list.body.find("\"name\":\"other\""), std::string::npos) << list.body;
+    ASSERT_FALSE(paired.audit.empty());
+    EXPECT_NE(audit_line(paired.audit[0], kT0, h.addr, req.user_agent).find("\"user_agent\":\"other\""), std::string::npos);
 }
 
 TEST(Devices, TheListPagesByCursorInIdOrderWithoutGapsOrRepeats) {
