@@ -81,6 +81,8 @@ Response api_handle(Store& store, const Settings& settings, const RouteMatch& ro
     if (spec.auth == RouteAuth::Bearer) {
         call.who = authenticate_bearer(&store, settings, req.authorization, addr, call.now_s());
         if (call.who.status != Principal::Ok) {
+            if (spec.route == Route::DeviceRotate && call.who.reason == Principal::Revoked)
+                if (std::optional<Response> again = rotation_retry(call)) return *std::move(again);
             Response refused = unauthorized(call.who, false);
             if (call.who.expired_now) refused.audit.push_back(expired_event(call.who));
             return refused;

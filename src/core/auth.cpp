@@ -150,7 +150,8 @@ bool token_expired(const DeviceRecord* d, const Settings& settings, uint32_t now
     return expiry != 0 && now_s >= expiry;
 }
 
-void retire_device(Store& store, const RecordHeader* device, RevokedFlags why, uint32_t now_s) {
+void retire_device(Store& store, const RecordHeader* device, RevokedFlags why, uint32_t now_s,
+                   const std::function<void(RevokedRecord*)>& note) {
     Digest key;
     memcpy(key.data(), device->key, 32);
     store.remove(device);
@@ -158,6 +159,7 @@ void retire_device(Store& store, const RecordHeader* device, RevokedFlags why, u
     insert_record<RevokedRecord>(store, Kind::Revoked, key, now_s, [&](RevokedRecord* r) {
         r->h.flags = why;
         r->h.expires_s = now_s + kRevokedKeptS;
+        if (note) note(r);
     });
 }
 

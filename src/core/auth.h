@@ -49,6 +49,8 @@ bool token_expired(const DeviceRecord* d, const Settings& settings, uint32_t now
 
 // Takes a device's token out of use (the caller holds the StoreLock): the
 // record goes, a Revoked record with the same key says why for a while.
-void retire_device(Store& store, const RecordHeader* device, RevokedFlags why, uint32_t now_s);
+// note: fills what else the left-over record keeps (a rotation's seal).
+void retire_device(Store& store, const RecordHeader* device, RevokedFlags why, uint32_t now_s,
+                   const std::function<void(RevokedRecord*)>& note = nullptr);
 
 }  // namespace dp

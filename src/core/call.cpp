@@ -145,4 +145,11 @@ std::string device_id_text(const uint8_t id[8]) {
     return "dev_" + hex_encode(std::string_view((const char*)id, 8));
 }
 
+Bytes seal_with(std::string_view label, std::string_view secret, const uint8_t* bytes) {
+    const Digest key = key_of(label, secret);
+    Bytes out(32, '\0');
+    for (size_t i = 0; i < 32; i++) out[i] = (char)(bytes[i] ^ key[i]);
+    return out;
+}
+
 }  // namespace dp

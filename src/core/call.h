@@ -26,6 +26,13 @@ struct Call {
 inline uint32_t to_s(int64_t ms) { return (uint32_t)(ms / 1000); }
 inline Digest key_of(std::string_view label, std::string_view value) { return sha256_labeled(label, value); }
 
+// 32 bytes XOR a key derived from a secret only the client holds (a request
+// id, an old token): stored so that a retry within a grace gets the same
+// token back, useless to anyone who reads the zone. Its own inverse.
+Bytes seal_with(std::string_view label, std::string_view secret, const uint8_t* bytes);
+// How long a retried delivery (a lost answer) gets the same token.
+constexpr uint32_t kRetryGraceS = 60;
+
 // The audit event of an address locked out of guessing a secret ("otp", "code").
 inline AuditEvent lockout_event(const char* secret) { return AuditEvent{"lockout", "", "", secret, "", ""}; }
 

@@ -15,7 +15,6 @@ constexpr uint32_t kExpiredVisibleS = 600;  // an expired code request answers "
 const char kCodeAlphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";  // no 0/O, 1/I/L
 constexpr size_t kCodeLength = 9;
 constexpr uint32_t kRequestsPerMinute = 10;  // code requests one address may make a minute
-constexpr uint32_t kDeliveryGraceS = 60;     // a retried status call gets the same token this long
 
 struct NewRequest {
     std::string request_id, code;
@@ -152,12 +151,7 @@ Response code_decide(Call& call, Decision decision) {
 namespace {
 
 // The token's random bytes XOR a key only the holder of the request id can derive.
-Bytes seal(const std::string& request_id, const uint8_t* bytes) {
-    Digest key = key_of("delivered-token", request_id);
-    Bytes out(32, '\0');
-    for (size_t i = 0; i < 32; i++) out[i] = (char)(bytes[i] ^ key[i]);
-    return out;
-}
+Bytes seal(const std::string& request_id, const uint8_t* bytes) { return seal_with("delivered-token", request_id, bytes); }
 
 Response approved(const CodeRequestRecord* r, const std::string* token) {
     json_t* body = json_pack("{s:s, s:s}", "status", "approved", "approvedAt", iso8601(r->approved_at_ms).c_str());
@@ -179,7 +173,7 @@ Response status_of(Call& call, const std::string& request_id) {
         case CodeStatus::Delivered: {
             // A retry within the grace (a response lost on the network) gets
             // the same token; after it, the sealed bytes are wiped.
-            if (now - r->delivered_s <= kDeliveryGraceS) {
+            if (now - r->delivered_s <= kRetryGraceS) {
                 std::string token = device_token_text(seal(request_id, r->sealed_token));
                 return approved(r, &token);
             }

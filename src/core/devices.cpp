@@ -222,14 +222,43 @@ Response device_rename(Call& call) {
     return durable(std::move(r));
 }
 
+namespace {
+
+Response rotated_answer(const std::string& token, const char* device_id) {
+    return json_response(200, json_pack("{s:s, s:s}", "token", token.c_str(), "id", device_id));
+}
+
+}  // namespace
+
+std::optional<Response> rotation_retry(Call& call) {
+    bool malformed;
+    const std::string_view old_token = bearer_token(call.req.authorization, &malformed);
+    if (old_token.empty()) return std::nullopt;
+    const Digest old_key = sha256(old_token);
+    StoreReadLock lock(call.store);
+    const auto* gone = as<RevokedRecord>(call.store.find(Kind::Revoked, old_key));
+    const uint32_t now = call.now_s();
+    if (!gone || !ct_equal(gone->h.key, old_key.data(), 32) || !(gone->h.flags & kRevokedRotated) ||
+        now - gone->rotated_s > kRetryGraceS)
+        return std::nullopt;
+    const std::string token = device_token_text(seal_with("rotated-token", old_token, gone->sealed_token));
+    const auto* d = as<DeviceRecord>(call.store.find(Kind::Device, sha256(token)));
+    if (!d) return std::nullopt;  // the new token was revoked or rotated since: nothing to hand out again
+    return rotated_answer(token, device_id_text(d->id).c_str());
+}
+
 // POST /api/devices/self/rotate: a new token for the calling device; the
-// old one is refused from this moment (ASVS V7.2.4). Lifetimes count anew.
+// old one is refused from this moment (ASVS V7.2.4), but for this route: a
+// retry with it within the grace gets the same new token (rotation_retry).
+// Lifetimes count anew.
 Response device_rotate(Call& call) {
     if (call.who.method != Principal::DeviceToken)
         return bad_request("only a device token rotates; the operator token is the gateway's token file");
     bool malformed;
-    Digest old_key = sha256(bearer_token(call.req.authorization, &malformed));
+    const std::string_view old_token = bearer_token(call.req.authorization, &malformed);
+    const Digest old_key = sha256(old_token);
     const Bytes raw = random_bytes(32);
+    const Bytes sealed = seal_with("rotated-token", old_token, (const uint8_t*)raw.data());
     const std::string token = device_token_text(raw);
     const uint32_t now = call.now_s();
     StoreLock lock(call.store);
@@ -246,8 +275,11 @@ Response device_rotate(Call& call) {
         d->last_seen_s = now;
     });
     if (!d) return zone_full();
-    retire_device(call.store, current, kRevokedByOwner, now);
-    Response r = json_response(200, json_pack("{s:s, s:s}", "token", token.c_str(), "id", call.who.device_id));
+    retire_device(call.store, current, kRevokedRotated, now, [&](RevokedRecord* gone) {
+        gone->rotated_s = now;
+        memcpy(gone->sealed_token, sealed.data(), 32);
+    });
+    Response r = rotated_answer(token, call.who.device_id);
     r.audit.push_back(device_event("rotated", d, call.who));
     call.store.count(Counter::Rotations);
     return durable(std::move(r));

@@ -1,6 +1,7 @@
 // Paired devices: issuing a device token, the list, revocation, zone stats.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "core/call.h"
@@ -35,6 +36,9 @@ Response device_revoke(Call& call);   // DELETE /api/devices/{id}
 Response device_revoke_others(Call& call);  // DELETE /api/devices?all_but_self=1
 Response device_rename(Call& call);   // PATCH /api/devices/{id}
 Response device_rotate(Call& call);   // POST /api/devices/self/rotate
+// A rotation retried with the old token within the grace: the same new
+// token, nothing changed. None: refuse as any revoked token.
+std::optional<Response> rotation_retry(Call& call);
 Response zone_stats(Call& call);      // GET /api/devices/stats
 
 }  // namespace dp

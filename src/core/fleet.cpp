@@ -262,7 +262,7 @@ bool fleet_apply(Store& store, Kind kind, const Digest& key, std::string_view im
     }
     if (kind == Kind::AccountCount) return true;  // derived on each host from its mailboxes
     if (!image.empty()) {
-        *problem = record_image_problem(kind, image, key.data());
+        *problem = record_image_problem(kind, image, key.data(), true);  // an older host's image: zero-extended
         if (!problem->empty()) return false;
     }
     const RecordHeader* now = store.find(kind, key);

@@ -84,6 +84,7 @@ std::string record_image_problem(Kind kind, std::string_view image, const uint8_
 void copy_record_image(RecordHeader* record, std::string_view image) {
     constexpr size_t kFrom = offsetof(RecordHeader, flags);  // reserved bytes and kind stay the store's
     memcpy(reinterpret_cast<char*>(record) + kFrom, image.data() + kFrom, image.size() - kFrom);
+    memset(reinterpret_cast<char*>(record) + image.size(), 0, record_size(record->kind) - image.size());
 }
 
 bool same_derived_state(const RecordHeader* now, const RecordHeader* image) {

@@ -95,12 +95,18 @@ struct NonceRecord {
     RecordHeader h;
 };
 
-enum RevokedFlags : uint8_t { kRevokedByOwner = 1, kRevokedExpired = 2 };
+enum RevokedFlags : uint8_t { kRevokedByOwner = 1, kRevokedExpired = 2, kRevokedRotated = 4 };
 
 // What is left of a device token that was revoked or expired, found by the
 // same key for a while, so the gate can say why it refuses the token.
 struct RevokedRecord {
     RecordHeader h;
+    // A rotated token: when, and the new token's random bytes XOR a key
+    // derived from the old token, which only the device holds. A rotation
+    // retried within the grace (its answer lost) gets the same new token;
+    // the zone and the state file hold nothing usable. Zero otherwise.
+    uint32_t rotated_s;
+    uint8_t sealed_token[32];
 };
 constexpr uint32_t kRevokedKeptS = 7 * 86400;
 

@@ -5,6 +5,7 @@
 
 #include "core/audit.h"
 #include "core/metrics.h"
+#include "core/persist/snapshot.h"
 #include "harness.h"
 
 using namespace dp;
@@ -118,6 +119,39 @@ TEST(Rotation, TheOldTokenDiesAtOnceAndTheDeviceKeepsItsIdNameAndRole) {
     EXPECT_EQ(r.audit[0].event, "rotated");
     EXPECT_EQ(h.call("POST", "/api/devices/self/rotate", "", kT0, kOperator).status, 400)
         << "the operator token is a file, not a record";
+}
+
+// A rotation whose answer was lost: the device retries with the old token
+// and gets the same new token, within the grace only; the old token opens
+// nothing else, and the zone holds no usable copy of the new one.
+TEST(Rotation, ARetryWithTheOldTokenWithinTheGraceGetsTheSameNewToken) {
+    Harness h;
+    std::string device = h.device();
+    Response first = h.call("POST", "/api/devices/self/rotate", "", kT0, device);
+    ASSERT_EQ(first.status, 200);
+    const std::string token = field(first, "token");
+    Response again = h.call("POST", "/api/devices/self/rotate", "", kT0 + (kRetryGraceS - 1) * 1000LL, device);
+    ASSERT_EQ(again.status, 200);
+    EXPECT_EQ(field(again, "token"), token);
+    EXPECT_EQ(field(again, "id"), field(first, "id"));
+    EXPECT_FALSE(again.durable) << "nothing changed";
+    EXPECT_TRUE(again.audit.empty());
+    EXPECT_EQ(h.store.state().devices, 1u);
+    EXPECT_EQ(code_of(h.call("GET", "/api/devices", "", kT0 + 1000, device)), "token_revoked")
+        << "the old token admits nothing else";
+    EXPECT_EQ(code_of(h.call("GET", "/api/devices", "", kT0 + 1000, "Bearer " + token + "x")), "invalid_token");
+    const std::string snapshot = h.locked([&] { return serialize_state(h.store); });
+    EXPECT_EQ(snapshot.find(token.substr(7, 20)), std::string::npos);
+    EXPECT_EQ(code_of(h.call("POST", "/api/devices/self/rotate", "", kT0 + (kRetryGraceS + 1) * 1000LL, device)),
+              "token_revoked")
+        << "past the grace the old token is only revoked";
+
+    // Once the new token has rotated too, the first one gets nothing back.
+    Response second = h.call("POST", "/api/devices/self/rotate", "", kT0 + 2000, "Bearer " + token);
+    ASSERT_EQ(second.status, 200);
+    EXPECT_EQ(code_of(h.call("POST", "/api/devices/self/rotate", "", kT0 + 3000, device)), "token_revoked");
+    EXPECT_EQ(field(h.call("POST", "/api/devices/self/rotate", "", kT0 + 3000, "Bearer " + token), "token"),
+              field(second, "token"));
 }
 
 TEST(Rename, OwnersRenameAnyDeviceADeviceOnlyItself) {

@@ -40,7 +40,7 @@ bool decode_body(std::string_view body, JournalEntry* e) {
     const uint8_t kind = (uint8_t)p[8], op = (uint8_t)p[9];
     const uint16_t size = get<uint16_t>(p + 10);
     if (kind >= kKindCount || (op != kPut && op != kRemove) || size != body.size() - kFixed ||
-        (op == kRemove ? size != 32 : size != record_size((Kind)kind)))
+        (op == kRemove ? size != 32 : size > record_size((Kind)kind) || size < sizeof(RecordHeader)))
         return false;
     e->kind = (Kind)kind;
     e->removed = op == kRemove;
@@ -134,7 +134,7 @@ bool apply_journal(Store& store, std::vector<JournalEntry>& entries, uint64_t af
                      [](const JournalEntry& a, const JournalEntry& b) { return a.seq < b.seq; });
     for (const JournalEntry& e : entries) {
         if (e.removed) continue;
-        const std::string problem = record_image_problem(e.kind, e.image, e.key.data());
+        const std::string problem = record_image_problem(e.kind, e.image, e.key.data(), true);
         if (!problem.empty()) {
             *error = "journal entry " + std::to_string(e.seq) + ": " + problem;
             return false;
