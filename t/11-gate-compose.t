@@ -95,6 +95,26 @@ $t->config(<<'HTTP');
             internal;
             device_pairing_check bearer;
         }
+        location /checked-fallback/ {
+            auth_request /_check;
+            error_page 401 = @proxied_login;
+            proxy_pass $upstream;
+        }
+        location /checked-passing/ {
+            auth_request /_check_passing;
+            proxy_pass $upstream;
+        }
+        location = /_check_passing {
+            internal;
+            device_pairing_check any;
+            device_pairing_pass_credentials on;
+        }
+        location /proxied-login/ {
+            device_pairing_auth any;
+            error_page 401 = @proxied_login;
+            proxy_pass $upstream;
+        }
+        location @proxied_login { proxy_pass $upstream; }
     }
     server {
         listen 127.0.0.1:%%PORT2%%;
@@ -166,6 +186,19 @@ $r = $t->get('/checked/x');
 is($r->{status}, 401, 'and denies');
 is($r->{headers}{'www-authenticate'}, 'Bearer realm="device-pairing"', 'with the challenge');
 is($t->get('/checked/x', token => 'dp_tok_nope')->{status}, 401, 'a wrong token is denied');
+
+# Credentials stay at the gate wherever the module decided: behind
+# auth_request + device_pairing_check, and on error_page fallbacks into a
+# proxy_pass, granted or refused.
+like($t->get('/checked/x', token => $token)->{content}, qr/ auth= key=\n$/, 'auth_request: the upstream gets no Authorization');
+like($t->get('/checked/x', token => $token, device_key => $key)->{content}, qr/ auth= key=\n$/, 'nor X-DEVICE-KEY');
+$r = $t->get('/checked-fallback/x', token => 'dp_tok_refused');
+is($r->{status}, 200, 'a refused check falls back to the proxied @login');
+like($r->{content}, qr/ auth= key=\n$/, 'which does not get the refused credential');
+$r = $t->get('/proxied-login/x', token => 'dp_tok_refused', device_key => 'dk_wrong');
+like($r->{content}, qr/^uri=\/proxied-login\/x .* auth= key=\n$/, 'the gate\'s own error_page fallback neither');
+like($t->get('/checked-passing/x', token => $token)->{content}, qr/auth=Bearer \Q$token\E/,
+     'device_pairing_pass_credentials on in the check\'s location forwards it');
 
 # HEAD on every GET route: headers, no body.
 my $code = $t->post('/api/devices/pairing/request', json => {})->{json};

@@ -119,11 +119,13 @@ ngx_int_t run_gate(ngx_http_request_t* r, ngx_uint_t mode, bool strip) {
     }
     bool device_key;
     dp::Principal p = check(r, mode, &device_key);
+    // Decided either way: the credential stays here. A refused one must not
+    // follow an error_page into a proxy_pass either.
+    if (strip && strip_credentials(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
     if (p.status != dp::Principal::Ok) return deny(r, ctx, p, device_key);
     ctx->principal = p;
     ctx->authenticated = true;
     ctx->denial = nullptr;
-    if (strip && strip_credentials(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
     return NGX_OK;
 }
 
@@ -238,6 +240,9 @@ ngx_int_t check_handler(ngx_http_request_t* r) noexcept {
     try {
         if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
         ngx_int_t rc = run_gate(r, lcf->check, false);
+        // The check decided for the main request (auth_request): its
+        // upstream, or an error_page fallback, never gets the credential.
+        if (!lcf->pass_credentials && strip_credentials(r->main) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
         if (rc != NGX_OK) return rc;
         r->headers_out.status = NGX_HTTP_NO_CONTENT;
         r->header_only = 1;
