@@ -66,12 +66,13 @@ is($r->{json}{status}, 'approved', 'POST status answers');
 like($r->{json}{token}, qr/^dp_tok_/, 'and delivers the token');
 unlike($t->read_file('access.log'), qr/\Q$req2->{requestId}\E/, 'the request id is not in the access log');
 
-# 4. A User-Agent cut inside a UTF-8 character hid the device from the list.
+# 4. A name cut inside a UTF-8 character hid the device from the list (a
+# User-Agent is only summarised now: "other" here).
 my $fresh = $t->get('/pair/refresh', token => $op)->{json}{otp};
-my $pair_body = qq({"otp":"$fresh"});
+my $pair_body = qq({"otp":"$fresh","name":"A) . ("\xc3\xa9" x 11) . qq(-App"});
 ($status) = $t->raw("POST /pair HTTP/1.1\r\nHost: x\r\nUser-Agent: A" . ("\xc3\xa9" x 11) . "-App\r\n"
     . "Content-Type: application/json\r\nContent-Length: " . length($pair_body) . "\r\nConnection: close\r\n\r\n$pair_body");
-is($status, 200, 'paired with a User-Agent whose 20-byte cut falls inside a character');
+is($status, 200, 'paired with a name whose 20-byte cut falls inside a character');
 my $stats = $t->get('/api/devices/stats', token => $op)->{json}{records}{devices};
 my $list = $t->get('/api/devices', token => $op)->{json}{devices};
 is(scalar @$list, $stats, "every device is listed ($stats)");

@@ -45,8 +45,9 @@ start_redis();
 sub host {
     my (%opt) = @_;
     my $h = DPTest->new(allow => qr/redis/);
+    # Every host holds the same secret key file (OTPs and codes are MACs under it).
     $h->standard(zone => "zone=pairing:1m redis=127.0.0.1:$rport redis_prefix=t17:", device_keys => $keys,
-        http => ($opt{http} // '') . ' device_pairing_mailbox_ttl 30s; device_pairing_max_pairings 100000;');
+        http => ($opt{http} // '') . " device_pairing_mailbox_ttl 30s; device_pairing_max_pairings 100000; device_pairing_secret_key $rdir/secret.key;");
     $h->start;
     return $h;
 }
@@ -111,6 +112,21 @@ my $otp = fleet_otp($A, $B);
 ok($otp, 'one host made the fleet\'s OTP and shows it');
 my @banners = grep { $_->banner =~ /OTP: \d{6}/ } $A, $B;
 is(scalar @banners, 1, 'exactly one host made it');
+
+# Reading Redis gives nothing to test OTP or code guesses against: both are
+# HMACs under the hosts' secret key, not SHA-256 of the digits.
+{
+    my $stored = `redis-cli -p $rport --raw GET t17:otp`;
+    ok(length($stored) >= 32, 'Redis holds the fleet\'s OTP state');
+    isnt(substr($stored, 0, 32), Digest::SHA::sha256("otp\0$otp"), 'as a keyed MAC: the unkeyed hash of the live OTP is not there');
+    my @found = grep { Digest::SHA::sha256("otp\0" . sprintf('%06d', $_)) eq substr($stored, 0, 32) } 0 .. 999999;
+    is(scalar @found, 0, 'no six-digit guess matches it offline');
+    my $req = $A->post('/api/devices/pairing/request', json => {})->{json};
+    (my $norm = uc $req->{code}) =~ s/[^A-Z0-9]//g;
+    my $dump = join '', map { `redis-cli -p $rport --raw GET $_` } split /\n/, `redis-cli -p $rport --scan --pattern 't17:r:3:*'`;
+    ok(length $dump, 'Redis holds the code request');
+    is(index($dump, Digest::SHA::sha256("code\0$norm")), -1, 'and no unkeyed hash of its code');
+}
 
 # Pair on A, use on B.
 my $res = $A->post('/pair', json => { otp => $otp, name => 'fleet phone' });

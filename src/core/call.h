@@ -25,6 +25,12 @@ struct Call {
 
 inline uint32_t to_s(int64_t ms) { return (uint32_t)(ms / 1000); }
 inline Digest key_of(std::string_view label, std::string_view value) { return sha256_labeled(label, value); }
+// The stored form of a guessable secret (an OTP, a pairing code): a MAC
+// under the zone's secret key, so that reading the zone, the state file or
+// Redis does not let anyone test guesses offline.
+inline Digest guessable_key(const Settings& settings, std::string_view label, std::string_view value) {
+    return hmac_labeled(settings.secret_key, label, value);
+}
 
 // 32 bytes XOR a key derived from a secret only the client holds (a request
 // id, an old token): stored so that a retry within a grace gets the same

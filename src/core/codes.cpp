@@ -27,7 +27,7 @@ Result<NewRequest> create_code_request(Call& call, const std::string& requester,
     out.request_id = random_token("pair_", 16);
     for (size_t i = 0; i < kCodeLength; i++) out.code += kCodeAlphabet[random_below(sizeof(kCodeAlphabet) - 1)];
     out.expires_ms = now_ms + call.settings.code_ttl_s * 1000LL;
-    Digest code_hash = key_of("code", out.code);
+    Digest code_hash = guessable_key(call.settings, "code", out.code);
     const uint32_t now = to_s(now_ms);
 
     StoreLock lock(call.store);
@@ -112,7 +112,7 @@ Response code_decide(Call& call, Decision decision) {
     Json& body = *parsed;
     auto code = json_string_member(body.get(), "code");
     if (!code) return bad_request("\"code\" must be a string like ABC-123-XYZ");
-    Digest code_hash = key_of("code", normalize_code(*code));
+    Digest code_hash = guessable_key(call.settings, "code", normalize_code(*code));
     const uint32_t now = to_s(req.now_ms);
 
     StoreLock lock(call.store);

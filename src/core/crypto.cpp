@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include <openssl/hmac.h>
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
@@ -263,6 +264,19 @@ Digest Sha256Stream::finish() {
     Digest out;
     unsigned int len = 0;
     if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), out.data(), &len) != 1) throw CryptoError("SHA-256 failed");
+    return out;
+}
+
+Digest hmac_labeled(const Digest& key, std::string_view label, std::string_view value) {
+    std::string message(label);
+    message += '\0';
+    message.append(value);
+    Digest out;
+    unsigned int len = 0;
+    if (!HMAC(EVP_sha256(), key.data(), (int)key.size(), reinterpret_cast<const unsigned char*>(message.data()),
+              message.size(), out.data(), &len) ||
+        len != out.size())
+        throw std::runtime_error("HMAC-SHA-256 failed");
     return out;
 }
 

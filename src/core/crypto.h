@@ -25,6 +25,9 @@ using Digest = std::array<uint8_t, 32>;
 Bytes random_bytes(size_t n);                // RAND_bytes or throws
 uint32_t random_below(uint32_t bound);       // uniform in [0, bound), no modulo bias
 std::string random_token(std::string_view prefix, size_t nbytes);  // prefix + base64url
+// HMAC-SHA-256(key, label || 0 || value): a stored low-entropy secret that
+// only a holder of the key can test guesses against.
+Digest hmac_labeled(const Digest& key, std::string_view label, std::string_view value);
 
 // SHA-256 with the EVP_MD fetched once and a per-thread reused context: the
 // access-phase gate hashes every presented token.

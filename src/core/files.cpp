@@ -45,19 +45,23 @@ bool read_file(const std::string& path, std::string* out, std::string* error) {
     return true;
 }
 
-std::optional<Digest> load_or_create_token_file(const std::string& path, std::string* error) {
+namespace {
+
+// The secret a file holds (at least 16 characters), made (prefix + 256
+// random bits, 0600) when the file does not exist.
+std::optional<std::string> load_or_create_secret(const std::string& path, const char* prefix, std::string* error) {
     std::string text;
     if (read_file(path, &text, error)) {
-        std::string token = trim(text);
-        if (token.size() < 16) {
-            *error = "the token file holds no token of at least 16 characters";
+        std::string secret = trim(text);
+        if (secret.size() < 16) {
+            *error = "the file holds no secret of at least 16 characters";
             return std::nullopt;
         }
-        return sha256(token);
+        return secret;
     }
     if (errno != ENOENT) return std::nullopt;
 
-    std::string token = random_token("dp_op_", 32);
+    std::string token = random_token(prefix, 32);
     int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         *error = std::string("cannot create: ") + strerror(errno);
@@ -72,7 +76,21 @@ std::optional<Digest> load_or_create_token_file(const std::string& path, std::st
         *error = std::string("cannot write: ") + strerror(saved);
         return std::nullopt;
     }
-    return sha256(token);
+    return token;
+}
+
+}  // namespace
+
+std::optional<Digest> load_or_create_token_file(const std::string& path, std::string* error) {
+    std::optional<std::string> token = load_or_create_secret(path, "dp_op_", error);
+    if (!token) return std::nullopt;
+    return sha256(*token);
+}
+
+std::optional<Digest> load_or_create_secret_key_file(const std::string& path, std::string* error) {
+    std::optional<std::string> text = load_or_create_secret(path, "dp_key_", error);
+    if (!text) return std::nullopt;
+    return sha256_labeled("secret-mac-key", *text);
 }
 
 bool parse_device_keys(const std::string& text, std::vector<DeviceKey>* keys, std::string* error) {

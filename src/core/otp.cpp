@@ -29,7 +29,7 @@ bool otp_live(Store& store, int64_t now_ms) {
 std::string new_otp(Store& store, const Settings& settings, int64_t now_ms) {
     char digits[8];
     snprintf(digits, sizeof(digits), "%06u", random_below(1000000));
-    Digest hash = key_of("otp", digits);
+    Digest hash = guessable_key(settings, "otp", digits);
     StoreLock lock(store);
     OtpState& otp = store.otp_for_update();
     memcpy(otp.hash, hash.data(), 32);
@@ -116,7 +116,7 @@ Response pair_otp(Call& call) {
         json_string_member(body->get(), "name").value_or(user_agent_summary(call.req.user_agent));
 
     const int64_t now = call.req.now_ms;
-    Digest presented = key_of("otp", *code);
+    Digest presented = guessable_key(call.settings, "otp", *code);
     StoreLock lock(call.store);
     Limiter limiter(call.store, "otp-limit", call.addr);
     if (int wait = limiter.admit(now)) return rate_limited(wait, kTooMany);

@@ -149,6 +149,7 @@ struct MainConf {
     ngx_array_t pairing_srvs;    // SrvConf* of every server with `device_pairing on`
     ngx_flag_t pairing_used;
     ngx_msec_t redis_stale;      // device_pairing_redis_stale: the gate serves a replica out of step this long
+    ngx_str_t secret_key_file;   // device_pairing_secret_key (empty: beside the token file)
 };
 
 enum AuthMode : ngx_uint_t { kAuthOff = 0, kAuthBearer, kAuthDeviceKey, kAuthAny };

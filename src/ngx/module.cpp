@@ -47,6 +47,8 @@ ngx_command_t commands[] = {
      NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("device_pairing_redis_stale"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, ngx_conf_set_msec_slot,
      NGX_HTTP_MAIN_CONF_OFFSET, offsetof(MainConf, redis_stale), nullptr},
+    {ngx_string("device_pairing_secret_key"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, ngx_conf_set_str_slot,
+     NGX_HTTP_MAIN_CONF_OFFSET, offsetof(MainConf, secret_key_file), nullptr},
     {ngx_string("device_pairing"), NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG, pairing_directive,
      NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, enable), nullptr},
     {ngx_string("device_pairing_auth"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
@@ -501,6 +503,37 @@ void set_banner_path(ngx_conf_t* cf, MainConf* mcf) {
     zone->banner_path.len = base.size();
 }
 
+// The zone's key for OTPs and pairing codes (stored as MACs under it):
+// device_pairing_secret_key, else a file beside the operator token file,
+// made on first start. Every server of the zone uses it; fleet hosts share
+// the file. With neither, a key of this configuration's own.
+bool set_secret_key(ngx_conf_t* cf, MainConf* mcf) {
+    std::string path, error;
+    if (!full_path(cf, &mcf->secret_key_file, &path) && mcf->first_pairing_srv &&
+        full_path(cf, &mcf->first_pairing_srv->token_file, &path))
+        path += ".key";
+    std::optional<dp::Digest> key;
+    if (!path.empty() && !(key = dp::load_or_create_secret_key_file(path, &error))) {
+        if (mcf->secret_key_file.len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing_secret_key \"%s\": %s", path.c_str(),
+                               error.c_str());
+            return false;
+        }
+        // Beside a token file that cannot be made either: pairing by OTP is
+        // unavailable anyway (501); codes live as long as this configuration.
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0, "device_pairing_secret_key \"%s\": %s; pairing codes do not "
+                           "survive a reload", path.c_str(), error.c_str());
+    }
+    if (!key) {
+        dp::Bytes random = dp::random_bytes(32);
+        key.emplace();
+        memcpy(key->data(), random.data(), 32);
+    }
+    auto** srvs = static_cast<SrvConf**>(mcf->pairing_srvs.elts);
+    for (ngx_uint_t i = 0; i < mcf->pairing_srvs.nelts; i++) srvs[i]->settings->secret_key = *key;
+    return true;
+}
+
 ngx_int_t postconfiguration(ngx_conf_t* cf) noexcept {
     auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_device_pairing_module));
     auto* cmcf = static_cast<ngx_http_core_main_conf_t*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
@@ -529,6 +562,7 @@ ngx_int_t postconfiguration(ngx_conf_t* cf) noexcept {
     try {
         for (ngx_uint_t i = 0; i < mcf->pairing_srvs.nelts; i++) set_listen_url(cf, cmcf, srvs[i]);
         if (mcf->zone && mcf->first_pairing_srv) set_banner_path(cf, mcf);
+        if (!set_secret_key(cf, mcf)) return NGX_ERROR;
     } catch (...) {
         return NGX_ERROR;
     }

@@ -1,6 +1,7 @@
 // Seed 000: OTP pairing, lockout, burn, refresh.
 #include <gtest/gtest.h>
 
+#include "core/codes.h"
 #include "harness.h"
 
 using namespace dp;
@@ -79,7 +80,7 @@ TEST(Otp, OtpDigestDifferingInItsLastByteIsWrong) {
     Harness h;
     std::string otp = h.new_otp(kT0);
     h.locked([&] {
-        Digest almost = last_byte_flipped(key_of("otp", otp));
+        Digest almost = last_byte_flipped(guessable_key(h.settings, "otp", otp));
         memcpy(h.store.otp_for_update().hash, almost.data(), 32);
         return 0;
     });
@@ -154,4 +155,31 @@ TEST(Otp, TheStartupUrlComesFromTheListenAddressAndAReadServerName) {
     warnings.clear();
     EXPECT_EQ(startup_url({{"10.0.0.1:81"}}, {"a.example", "b.example"}, "box", &warnings), "http://a.example:81");
     EXPECT_EQ(warnings.size(), 1u) << "several names are a guess";
+}
+
+// Reading the zone, the state file or Redis must not let anyone test OTP or
+// code guesses offline: both are stored as HMACs under the zone's key.
+TEST(Otp, OtpsAndCodesAreStoredAsMacsUnderTheZonesKey) {
+    Harness h;
+    h.settings.secret_key = sha256("key one");
+    std::string otp = h.new_otp(kT0);
+    const OtpState stored = h.store.state().otp;
+    EXPECT_EQ(memcmp(stored.hash, hmac_labeled(h.settings.secret_key, "otp", otp).data(), 32), 0);
+    EXPECT_NE(memcmp(stored.hash, sha256_labeled("otp", otp).data(), 32), 0) << "not an unkeyed hash";
+
+    // The same stored OTP under another key does not verify.
+    Harness other;
+    other.settings.secret_key = sha256("key two");
+    other.locked([&] { return other.store.otp_for_update() = stored; });
+    EXPECT_EQ(other.pair(otp, kT0 + 1).status, 401);
+    EXPECT_EQ(h.pair(otp, kT0 + 1).status, 200);
+
+    Response req = h.call("POST", "/api/devices/pairing/request", "", kT0);
+    const std::string id = field(req, "requestId"), code = field(req, "code");
+    h.locked([&] {
+        auto* rec = as<CodeRequestRecord>(h.store.find(Kind::CodeRequest, key_of("request", id)));
+        EXPECT_EQ(memcmp(rec->code_hash, hmac_labeled(h.settings.secret_key, "code", normalize_code(code)).data(), 32), 0);
+        EXPECT_NE(memcmp(rec->code_hash, sha256_labeled("code", normalize_code(code)).data(), 32), 0);
+        return 0;
+    });
 }

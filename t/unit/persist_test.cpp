@@ -55,7 +55,7 @@ TEST(StateFile, TheOtpIsNeverWritten) {
     Harness h;
     std::string otp = h.new_otp(kT0);
     std::string bytes = h.locked([&] { return serialize_state(h.store); });
-    Digest hash = key_of("otp", otp);
+    Digest hash = guessable_key(h.settings, "otp", otp);
     EXPECT_EQ(bytes.find(std::string((const char*)hash.data(), 32)), std::string::npos);
     MemoryStore copy;
     std::string err;
