@@ -130,6 +130,44 @@ is($j->get('/api/x', token => $after_crash)->{status}, 200, 'the device paired a
 is($j->get('/api/x', token => $_)->{status}, 200, 'and so do the ones before it') for @tokens;
 $j->finish;
 
+# A reload that moves state= (or adds it) writes the zone's whole state at
+# the new path before any worker journals there: a restart after it loses
+# nothing paired before the reload. A path that already holds state is
+# refused (the reload fails, the old configuration keeps running);
+# removing state= warns.
+for my $case ([ 'zone=pairing:1m state=%%DIR%%/state', 'moved' ], [ 'zone=pairing:1m', 'added' ]) {
+    my ($zone, $what) = @$case;
+    my $m = DPTest->new(allow => qr/already holds a state file/);
+    $m->standard(zone => $zone);
+    $m->start;
+    my $before = $m->pair_device;
+    $m->standard(zone => 'zone=pairing:1m state=%%DIR%%/moved');
+    $m->reload;
+    like($m->read_file('error.log'), qr/\[notice\].*state=\S+\/moved now holds the zone's 1 devices/, "$what: the reload writes the state at the new path");
+    my $after = $m->pair_device;
+    $m->stop;
+    $m->start;
+    is($m->get('/api/x', token => $before)->{status}, 200, "$what state=: a device paired before the reload survives a restart");
+    is($m->get('/api/x', token => $after)->{status}, 200, "$what state=: and one paired after it");
+    if ($what eq 'moved') {
+        # Back to the old path, which still holds files: refused.
+        $m->standard(zone => 'zone=pairing:1m state=%%DIR%%/state');
+        my $old_pid = join ',', sort $m->worker_pids;
+        kill 'HUP', $m->{pid};
+        my $refused;
+        for (1 .. 100) { last if ($refused) = $m->read_file('error.log') =~ /(\[emerg\].*already holds a state file.*)/; sleep 0.05 }
+        like($refused // '', qr/device_pairing_zone "pairing": state=\S+\/state already holds a state file or journal/, 'a path that already holds state is refused, naming the directive');
+        sleep 0.3;
+        is(join(',', sort $m->worker_pids), $old_pid, 'the old configuration keeps running');
+        is($m->get('/api/x', token => $after)->{status}, 200, 'and admits its devices');
+        $m->pair_device;
+        $m->standard(zone => 'zone=pairing:1m');
+        $m->reload;
+        like($m->read_file('error.log'), qr/\[warn\].*state= was removed: the zone's devices are kept in memory only/, 'removing state= warns');
+    }
+    $m->finish;
+}
+
 # A corrupt or unreadable state file stops nginx -t and startup with a clear message.
 my $c = DPTest->new;
 $c->standard(zone => 'zone=pairing:1m state=%%DIR%%/state compact=1k');

@@ -159,6 +159,11 @@ struct SharedState {
     int64_t fleet_out_of_step_ms;  // since when the feed has not been read (0: in step)
     uint8_t fleet_origin[8];       // this host's name on the feed entries it makes
     uint32_t fleet_resync;         // a commit's outcome is unknown: the follower rebuilds the replica
+    // A reload moved (or added) state=: the zone's whole state was written at
+    // the new path, covering changes up to moved_at_seq. Workers configured
+    // for an older path (their ZoneCtx's epoch) may no longer journal there.
+    uint32_t state_epoch;
+    uint64_t moved_at_seq;
     CounterSlot counters[kCounterSlots];
 };
 

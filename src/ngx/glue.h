@@ -65,6 +65,8 @@ struct ZoneCtx {
     ngx_str_t state_path;  // empty: no persistence
     ngx_str_t banner_path;  // where a new OTP's banner is written for the operator; empty: nowhere
     size_t compact_after;   // compact=SIZE: journal bytes that start a new snapshot
+    uint32_t state_epoch;   // SharedState::state_epoch when this configuration took the zone
+    bool moved_state;       // this configuration moved state= (undone if the reload fails)
     MainConf* mcf;
     dp::ChangeLog* journal;  // this worker's writer: journal or fleet (null: neither, or the master)
     struct FleetConf* fleet; // redis=: Redis holds the state, this zone is a replica (null: standalone)
@@ -294,6 +296,10 @@ ngx_thread_pool_t* default_thread_pool(ngx_cycle_t* cycle);
 // persist.cpp: the journal (group commit in a thread, undo on failure) and
 // its compaction.
 ngx_int_t start_journal(ngx_cycle_t* cycle, ZoneCtx* zone);
+// A configuration that keeps a zone (reload, resize) with another state=
+// than the one before: writes the zone's whole state at the new path before
+// any worker journals there, or refuses a path that already holds state.
+ngx_int_t carry_state_over(ZoneCtx* ctx, const ngx_str_t& old_state_path, ngx_log_t* log);
 // fleet.cpp: redis=, this worker's link to Redis, and (worker 0) the feed.
 ngx_int_t start_fleet(ngx_cycle_t* cycle, ZoneCtx* zone);
 void stop_fleet();

@@ -276,6 +276,7 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
 void give_back_old_zone(void* data) {
     auto* ctx = static_cast<ZoneCtx*>(data);
     if (ctx->took_over && !ctx->cycle_ok) ctx->took_over->state.retired = 0;
+    if (ctx->moved_state && !ctx->cycle_ok && ctx->sh) ctx->sh->state.state_epoch = ctx->state_epoch - 1;
 }
 
 constexpr size_t kDefaultCompactAfter = 64 << 20;

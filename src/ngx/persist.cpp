@@ -105,6 +105,7 @@ class JournalWriter final : public DurableWriter {
 
     void committed(std::vector<dp::RecordChange>&& changes) override {
         pending_ += dp::encode_journal(changes);
+        for (const dp::RecordChange& c : changes) pending_max_seq_ = std::max(pending_max_seq_, c.seq);
         if (current) {
             if (!current->durable) current->durable = std::make_unique<RequestCtx::Durable>();
             for (dp::RecordChange& c : changes) current->durable->changes.push_back(std::move(c));
@@ -130,8 +131,16 @@ class JournalWriter final : public DurableWriter {
         pending_.clear();
         writing_waiters_.swap(pending_waiters_);
         pending_waiters_.clear();
+        const uint64_t max_seq = pending_max_seq_;
+        pending_max_seq_ = 0;
         in_flight_ = true;
         keep_worker(true);
+        // A reload moved state= away from this worker's path: what the new
+        // path's snapshot covers is durable there; anything later would be
+        // journalled where no restart reads it, so it is undone (503).
+        const dp::SharedState& sh = zone_->sh->state;
+        if (zone_->state_epoch != ((volatile const dp::SharedState&)sh).state_epoch)
+            return appended(max_seq <= sh.moved_at_seq, "state= was moved by a reload; this worker's path is no longer read");
         append_step_.work = [this](std::string* error) { return dp::append_journal(paths_, writing_, error, &repaired_); };
         append_step_.done = [this](bool ok, const std::string& error) { appended(ok, error); };
         if (ngx_thread_task_post(pool_, append_task_) != NGX_OK) appended(false, "the thread pool refused the task");
@@ -139,7 +148,7 @@ class JournalWriter final : public DurableWriter {
 
     // Worker exit: what is still collected is written here, blocking.
     void flush_at_exit() override {
-        if (in_flight_ || pending_.empty()) return;
+        if (in_flight_ || pending_.empty() || zone_->state_epoch != zone_->sh->state.state_epoch) return;
         std::string error;
         if (!dp::append_journal(paths_, pending_, &error)) alert_rate_limited(log_, "the last journal write", error);
         pending_.clear();
@@ -162,7 +171,7 @@ class JournalWriter final : public DurableWriter {
         }
         for (ngx_http_request_t* r : waiters)
             if (r) answer_held(zone_, r, ok, "the change could not be written to disk and was undone; try again");
-        if (ok) {
+        if (ok && zone_->state_epoch == zone_->sh->state.state_epoch) {
             ZoneStore store(zone_);
             dp::StoreLock lock(store);
             store.shared_for_persistence().journal_bytes += written;
@@ -179,7 +188,7 @@ class JournalWriter final : public DurableWriter {
         {
             dp::StoreLock lock(store);
             dp::SharedState& sh = store.shared_for_persistence();
-            if (sh.retired || sh.journal_bytes < zone_->compact_after) return;
+            if (sh.retired || sh.state_epoch != zone_->state_epoch || sh.journal_bytes < zone_->compact_after) return;
             if (sh.compactor_pid && sh.compactor_pid != (uint32_t)ngx_pid && kill((pid_t)sh.compactor_pid, 0) == 0)
                 return;  // another worker is at it
             sh.compactor_pid = (uint32_t)ngx_pid;
@@ -269,6 +278,7 @@ class JournalWriter final : public DurableWriter {
     dp::StatePaths paths_;
 
     std::string pending_, writing_;
+    uint64_t pending_max_seq_ = 0;  // the newest change among pending_
     std::vector<ngx_http_request_t*> pending_waiters_, writing_waiters_;
     bool in_flight_ = false;
     uint64_t repaired_ = 0;  // set by the thread: a dead writer's partial entry it cut off
@@ -377,6 +387,68 @@ void flush_at_exit(ngx_cycle_t* cycle, ZoneCtx* zone) {
     } catch (...) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "device_pairing: final journal write failed");
     }
+}
+
+namespace {
+
+bool state_files_exist(const dp::StatePaths& paths) {
+    for (const std::string* p : {&paths.state, &paths.journal, &paths.rotated})
+        if (access(p->c_str(), F_OK) == 0) return true;
+    return false;
+}
+
+}  // namespace
+
+ngx_int_t carry_state_over(ZoneCtx* ctx, const ngx_str_t& old_state_path, ngx_log_t* log) {
+    ngx_str_t* name = &ctx->shm_zone->shm.name;
+    ctx->state_epoch = ctx->sh->state.state_epoch;
+    const std::string from = to_string(old_state_path), to = to_string(ctx->state_path);
+    if (from == to || ctx->fleet) return NGX_OK;
+    if (to.empty()) {
+        ngx_log_error(NGX_LOG_WARN, log, 0, "device_pairing_zone \"%V\": state= was removed: the zone's devices "
+                      "are kept in memory only from now on and are lost at the next restart", name);
+        return NGX_OK;
+    }
+    const dp::StatePaths paths(to);
+    if (state_files_exist(paths)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state=%s already holds a state file or "
+                      "journal; the zone's devices would be mixed with them: remove them, or keep state=%s",
+                      name, to.c_str(), from.empty() ? "(none)" : from.c_str());
+        return NGX_ERROR;
+    }
+    if (ngx_test_config) return NGX_OK;
+    std::string error;
+    dp::SnapshotFile file;
+    if (!file.create(paths, &error)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state=%s: %s", name, to.c_str(), error.c_str());
+        return NGX_ERROR;
+    }
+    // One hold of the zone lock: the snapshot and the new epoch. A change
+    // the old workers commit after it is refused by their writer (503)
+    // rather than journalled where no restart reads it.
+    ZoneStore store(ctx);
+    std::string snapshot;
+    dp::SnapshotInfo info;
+    {
+        dp::StoreLock lock(store);
+        dp::SharedState& sh = store.shared_for_persistence();
+        info = dp::SnapshotInfo{sh.journal_seq, sh.generation};
+        snapshot = dp::serialize_state(store, info);
+        sh.moved_at_seq = sh.journal_seq;
+        sh.journal_bytes = 0;
+        ctx->state_epoch = ++sh.state_epoch;
+        ctx->moved_state = true;
+    }
+    if (!file.write(snapshot, &error) || !file.commit(info, &error)) {
+        ctx->sh->state.state_epoch = ctx->state_epoch - 1;
+        ctx->moved_state = false;
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state=%s: %s", name, to.c_str(), error.c_str());
+        return NGX_ERROR;
+    }
+    ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\": state=%s now holds the zone's %uL devices%s%s",
+                  name, to.c_str(), (uint64_t)ctx->sh->state.devices, from.empty() ? "" : "; it was ",
+                  from.empty() ? "" : from.c_str());
+    return NGX_OK;
 }
 
 }  // namespace dpngx

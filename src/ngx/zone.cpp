@@ -473,6 +473,7 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
         if (auto* old = static_cast<ZoneCtx*>(data)) {  // reload, same name and size: reuse
             ctx->sh = old->sh;
             ctx->shpool = old->shpool;
+            if (carry_state_over(ctx, old->state_path, log) != NGX_OK) return NGX_ERROR;
             start_otp_if_needed(ctx, log);
             return NGX_OK;
         }
@@ -515,6 +516,7 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
         store.defer_indexes();
         const uint32_t now_s = (uint32_t)(now_ms() / 1000);
         std::string error;
+        const ngx_str_t* took_over_from = nullptr;  // the old zone's state=, when a resize took it over
         if (ZoneCtx* old = old_zone_with_same_name(shm_zone)) {
             ZoneStore old_store(old);
             std::string snapshot;
@@ -541,6 +543,7 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
             std::copy(std::begin(old_state.counters), std::end(old_state.counters), std::begin(state.counters));
             ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\" resized, %uL devices kept",
                           &shm_zone->shm.name, (uint64_t)state.devices);
+            took_over_from = &old->state_path;
         } else if (ctx->state_path.len && recover(store, ctx, now_s, log) != NGX_OK) {
             return NGX_ERROR;
         }
@@ -549,6 +552,7 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
                           "its records", &shm_zone->shm.name);
             return NGX_ERROR;
         }
+        if (took_over_from && carry_state_over(ctx, *took_over_from, log) != NGX_OK) return NGX_ERROR;
         // The master's heap held the whole file; give it back before workers
         // fork, or each would start with it resident.
         malloc_trim(0);
