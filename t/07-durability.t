@@ -168,6 +168,26 @@ for my $case ([ 'zone=pairing:1m state=%%DIR%%/state', 'moved' ], [ 'zone=pairin
     $m->finish;
 }
 
+# Last use is durable enough for the idle timeout: a device in use is never
+# expired by a restart or a kill -9 (last seen moves in steps of 1/8 of the
+# timeout, each a journalled write).
+{
+    my $i = DPTest->new;
+    $i->standard(http => 'device_pairing_token_idle_timeout 6s;');
+    $i->start;
+    my $busy = $i->pair_device;
+    for (1 .. 8) { sleep 1; $i->get('/api/x', token => $busy) }
+    is($i->get('/api/x', token => $busy)->{status}, 200, 'a device used every second for 8 s is valid (idle timeout 6 s)');
+    $i->stop;
+    $i->start;
+    is($i->get('/api/x', token => $busy)->{status}, 200, 'and stays valid after a restart');
+    for (1 .. 3) { sleep 1; $i->get('/api/x', token => $busy) }
+    $i->crash;
+    $i->start;
+    is($i->get('/api/x', token => $busy)->{status}, 200, 'and after a kill -9');
+    $i->finish;
+}
+
 # A corrupt or unreadable state file stops nginx -t and startup with a clear message.
 my $c = DPTest->new;
 $c->standard(zone => 'zone=pairing:1m state=%%DIR%%/state compact=1k');

@@ -349,6 +349,19 @@ is($B->get('/api/x', token => $victim)->{status}, 401, 'and the revocation too')
     $_->finish for @capped;
 }
 
+# Last seen travels with the fleet: a device used on E every second is not
+# idle on F (idle timeout 6 s), and F's judgement does not expire it on E.
+{
+    my ($E, $F) = map { host(http => 'device_pairing_token_idle_timeout 6s;') } 1 .. 2;
+    my $e_otp = $E->get('/pair/refresh', token => $E->operator_token)->{json}{otp};
+    my $busy = $E->post('/pair', json => { otp => $e_otp, name => 'busy' })->{json}{token};
+    ok(wait_until(sub { $F->get('/api/x', token => $busy)->{status} == 200 }, 2), 'paired on E, admitted on F');
+    for (1 .. 8) { sleep 1; $E->get('/api/x', token => $busy) }
+    is($F->get('/api/x', token => $busy)->{status}, 200, 'used on E for 8 s: not idle on F');
+    is($E->get('/api/x', token => $busy)->{status}, 200, 'and still valid on E');
+    $_->finish for $E, $F;
+}
+
 # A host started after the others catches up.
 my $C = host();
 ok(wait_until(sub { $C->get('/api/x', token => $token)->{status} == 200 }, 5), 'a late host admits the token');

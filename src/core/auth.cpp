@@ -11,11 +11,19 @@ namespace {
 
 // Last-seen writes are coalesced to once a minute, or to half an idle
 // timeout shorter than two minutes, so the timeout is judged on a fresh enough value.
-uint32_t last_seen_every(const Settings& settings) {
-    constexpr uint32_t kLastSeenEveryS = 60;
-    if (!settings.token_idle_timeout_s) return kLastSeenEveryS;
-    return std::max<uint32_t>(1, std::min(kLastSeenEveryS, settings.token_idle_timeout_s / 2));
+// Last seen is kept to a step: 1/8 of the idle timeout (at least a second),
+// an hour without one. Each step it moves is a durable write (journal,
+// fleet), so a restart, a kill -9 or another host judge idleness on the
+// same value; between steps nothing is written.
+uint32_t last_seen_step(const Settings& settings) {
+    return settings.token_idle_timeout_s ? std::max<uint32_t>(1, settings.token_idle_timeout_s / 8) : 3600;
 }
+
+namespace {
+
+uint32_t seen_mark(const Settings& settings, uint32_t now_s) { return now_s - now_s % last_seen_step(settings); }
+
+}  // namespace
 
 void fill_device(Principal& p, const DeviceRecord* d) {
     p.method = Principal::DeviceToken;
@@ -29,16 +37,18 @@ void fill_device(Principal& p, const DeviceRecord* d) {
     memcpy(p.device_name, d->name, std::min<size_t>(d->name_len, sizeof(p.device_name) - 1));
 }
 
-void touch_last_seen(Store& store, const DeviceRecord* d, const ClientAddr& addr, uint32_t now_s,
-                     uint32_t every_s) {
-    if (now_s - d->last_seen_s >= every_s) {
-        DeviceRecord* seen = as<DeviceRecord>(store.touch(&d->h));
-        seen->last_seen_s = now_s;
-        if (addr.len) {
-            seen->addr_len = addr.len;
-            memcpy(seen->addr, addr.bytes, addr.len);
-        }
+// Under the write lock: the device's last seen moves to this step's mark
+// (and its last address with it). False when another worker was first.
+bool write_last_seen(Store& store, const Digest& key, const ClientAddr& addr, uint32_t mark) {
+    auto* d = as<DeviceRecord>(store.find(Kind::Device, key));
+    if (!d || d->last_seen_s >= mark) return false;
+    DeviceRecord* seen = update_record(store, d);
+    seen->last_seen_s = mark;
+    if (addr.len) {
+        seen->addr_len = addr.len;
+        memcpy(seen->addr, addr.bytes, addr.len);
     }
+    return true;
 }
 
 Response build_unauthorized(bool missing, bool device_key, Principal::Reason reason = Principal::Unknown) {
@@ -110,8 +120,8 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
             fill_device(p, d);
             if (!token_expired(d, settings, now_s)) {
                 p.status = Principal::Ok;
-                touch_last_seen(*store, d, addr, now_s, last_seen_every(settings));
-                return p;
+                if (d->last_seen_s >= seen_mark(settings, now_s)) return p;
+                // A new step: written below, under the write lock.
             }
         } else {
             auto* gone = store->find(Kind::Revoked, hash);
@@ -120,9 +130,13 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
             return p;
         }
     }
+    StoreLock lock(*store);
+    if (p.status == Principal::Ok) {
+        p.seen_written = write_last_seen(*store, hash, addr, seen_mark(settings, now_s));
+        return p;
+    }
     // Expired: retired under the write lock, once (another worker may have
     // been first).
-    StoreLock lock(*store);
     p.reason = Principal::Expired;
     auto* d = as<DeviceRecord>(store->find(Kind::Device, hash));
     if (d && token_expired(d, settings, now_s)) {
@@ -139,7 +153,9 @@ AuditEvent expired_event(const Principal& p) {
 uint32_t token_expiry(const DeviceRecord* d, const Settings& settings) {
     uint32_t expiry = d->h.expires_s;
     if (settings.token_idle_timeout_s) {
-        uint32_t idle = d->last_seen_s + settings.token_idle_timeout_s;
+        // Last seen is a step's mark, up to a step before the last use: the
+        // step is added so that no device used within the timeout expires.
+        uint32_t idle = d->last_seen_s + settings.token_idle_timeout_s + last_seen_step(settings);
         expiry = expiry ? std::min(expiry, idle) : idle;
     }
     return expiry;

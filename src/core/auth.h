@@ -16,6 +16,7 @@ struct Principal {
     // Why an Invalid token is refused, when the zone still knows it.
     enum Reason : uint8_t { Unknown, Revoked, Expired } reason = Unknown;
     bool expired_now = false;  // this check found the token past its lifetime and retired it
+    bool seen_written = false; // this check moved the device's last seen (a write for the journal)
     enum Method { OperatorToken, DeviceToken, DeviceKeyAuth } method = DeviceToken;
     Role role = Role::Device;
     char device_id[24] = {};     // "dev_<16 hex>", "operator", or empty

@@ -92,9 +92,7 @@ std::string fleet_image(Kind kind, std::string_view bytes) {
     }
     if (image.empty()) return image;
     image[0] = image[1] = 0;  // RecordHeader::tree_reserved
-    if (kind == Kind::Device && image.size() >= sizeof(DeviceRecord))
-        memset(&image[offsetof(DeviceRecord, last_seen_s)], 0, sizeof(uint32_t));
-    return image;
+    return image;  // last seen included: each step it moves is a write, so every host judges idleness alike
 }
 
 // Redis runs it atomically: no other commit interleaves between a

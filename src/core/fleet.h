@@ -34,8 +34,8 @@ std::string fleet_feed_key(std::string_view prefix);
 std::string fleet_epoch_key(std::string_view prefix);
 
 // A record's bytes as the fleet compares and stores them: the store's own
-// bytes (rbtree colour) and per-host hints (a device's last seen) zeroed, so
-// hosts agree on a record that only their hints tell apart.
+// bytes (rbtree colour) zeroed, so hosts agree on a record whatever their
+// trees did with it.
 std::string fleet_image(Kind kind, std::string_view bytes);
 
 // One EVALSHA commits a batch of transactions, each checked and applied on

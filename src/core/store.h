@@ -213,8 +213,7 @@ class ChangeLog {
 // implementation holds the zone's ngx_shmtx for that span. Reads hand out
 // const records; a change goes through insert(), remove(), update() or
 // otp_for_update(), which mark the state dirty, so nothing reaches the
-// state file by a call site remembering to say so (touch() is the one
-// exception, for hints).
+// state file by a call site remembering to say so.
 class Store {
    public:
     virtual ~Store() = default;
@@ -238,11 +237,6 @@ class Store {
         requeue(writable);
         return writable;
     }
-    // The writable form of a record for a hint that is not worth a write of
-    // its own (last seen, coalesced to once a minute), allowed under a read
-    // lock: readers touching one record at once store the same kind of value
-    // into a hint; it reaches the state file with the next compaction.
-    RecordHeader* touch(const RecordHeader* record) { return const_cast<RecordHeader*>(record); }
     const SharedState& shared() { return raw_shared(); }
     // Counts an event for the metrics; needs no lock (an atomic add to this
     // process's slot).
@@ -290,7 +284,7 @@ class Store {
     virtual size_t total_bytes() = 0;
     virtual size_t free_bytes() = 0;
 
-    // StoreReadLock's: lookups and hints (find, touch, shared) that do not
+    // StoreReadLock's: lookups (find, shared) that do not
     // exclude each other, only writers.
     void begin_read() { read_lock(); }
     void end_read() { read_unlock(); }
@@ -339,7 +333,7 @@ class Store {
     std::vector<RecordChange> changes_;
 };
 
-// A read: find(), touch() and shared() only, beside other reads (the gate's
+// A read: find() and shared() only, beside other reads (the gate's
 // token lookup in every worker at once).
 class StoreReadLock {
    public:

@@ -44,10 +44,8 @@ dp::Principal check(ngx_http_request_t* r, ngx_uint_t mode, bool* device_key) {
                                                             client_addr(r), (uint32_t)ngx_time());
     if (!store) return p;
     store->count(decision_counter(p));
-    if (p.expired_now) {
-        write_audit(r, {dp::expired_event(p)});
-        journal_flush_soon(zone);
-    }
+    if (p.expired_now) write_audit(r, {dp::expired_event(p)});
+    if (p.expired_now || p.seen_written) journal_flush_soon(zone);
     return p;
 }
 

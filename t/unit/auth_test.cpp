@@ -72,7 +72,7 @@ TEST(Auth, MissingMalformedAndUnknownCredentials) {
     EXPECT_EQ(field(unauthorized(bad, true), "code"), "invalid_device_key");
 }
 
-TEST(Auth, PairedDevicesKeepTheirRoleAndLastSeenIsCoalesced) {
+TEST(Auth, PairedDevicesKeepTheirRoleAndLastSeenMovesByTheHour) {
     Harness h;
     std::string owner = h.owner().substr(7);
     std::string device = h.device().substr(7);
@@ -83,9 +83,11 @@ TEST(Auth, PairedDevicesKeepTheirRoleAndLastSeenIsCoalesced) {
         return h.locked([&] { return as<DeviceRecord>(h.store.find(Kind::Device, sha256(owner)))->last_seen_s; });
     };
     const uint64_t before = h.store.state().dirty;
-    bearer(h, owner, kT0 / 1000 + 30);
-    EXPECT_EQ(last_seen(), kT0 / 1000) << "last seen is written at most once a minute";
-    bearer(h, owner, kT0 / 1000 + 61);
-    EXPECT_EQ(last_seen(), kT0 / 1000 + 61);
-    EXPECT_EQ(h.store.state().dirty, before) << "a hint: it never makes the gate rewrite the state";
+    const uint32_t next_hour = (uint32_t)(kT0 / 1000 / 3600 + 1) * 3600;
+    bearer(h, owner, next_hour - 1);
+    EXPECT_EQ(last_seen(), kT0 / 1000) << "without an idle timeout, last seen moves once an hour";
+    EXPECT_EQ(h.store.state().dirty, before) << "and within the hour the gate writes nothing";
+    bearer(h, owner, next_hour + 61);
+    EXPECT_EQ(last_seen(), next_hour) << "the hour's mark";
+    EXPECT_EQ(h.store.state().dirty, before + 1) << "a durable write";
 }

@@ -155,15 +155,16 @@ TEST(Fleet, RecordKeysRoundTripAndStayInTheirPrefix) {
     EXPECT_EQ(fleet_scan_pattern("a*b:"), "a\\*b:r:*");
 }
 
-TEST(Fleet, ImagesIgnoreTheStoresBytesAndTheLastSeenHint) {
+TEST(Fleet, ImagesIgnoreTheStoresBytesButKeepLastSeen) {
     DeviceRecord d{};
     d.h.kind = Kind::Device;
     d.role = Role::Device;
     std::string a((const char*)&d, sizeof d);
     d.h.tree_reserved[0] = 1;
-    d.last_seen_s = 12345;
     std::string b((const char*)&d, sizeof d);
     EXPECT_EQ(fleet_image(Kind::Device, a), fleet_image(Kind::Device, b));
+    d.last_seen_s = 12345;  // a durable write: every host must see it
+    EXPECT_NE(fleet_image(Kind::Device, a), fleet_image(Kind::Device, std::string((const char*)&d, sizeof d)));
     d.role = Role::Owner;  // anything else is the record
     EXPECT_NE(fleet_image(Kind::Device, a), fleet_image(Kind::Device, std::string((const char*)&d, sizeof d)));
     OtpState none{};
@@ -241,7 +242,7 @@ TEST(Fleet, ABatchLaysOutItsTransactionsInOrder) {
     EXPECT_EQ(argv, expected);
 }
 
-TEST(Fleet, AppliedRecordsReplaceAndRemoveAndKeepTheLocalLastSeen) {
+TEST(Fleet, AppliedRecordsReplaceAndRemoveAndKeepTheNewestLastSeen) {
     Harness a, b;
     RecordingLog log;
     a.store.attach(&log);
@@ -255,9 +256,10 @@ TEST(Fleet, AppliedRecordsReplaceAndRemoveAndKeepTheLocalLastSeen) {
         StoreLock lock(b.store);
         ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, fleet_image(Kind::Device, dev->after), to_s(kT0), &apply_problem));
         EXPECT_EQ(b.store.shared().devices, 1u);
-        DeviceRecord* d = as<DeviceRecord>(b.store.touch(b.store.find(Kind::Device, dev->key)));
+        DeviceRecord* d = update_record(b.store, as<DeviceRecord>(b.store.find(Kind::Device, dev->key)));
         d->last_seen_s = to_s(kT0) + 500;
-        // A rename from another host: the record's bytes change, this host's hint stays.
+        // A rename from another host written before this host's last seen
+        // reached it: the record's bytes change, the newer last seen stays.
         std::string renamed = fleet_image(Kind::Device, dev->after);
         renamed[offsetof(DeviceRecord, name)] = 'Z';
         ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, renamed, to_s(kT0), &apply_problem));
@@ -277,6 +279,13 @@ TEST(Fleet, AppliedRecordsReplaceAndRemoveAndKeepTheLocalLastSeen) {
                   b.store.find(Kind::Device, dev->key))
             << "the id index finds the record as it is now";
         EXPECT_EQ(as<DeviceRecord>(b.store.find(Kind::Device, dev->key))->last_seen_s, to_s(kT0) + 500);
+        // Last seen is carried by the fleet: another host's newer one is taken.
+        const uint32_t later = to_s(kT0) + 900;
+        memcpy(&renamed[offsetof(DeviceRecord, last_seen_s)], &later, 4);
+        EXPECT_EQ(fleet_image(Kind::Device, renamed).substr(offsetof(DeviceRecord, last_seen_s), 4), std::string((const char*)&later, 4))
+            << "images keep last seen";
+        ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, renamed, to_s(kT0), &apply_problem));
+        EXPECT_EQ(as<DeviceRecord>(b.store.find(Kind::Device, dev->key))->last_seen_s, later);
         ASSERT_TRUE(fleet_apply(b.store, Kind::Device, dev->key, "", to_s(kT0), &apply_problem));
         EXPECT_EQ(b.store.find(Kind::Device, dev->key), nullptr);
         EXPECT_EQ(b.store.shared().devices, 0u);

@@ -24,7 +24,7 @@ TEST(Store, AccessOutsideTheLockFailsTheTest) {
     EXPECT_NONFATAL_FAILURE(store.shared(), "outside a StoreLock");
 }
 
-TEST(Store, AReadLockAllowsLookupsAndHintsButNoWrite) {
+TEST(Store, AReadLockAllowsLookupsButNoWrite) {
     MemoryStore store;
     {
         StoreLock lock(store);
@@ -33,7 +33,6 @@ TEST(Store, AReadLockAllowsLookupsAndHintsButNoWrite) {
     StoreReadLock read(store);
     const RecordHeader* a = store.find(Kind::Limiter, key("a"));
     ASSERT_TRUE(a);
-    store.touch(a);
     EXPECT_NONFATAL_FAILURE(store.update(a), "a read lock is not enough");
     EXPECT_NONFATAL_FAILURE(store.remove(a), "a read lock is not enough");
 }
