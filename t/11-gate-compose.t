@@ -200,6 +200,18 @@ like($r->{content}, qr/^uri=\/proxied-login\/x .* auth= key=\n$/, 'the gate\'s o
 like($t->get('/checked-passing/x', token => $token)->{content}, qr/auth=Bearer \Q$token\E/,
      'device_pairing_pass_credentials on in the check\'s location forwards it');
 
+# A pairing route after a proxied, gated request on the same keep-alive
+# connection runs once: a stray write event used to run it again, and the
+# second run answered the client 401 for a pairing the first had made.
+{
+    my $fresh = $t->get('/pair/refresh', token => $op)->{json}{otp};
+    my $port = $t->port;
+    my $out = `curl -s -H 'Authorization: Bearer $token' http://127.0.0.1:$port/api/x --next -s -H 'Content-Type: application/json' -d '{"otp":"$fresh","name":"kept-alive"}' http://127.0.0.1:$port/pair`;
+    like($out, qr/^uri=.*\n\{"token":"dp_tok_/s, 'POST /pair after a gated request on the same connection answers 200 with the token');
+    my @named = grep { $_->{name} eq 'kept-alive' } @{ $t->get('/api/devices', token => $op)->{json}{devices} || [] };
+    is(scalar @named, 1, 'one device paired');
+}
+
 # HEAD on every GET route: headers, no body.
 my $code = $t->post('/api/devices/pairing/request', json => {})->{json};
 for my $path ('/health', '/pair', '/api/devices/identity', '/api/devices', '/api/devices/stats',

@@ -102,6 +102,9 @@ ngx_int_t strip_credentials(ngx_http_request_t* r) {
         }
     }
     r->headers_in.headers = kept;
+    // kept was made with room for every header: one part, which the copy
+    // must point at (not at the local it was built in).
+    r->headers_in.headers.last = &r->headers_in.headers.part;
     r->headers_in.authorization = nullptr;
     return NGX_OK;
 }

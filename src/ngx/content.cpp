@@ -237,6 +237,11 @@ ngx_int_t content_handler(ngx_http_request_t* r) noexcept {
     if (lcf->check != kAuthOff) return check_handler(r);
     if (lcf->metrics) return metrics_handler(r);
     if (!lcf->enable) return NGX_DECLINED;
+    // The route runs once: a write event on the connection while the body is
+    // read or the answer is held (it fired after a proxied request on the
+    // same keep-alive connection) must not run the phases, and the route,
+    // again. A durable pairing was answered 401 by its own second run.
+    r->write_event_handler = ngx_http_request_empty_handler;
     try {
         RequestCtx* ctx = request_ctx(r);
         if (!ctx) return NGX_HTTP_INTERNAL_SERVER_ERROR;
