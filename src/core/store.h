@@ -164,6 +164,11 @@ struct SharedState {
     // for an older path (their ZoneCtx's epoch) may no longer journal there.
     uint32_t state_epoch;
     uint64_t moved_at_seq;
+    // A binary upgrade: a newer generation registered its zone on state=;
+    // this zone's appends are refused (1). Or this zone is the newer one and
+    // the older generation's master still runs (its pid): no compaction yet.
+    uint32_t superseded;
+    uint32_t predecessor_pid;
     CounterSlot counters[kCounterSlots];
 };
 

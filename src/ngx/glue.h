@@ -317,6 +317,8 @@ void journal_flush_soon(ZoneCtx* zone);
 void flush_at_exit(ngx_cycle_t* cycle, ZoneCtx* zone);
 // zone.cpp: a resize retired the zone this worker uses: no more writes.
 bool zone_retired(ZoneCtx* zone);
+// The zone's name as the journal's owner (and on fleet feed entries).
+uint64_t zone_id(ZoneCtx* zone);
 // The zone's count of committed changes (one word, read without the lock).
 inline uint64_t zone_changes(ZoneCtx* zone) {
     return zone && zone->sh ? ((volatile dp::SharedState&)zone->sh->state).dirty : 0;

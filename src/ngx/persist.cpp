@@ -141,7 +141,7 @@ class JournalWriter final : public DurableWriter {
         const dp::SharedState& sh = zone_->sh->state;
         if (zone_->state_epoch != ((volatile const dp::SharedState&)sh).state_epoch)
             return appended(max_seq <= sh.moved_at_seq, "state= was moved by a reload; this worker's path is no longer read");
-        append_step_.work = [this](std::string* error) { return dp::append_journal(paths_, writing_, error, &repaired_); };
+        append_step_.work = [this](std::string* error) { return dp::append_journal(paths_, writing_, error, &outcome_, zone_id(zone_)); };
         append_step_.done = [this](bool ok, const std::string& error) { appended(ok, error); };
         if (ngx_thread_task_post(pool_, append_task_) != NGX_OK) appended(false, "the thread pool refused the task");
     }
@@ -150,7 +150,8 @@ class JournalWriter final : public DurableWriter {
     void flush_at_exit() override {
         if (in_flight_ || pending_.empty() || zone_->state_epoch != zone_->sh->state.state_epoch) return;
         std::string error;
-        if (!dp::append_journal(paths_, pending_, &error)) alert_rate_limited(log_, "the last journal write", error);
+        if (!dp::append_journal(paths_, pending_, &error, nullptr, zone_id(zone_)))
+            alert_rate_limited(log_, "the last journal write", error);
         pending_.clear();
     }
 
@@ -163,14 +164,24 @@ class JournalWriter final : public DurableWriter {
         writing_.clear();
         std::vector<ngx_http_request_t*> waiters;
         waiters.swap(writing_waiters_);
-        if (!ok) alert_rate_limited(log_, "the journal write failed; its changes were undone and answered 503", error);
-        if (repaired_) {
-            ngx_log_error(NGX_LOG_WARN, log_, 0, "device_pairing: %uL bytes of an entry left by a writer that died "
-                          "mid-append were cut off \"%s\" before this append", repaired_, paths_.journal.c_str());
-            repaired_ = 0;
+        const bool superseded = outcome_.superseded;
+        if (superseded && !zone_->sh->state.superseded) {
+            zone_->sh->state.superseded = 1;
+            ngx_log_error(NGX_LOG_NOTICE, log_, 0, "device_pairing: a newer nginx generation owns \"%s\": this "
+                          "generation's writes are refused (503) until it exits", paths_.journal.c_str());
+        } else if (!ok) {
+            alert_rate_limited(log_, "the journal write failed; its changes were undone and answered 503", error);
         }
+        if (outcome_.repaired) {
+            ngx_log_error(NGX_LOG_WARN, log_, 0, "device_pairing: %uL bytes of an entry left by a writer that died "
+                          "mid-append were cut off \"%s\" before this append", outcome_.repaired, paths_.journal.c_str());
+        }
+        outcome_ = dp::AppendOutcome{};
         for (ngx_http_request_t* r : waiters)
-            if (r) answer_held(zone_, r, ok, "the change could not be written to disk and was undone; try again");
+            if (r)
+                answer_held(zone_, r, ok, superseded ? "a newer nginx generation (a binary upgrade) holds the pairing "
+                                                       "state now; the change was undone; try again"
+                                                     : "the change could not be written to disk and was undone; try again");
         if (ok && zone_->state_epoch == zone_->sh->state.state_epoch) {
             ZoneStore store(zone_);
             dp::StoreLock lock(store);
@@ -188,7 +199,12 @@ class JournalWriter final : public DurableWriter {
         {
             dp::StoreLock lock(store);
             dp::SharedState& sh = store.shared_for_persistence();
-            if (sh.retired || sh.state_epoch != zone_->state_epoch || sh.journal_bytes < zone_->compact_after) return;
+            if (sh.retired || sh.superseded || sh.state_epoch != zone_->state_epoch || sh.journal_bytes < zone_->compact_after)
+                return;
+            // The older generation of a binary upgrade still runs: the
+            // journal is not set aside under it (its entries up to this
+            // zone's registration are all here; it appends no more).
+            if (sh.predecessor_pid && kill((pid_t)sh.predecessor_pid, 0) == 0) return;
             if (sh.compactor_pid && sh.compactor_pid != (uint32_t)ngx_pid && kill((pid_t)sh.compactor_pid, 0) == 0)
                 return;  // another worker is at it
             sh.compactor_pid = (uint32_t)ngx_pid;
@@ -281,7 +297,7 @@ class JournalWriter final : public DurableWriter {
     uint64_t pending_max_seq_ = 0;  // the newest change among pending_
     std::vector<ngx_http_request_t*> pending_waiters_, writing_waiters_;
     bool in_flight_ = false;
-    uint64_t repaired_ = 0;  // set by the thread: a dead writer's partial entry it cut off
+    dp::AppendOutcome outcome_;  // set by the thread: a dead writer's partial entry it cut, a newer owner
     ThreadStep append_step_;
     ngx_thread_task_t* append_task_;
 
@@ -335,6 +351,26 @@ void answer_held(ZoneCtx* zone, ngx_http_request_t* r, bool durable, const char*
     ngx_http_run_posted_requests(c);
 }
 
+namespace {
+
+// The zone registered as the journal's owner before nginx became a daemon:
+// the master's pid is known only now, to its workers. A newer generation
+// checks it to learn whether this one still runs.
+void name_owner_master(ZoneCtx* zone, ngx_log_t* log) {
+    const dp::StatePaths paths(to_string(zone->state_path));
+    std::string error;
+    dp::StateLock lock(paths, &error);
+    dp::JournalOwner owner;
+    if (!lock.held() || !dp::read_journal_owner(lock, &owner) || owner.zone_id != zone_id(zone) ||
+        owner.master_pid == (uint64_t)getppid())
+        return;
+    owner.master_pid = (uint64_t)getppid();
+    if (!dp::write_journal_owner(lock, owner, &error))
+        ngx_log_error(NGX_LOG_WARN, log, 0, "device_pairing: %s", error.c_str());
+}
+
+}  // namespace
+
 ngx_int_t start_journal(ngx_cycle_t* cycle, ZoneCtx* zone) {
     if (!zone || zone->state_path.len == 0) return NGX_OK;
     ngx_thread_pool_t* pool = default_thread_pool(cycle);
@@ -346,6 +382,7 @@ ngx_int_t start_journal(ngx_cycle_t* cycle, ZoneCtx* zone) {
         auto* journal = new JournalWriter(zone, pool, cycle);
         if (!journal->ready()) return NGX_ERROR;
         worker_writer = journal;
+        if (ngx_worker == 0) name_owner_master(zone, cycle->log);
     } catch (...) {
         return NGX_ERROR;
     }

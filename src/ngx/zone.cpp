@@ -206,11 +206,26 @@ ngx_int_t recover(ZoneStore& store, ZoneCtx* ctx, uint32_t now_s, ngx_log_t* log
         ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
         return NGX_ERROR;
     }
+    // This zone owns the journal from now on: an older generation still
+    // running (a binary upgrade) has its later appends refused, so it
+    // acknowledges nothing this zone did not just read.
+    dp::JournalOwner previous;
+    const bool had_owner = dp::read_journal_owner(file_lock, &previous);
+    if (!ngx_test_config && !dp::write_journal_owner(file_lock, {zone_id(ctx), (uint64_t)ngx_pid}, &error)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
+        return NGX_ERROR;
+    }
     dp::StoreLock lock(store);
     dp::SharedState& state = store.shared_for_persistence();
     state.journal_seq = last_seq;
     state.generation = info.generation;
     state.journal_bytes = journal_bytes;
+    if (had_owner && previous.master_pid && previous.master_pid != (uint64_t)ngx_pid &&
+        kill((pid_t)previous.master_pid, 0) == 0) {
+        state.predecessor_pid = (uint32_t)previous.master_pid;
+        ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\": the journal's previous owner (master %uL) "
+                      "still runs: its workers' writes are refused from now on", name, previous.master_pid);
+    }
     return NGX_OK;
 }
 
@@ -491,11 +506,11 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
         if (!ctx->sh) return NGX_ERROR;
         ctx->sh->by_digest.slots = reinterpret_cast<dp::DigestSlot*>(ctx->sh + 1);
         ctx->sh->by_digest.capacity = capacity;
-        if (ctx->fleet) {  // out of step until worker 0 has read Redis
-            ctx->sh->state.fleet_out_of_step_ms = now_ms();
-            dp::Bytes origin = dp::random_bytes(sizeof ctx->sh->state.fleet_origin);
-            memcpy(ctx->sh->state.fleet_origin, origin.data(), origin.size());
-        }
+        // The zone's name on what it writes: fleet feed entries, and the
+        // journal's owner (a binary upgrade runs two zones on one state=).
+        dp::Bytes origin = dp::random_bytes(sizeof ctx->sh->state.fleet_origin);
+        memcpy(ctx->sh->state.fleet_origin, origin.data(), origin.size());
+        if (ctx->fleet) ctx->sh->state.fleet_out_of_step_ms = now_ms();  // out of step until worker 0 has read Redis
         for (size_t k = 0; k < dp::kKindCount; k++) {
             ngx_rbtree_init(&ctx->sh->trees[k], &ctx->sh->sentinels[k], insert_ordered<record_key_less>);
             ngx_queue_init(&ctx->sh->expiry[k]);
@@ -540,6 +555,7 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
             state.journal_seq = old_state.journal_seq;
             state.journal_bytes = old_state.journal_bytes;
             state.generation = old_state.generation + 1;
+            std::copy(std::begin(old_state.fleet_origin), std::end(old_state.fleet_origin), std::begin(state.fleet_origin));
             std::copy(std::begin(old_state.counters), std::end(old_state.counters), std::begin(state.counters));
             ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\" resized, %uL devices kept",
                           &shm_zone->shm.name, (uint64_t)state.devices);
@@ -638,6 +654,12 @@ void show_banner(ZoneCtx* zone, const std::vector<std::string>& lines, ngx_log_t
         const std::string out = isatty(STDERR_FILENO) ? text : pointer.empty() ? "" : pointer + "\n";
         if (!out.empty()) (void)!write(STDERR_FILENO, out.data(), out.size());
     }
+}
+
+uint64_t zone_id(ZoneCtx* zone) {
+    uint64_t id;
+    memcpy(&id, zone->sh->state.fleet_origin, sizeof id);
+    return id;
 }
 
 bool zone_retired(ZoneCtx* zone) {

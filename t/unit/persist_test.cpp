@@ -180,9 +180,9 @@ TEST(JournalFile, APartialEntryLeftByADeadWriterIsCutBeforeTheNextAppend) {
             f << entries[1].substr(0, entries[1].size() / 2);
         }
         if (lock_file_lost) std::filesystem::remove(paths.lock);
-        uint64_t repaired = 0;
-        ASSERT_TRUE(append_journal(paths, entries[1], &error, &repaired)) << error;
-        EXPECT_EQ(repaired, entries[1].size() / 2);
+        AppendOutcome outcome;
+        ASSERT_TRUE(append_journal(paths, entries[1], &error, &outcome)) << error;
+        EXPECT_EQ(outcome.repaired, entries[1].size() / 2);
         JournalScan scan;
         ASSERT_TRUE(parse_journal(t.journal(), &scan, &error)) << error;
         EXPECT_FALSE(scan.torn);
@@ -220,4 +220,32 @@ TEST(JournalFile, AJournalDamagedBeforeItsEndIsNotAppendedTo) {
     EXPECT_FALSE(append_journal(paths, entries[0], &error));
     EXPECT_NE(error.find("corrupt journal entry at offset 0"), std::string::npos) << error;
     EXPECT_EQ(t.journal(), damaged) << "nothing written, nothing cut";
+}
+
+// A binary upgrade: the new generation registers its zone when it recovers;
+// from then on the old generation's appends are refused (it answers 503), so
+// it acknowledges nothing the new one does not hold.
+TEST(JournalFile, OnlyTheRegisteredZoneAppends) {
+    TempState t;
+    const StatePaths paths(t.base);
+    const std::vector<std::string> entries = two_entries();
+    std::string error;
+    ASSERT_TRUE(append_journal(paths, entries[0], &error, nullptr, 1)) << "no owner yet: " << error;
+    {
+        StateLock lock(paths, &error);
+        ASSERT_TRUE(write_journal_owner(lock, JournalOwner{2, 4242}, &error)) << error;
+        JournalOwner owner;
+        ASSERT_TRUE(read_journal_owner(lock, &owner));
+        EXPECT_EQ(owner.zone_id, 2u);
+        EXPECT_EQ(owner.master_pid, 4242u);
+    }
+    AppendOutcome outcome;
+    EXPECT_FALSE(append_journal(paths, entries[1], &error, &outcome, 1));
+    EXPECT_TRUE(outcome.superseded);
+    EXPECT_EQ(t.journal(), entries[0]) << "nothing of the old generation's append";
+    ASSERT_TRUE(append_journal(paths, entries[1], &error, nullptr, 2)) << error;
+    EXPECT_EQ(t.journal(), entries[0] + entries[1]);
+    JournalScan scan;
+    ASSERT_TRUE(parse_journal(t.journal(), &scan, &error)) << error;
+    EXPECT_EQ(scan.entries.size(), 2u) << "the end mark and the owner share the lock file without harm";
 }

@@ -155,6 +155,37 @@ bool journal_end(const StateLock& lock, int fd, const struct stat& st, uint64_t*
 
 }  // namespace
 
+namespace {
+
+struct OwnerRecord {
+    char magic[8];
+    uint64_t zone_id;
+    uint64_t master_pid;
+};
+constexpr char kOwnerMagic[8] = {'D', 'P', 'O', 'W', 'N', 'E', 'R', '1'};
+constexpr off_t kOwnerAt = 64;  // after the journal's end mark
+
+}  // namespace
+
+bool read_journal_owner(const StateLock& lock, JournalOwner* owner) {
+    OwnerRecord r;
+    *owner = JournalOwner{};
+    if (pread(lock.fd(), &r, sizeof r, kOwnerAt) != (ssize_t)sizeof r || memcmp(r.magic, kOwnerMagic, 8) != 0) return false;
+    owner->zone_id = r.zone_id;
+    owner->master_pid = r.master_pid;
+    return true;
+}
+
+bool write_journal_owner(const StateLock& lock, const JournalOwner& owner, std::string* error) {
+    OwnerRecord r{};
+    memcpy(r.magic, kOwnerMagic, 8);
+    r.zone_id = owner.zone_id;
+    r.master_pid = owner.master_pid;
+    if (pwrite(lock.fd(), &r, sizeof r, kOwnerAt) == (ssize_t)sizeof r && fdatasync(lock.fd()) == 0) return true;
+    *error = std::string("cannot register in the lock file: ") + strerror(errno);
+    return false;
+}
+
 bool settle_journal(const StateLock& lock, const StatePaths& paths, uint64_t end, std::string* error) {
     int fd = open(paths.journal.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
@@ -170,9 +201,16 @@ bool settle_journal(const StateLock& lock, const StatePaths& paths, uint64_t end
     return ok;
 }
 
-bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error, uint64_t* repaired) {
+bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error, AppendOutcome* outcome,
+                    uint64_t writer) {
     StateLock lock(paths, error);
     if (!lock.held()) return false;
+    JournalOwner owner;
+    if (writer && read_journal_owner(lock, &owner) && owner.zone_id && owner.zone_id != writer) {
+        if (outcome) outcome->superseded = true;
+        *error = "a newer nginx generation (a binary upgrade) owns the journal now";
+        return false;
+    }
     int fd = open(paths.journal.c_str(), O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         *error = "cannot open " + paths.journal + ": " + strerror(errno);
@@ -184,7 +222,7 @@ bool append_journal(const StatePaths& paths, std::string_view bytes, std::string
     if (!ok) *error = "cannot stat " + paths.journal + ": " + strerror(errno);
     ok = ok && journal_end(lock, fd, st, &start, error);
     if (ok && (uint64_t)st.st_size > start) {  // a writer died mid-append: its partial entry goes first
-        if (repaired) *repaired = (uint64_t)st.st_size - start;
+        if (outcome) outcome->repaired = (uint64_t)st.st_size - start;
         ok = ftruncate(fd, (off_t)start) == 0;
         if (!ok) *error = "cannot cut the partial entry off " + paths.journal + ": " + strerror(errno);
     }

@@ -63,13 +63,32 @@ class StateLock {
 // lies past it. Recovery calls it after its scan; appends keep it current.
 bool settle_journal(const StateLock& lock, const StatePaths& paths, uint64_t end, std::string* error);
 
+// Which zone may append to the journal. Two generations of nginx share one
+// state= during a binary upgrade (USR2), each with its own zone: the new
+// one registers when it recovers (under the lock, so it has read every entry
+// appended before), and from then on appends by any other zone are refused,
+// so nothing is acknowledged that the new generation does not hold.
+struct JournalOwner {
+    uint64_t zone_id = 0;      // the registered zone (0: none yet)
+    uint64_t master_pid = 0;   // its master
+};
+bool read_journal_owner(const StateLock& lock, JournalOwner* owner);
+bool write_journal_owner(const StateLock& lock, const JournalOwner& owner, std::string* error);
+
 // Appends bytes to the journal and makes them durable (journal_sync). A
 // partial entry left at the end by a writer that died mid-append (this
 // process's or another's) is cut off first, so an append never lands
 // behind one; a journal damaged before its end is refused. On any failure
 // the journal is cut back to where it was. *repaired (optional) gets the
 // bytes of a partial tail that were cut. Blocking: nginx runs it in a thread.
-bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error, uint64_t* repaired = nullptr);
+// With a writer (a zone id), the append is refused unless that zone owns the
+// journal (*superseded set: a newer generation registered).
+struct AppendOutcome {
+    uint64_t repaired = 0;
+    bool superseded = false;
+};
+bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error,
+                    AppendOutcome* outcome = nullptr, uint64_t writer = 0);
 
 // Sets the journal aside for a compaction (PATH.journal -> PATH.journal.1),
 // unless an interrupted compaction already left one, which is compacted too.
