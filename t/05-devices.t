@@ -139,6 +139,20 @@ for my $i (1 .. 5) {
 }
 DPTest::is_problem($t->post('/api/devices/pairing/approve', token => $op, json => { code => 'AAA-AAA-AAA' }, from => '127.0.0.9'), 429, 'rate_limited', 'then 429');
 
+# Who approved each device: the list and the audit log say.
+{
+    my $by_device_req = $t->post('/api/devices/pairing/request', json => { requesterId => 'minted-by-a-device' })->{json};
+    is($t->post('/api/devices/pairing/approve', token => $device_token, json => { code => $by_device_req->{code} })->{status}, 200,
+       'device_pairing_approvers any (the default): a device approves');
+    my $minted = $t->get("/api/devices/pairing/status/$by_device_req->{requestId}")->{json}{token};
+    my @list = @{ $t->get('/api/devices', token => $op)->{json}{devices} };
+    my ($approver) = map { $_->{id} } grep { $_->{name} eq 'mobile-app-id' } @list;
+    my ($minted_dev) = grep { $_->{name} eq 'minted-by-a-device' } @list;
+    is($minted_dev->{approvedBy}, $approver, 'the list says which device approved it');
+    my ($first) = grep { $_->{name} eq 'mobile-app-id' } @list;
+    is($first->{approvedBy}, 'operator', 'or that the operator token did');
+}
+
 # QR: a standalone SVG that a real decoder reads back as the pairing URL.
 $r = $t->get('/api/devices/pairing/qr');
 my $qr = $r->{json};
@@ -173,6 +187,25 @@ $t->stop;
 $t->start;
 is($t->get('/api/devices/identity')->{json}{publicKey}, $id->{publicKey}, 'same identity after restart');
 $t->finish;
+
+# device_pairing_approvers owner: a device gets 403 on approve and reject.
+{
+    my $o = DPTest->new;
+    $o->standard(http => 'device_pairing_approvers owner;');
+    $o->start;
+    my $oop = $o->operator_token;
+    my $q = $o->post('/api/devices/pairing/request', json => { requesterId => 'phone' })->{json};
+    $o->post('/api/devices/pairing/approve', token => $oop, json => { code => $q->{code} });
+    my $dev = $o->get("/api/devices/pairing/status/$q->{requestId}")->{json}{token};
+    my $q2 = $o->post('/api/devices/pairing/request', json => { requesterId => 'rogue' })->{json};
+    DPTest::is_problem($o->post('/api/devices/pairing/approve', token => $dev, json => { code => $q2->{code} }), 403, 'forbidden',
+                       'approvers owner: a device may not approve');
+    DPTest::is_problem($o->post('/api/devices/pairing/reject', token => $dev, json => { code => $q2->{code} }), 403, 'forbidden',
+                       'nor reject');
+    is($o->get("/api/devices/pairing/status/$q2->{requestId}")->{json}{status}, 'pending', 'the request is untouched');
+    is($o->post('/api/devices/pairing/approve', token => $oop, json => { code => $q2->{code} })->{status}, 200, 'an owner approves');
+    $o->finish;
+}
 
 # Expiry and cleanup with a short code lifetime.
 my $e = DPTest->new;

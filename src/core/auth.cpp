@@ -170,6 +170,10 @@ void retire_device(Store& store, const RecordHeader* device, RevokedFlags why, u
                    const std::function<void(RevokedRecord*)>& note) {
     Digest key;
     memcpy(key.data(), device->key, 32);
+    if (why != kRevokedRotated) {
+        const std::string id = device_id_text(as<DeviceRecord>(device)->id);
+        if (const RecordHeader* approval = store.find(Kind::Approval, approval_key(id))) store.remove(approval);
+    }
     store.remove(device);
     // Without room for it the token is still gone; it is just refused as unknown.
     insert_record<RevokedRecord>(store, Kind::Revoked, key, now_s, [&](RevokedRecord* r) {

@@ -50,6 +50,12 @@ bool token_expired(const DeviceRecord* d, const Settings& settings, uint32_t now
 
 // Takes a device's token out of use (the caller holds the StoreLock): the
 // record goes, a Revoked record with the same key says why for a while.
+// Where a device's approver is kept: by its id text ("dev_..."), which a
+// rotation keeps.
+inline Digest approval_key(std::string_view device_id) { return sha256_labeled("approval", device_id); }
+
+// Retires a device (its approval leaves with it, but for a rotation, which
+// keeps the device).
 // note: fills what else the left-over record keeps (a rotation's seal).
 void retire_device(Store& store, const RecordHeader* device, RevokedFlags why, uint32_t now_s,
                    const std::function<void(RevokedRecord*)>& note = nullptr);

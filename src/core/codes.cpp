@@ -107,6 +107,9 @@ namespace {
 
 Response code_decide(Call& call, Decision decision) {
     const Request& req = call.req;
+    // Before the code is even looked up: a device learns nothing from it.
+    if (call.settings.approvers_owner_only && call.who.role != Role::Owner)
+        return forbidden("device_pairing_approvers owner: only an owner approves or rejects a pairing");
     Result<Json> parsed = body_object(req);
     if (!parsed) return parsed.error();
     Json& body = *parsed;
@@ -135,6 +138,7 @@ Response code_decide(Call& call, Decision decision) {
     CodeRequestRecord* decided = update_record(call.store, found);
     decided->status = approve ? CodeStatus::Approved : CodeStatus::Rejected;
     decided->approved_at_ms = req.now_ms;
+    decided->approver = approver_of(call.who);
     const std::string requester(found->requester, found->requester_len);
     call.store.count(approve ? Counter::CodesApproved : Counter::CodesRejected);
     Response r = json_response(200, json_pack("{s:s, s:s, s:s}", "status", approve ? "approved" : "rejected",
@@ -193,8 +197,10 @@ Response status_of(Call& call, const std::string& request_id) {
     delivered->delivered_s = now;
     Bytes sealed = seal(request_id, (const uint8_t*)raw.data());
     memcpy(delivered->sealed_token, sealed.data(), 32);
+    if (!record_approval(call.store, device->id, r->approver, now)) return zone_full();
     Response resp = approved(r, &device->token);
     resp.audit.push_back(paired_event(call.store, *device, Role::Device, PairMethod::Code));
+    resp.audit.back().actor = approver_text(r->approver);  // who let it in
     resp.durable = true;
     return resp;
 }

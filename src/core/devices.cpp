@@ -85,6 +85,22 @@ Result<IssuedDevice> issue_device(Store& store, const Settings& settings, Role r
     return IssuedDevice{token, device_id_text(d->id)};
 }
 
+Approver approver_of(const Principal& who) {
+    Approver a{};
+    if (who.method == Principal::DeviceToken && hex_decode_to(std::string_view(who.device_id).substr(4), a.device_id, 8))
+        a.role = who.role;
+    return a;
+}
+
+std::string approver_text(const Approver& approver) {
+    return approver.role == Role{} ? "operator" : device_id_text(approver.device_id);
+}
+
+bool record_approval(Store& store, const std::string& device_id, const Approver& approver, uint32_t now_s) {
+    return insert_record<ApprovalRecord>(store, Kind::Approval, approval_key(device_id), now_s,
+                                         [&](ApprovalRecord* r) { r->approver = approver; }) != nullptr;
+}
+
 AuditEvent paired_event(Store& store, const IssuedDevice& device, Role role, PairMethod method) {
     store.count(method == PairMethod::Otp ? Counter::PairedOtp : Counter::PairedCode);
     return AuditEvent{"paired", device.id, role_name(role), pair_method_name(method), "", ""};
@@ -111,17 +127,21 @@ Response device_list(Call& call) {
         after = *raw;
     }
     std::vector<DeviceRecord> page;
+    std::vector<std::string> approved_by;  // per device: who approved it ("": paired by OTP)
     page.reserve((size_t)limit + 1);
     {
         StoreLock lock(call.store);
         call.store.visit_index_after(Index::DeviceId, after, (size_t)limit + 1, [&](const RecordHeader* h) {
             page.push_back(*as<DeviceRecord>(h));
+            auto* approval = as<ApprovalRecord>(call.store.find(Kind::Approval, approval_key(device_id_text(page.back().id))));
+            approved_by.push_back(approval ? approver_text(approval->approver) : "");
         });
     }
     const bool more = page.size() > (size_t)limit;
     if (more) page.pop_back();
     Json list(json_array());
-    for (const DeviceRecord& d : page) {
+    for (size_t i = 0; i < page.size(); i++) {
+        const DeviceRecord& d = page[i];
         ClientAddr a;
         a.len = d.addr_len;
         memcpy(a.bytes, d.addr, sizeof(a.bytes));
@@ -134,6 +154,8 @@ Response device_list(Call& call) {
                       iso8601(d.h.created_s * 1000LL).c_str(), "lastSeenAt",
                       iso8601(d.last_seen_s * 1000LL).c_str(), "lastAddress", addr_text(a).c_str(), "expiresAt",
                       expiry ? json_string(iso8601(expiry * 1000LL).c_str()) : json_null()));
+        json_object_set_new(json_array_get(list.get(), json_array_size(list.get()) - 1), "approvedBy",
+                            approved_by[i].empty() ? json_null() : json_string(approved_by[i].c_str()));
     }
     Json answer(json_checked(json_pack("{s:O}", "devices", list.get())));
     json_object_set_new(answer.get(), "next_cursor",
@@ -145,7 +167,7 @@ Response device_list(Call& call) {
 Response zone_stats(Call& call) {
     json_t* kinds = json_object();
     static const char* const names[kKindCount] = {"devices", "limiters", "mailboxes", "codeRequests", "nonces",
-                                                  "accountCounters"};
+                                                  "accountCounters", "revokedTokens", "approvals"};
     StoreLock lock(call.store);
     for (size_t k = 0; k < kKindCount; k++)  // counters: no walk over a million records
         json_object_set_new(kinds, names[k], json_checked(json_integer((json_int_t)call.store.shared().records[k])));

@@ -36,6 +36,13 @@ Response device_revoke(Call& call);   // DELETE /api/devices/{id}
 Response device_revoke_others(Call& call);  // DELETE /api/devices?all_but_self=1
 Response device_rename(Call& call);   // PATCH /api/devices/{id}
 Response device_rotate(Call& call);   // POST /api/devices/self/rotate
+// The approver a principal is (the operator token, or a device), as kept
+// on a code request and then on the device it becomes, and as text.
+Approver approver_of(const Principal& who);
+std::string approver_text(const Approver& approver);
+// Keeps who approved a device that paired by code (false: no room).
+bool record_approval(Store& store, const std::string& device_id, const Approver& approver, uint32_t now_s);
+
 // A rotation retried with the old token within the grace: the same new
 // token, nothing changed. None: refuse as any revoked token.
 std::optional<Response> rotation_retry(Call& call);

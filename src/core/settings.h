@@ -33,6 +33,9 @@ struct Settings {
     uint32_t token_idle_timeout_s = 0;  // 0: off; judged on last-seen, which is kept to the minute
     uint32_t token_lifetime_s = 0;      // 0: off; from the token's issue (pairing or rotation)
     uint64_t max_devices = 0;           // 0: no cap
+    // device_pairing_approvers owner: devices may not approve or reject
+    // pairing codes (a stolen device token mints no devices that outlive it).
+    bool approvers_owner_only = false;
     // The zone's key for OTPs and pairing codes as keyed MACs (one for every
     // server of the zone, and every host of a fleet).
     Digest secret_key{};

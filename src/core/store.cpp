@@ -14,6 +14,7 @@ size_t record_size(Kind kind) {
         case Kind::Nonce: return sizeof(NonceRecord);
         case Kind::AccountCount: return sizeof(AccountCountRecord);
         case Kind::Revoked: return sizeof(RevokedRecord);
+        case Kind::Approval: return sizeof(ApprovalRecord);
         case Kind::Count: break;
     }
     return 0;
@@ -53,8 +54,11 @@ std::string field_problem(const RecordHeader* h) {
             if ((uint8_t)c->status > (uint8_t)CodeStatus::Delivered) return "unknown code status";
             if (c->requester_len > sizeof(c->requester)) return "requester length past its field";
             if (c->meta_len > sizeof(c->meta)) return "meta length past its field";
+            if ((uint8_t)c->approver.role > (uint8_t)Role::Device) return "unknown approver role";
             return "";
         }
+        case Kind::Approval:
+            return (uint8_t)as<ApprovalRecord>(h)->approver.role > (uint8_t)Role::Device ? "unknown approver role" : "";
         default: return "";
     }
 }

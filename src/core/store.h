@@ -14,7 +14,7 @@
 
 namespace dp {
 
-enum class Kind : uint8_t { Device, Limiter, Mailbox, CodeRequest, Nonce, AccountCount, Revoked, Count };
+enum class Kind : uint8_t { Device, Limiter, Mailbox, CodeRequest, Nonce, AccountCount, Revoked, Approval, Count };
 constexpr size_t kKindCount = (size_t)Kind::Count;
 
 enum class Role : uint8_t { Owner = 1, Device = 2 };
@@ -65,6 +65,13 @@ struct MailboxRecord {
 
 enum class CodeStatus : uint8_t { Pending = 0, Approved = 1, Rejected = 2, Delivered = 3 };
 
+// Who approved a pairing: the operator token, or a device (its id and role).
+struct Approver {
+    uint8_t device_id[8];
+    Role role;                 // 0: the operator token
+    uint8_t pad[3];
+};
+
 // A human pairing-code request, found by its request id.
 struct CodeRequestRecord {
     RecordHeader h;
@@ -88,6 +95,7 @@ struct CodeRequestRecord {
         uint8_t sealed_token[32];
     };
     uint32_t delivered_s;
+    Approver approver;         // who approved it (kept for the device it becomes)
 };
 
 // An attestation nonce seen by verify, kept for its age window.
@@ -109,6 +117,14 @@ struct RevokedRecord {
     uint8_t sealed_token[32];
 };
 constexpr uint32_t kRevokedKeptS = 7 * 86400;
+
+// Who approved a device that paired by code, found by the device's id
+// (key_of("approval", id): rotation keeps it); it leaves with the device.
+// A record of its own: the device's fits a 128-byte slab chunk exactly.
+struct ApprovalRecord {
+    RecordHeader h;
+    Approver approver;
+};
 
 // Live mailboxes of one account, so the per-account cap costs one lookup.
 // Derived state: rebuilt from the mailboxes when a state file is loaded.
@@ -176,7 +192,7 @@ template <typename T>
 constexpr bool kShmSafe = std::is_standard_layout_v<T> && std::is_trivially_copyable_v<T>;
 static_assert(kShmSafe<DeviceRecord> && kShmSafe<LimiterRecord> && kShmSafe<MailboxRecord> &&
               kShmSafe<CodeRequestRecord> && kShmSafe<NonceRecord> && kShmSafe<AccountCountRecord> &&
-              kShmSafe<RevokedRecord> && kShmSafe<SharedState>);
+              kShmSafe<RevokedRecord> && kShmSafe<ApprovalRecord> && kShmSafe<SharedState>);
 static_assert(offsetof(DeviceRecord, h) == 0 && offsetof(MailboxRecord, h) == 0);
 
 size_t record_size(Kind kind);
@@ -365,7 +381,9 @@ class StoreLock {
 
 // Records of every kind but devices expire; expiry is bounded work from the
 // head of each kind's queue (expire_some), never a walk.
-inline bool expiring_kind(Kind kind) { return kind != Kind::Device && kind != Kind::AccountCount; }
+inline bool expiring_kind(Kind kind) {
+    return kind != Kind::Device && kind != Kind::AccountCount && kind != Kind::Approval;
+}
 
 // True when a record's new bytes (image, of the same kind and key) leave
 // what the store derives from it as it is (the owner count, the indexes, an

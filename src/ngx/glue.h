@@ -136,6 +136,7 @@ struct SrvConf {
     ngx_uint_t max_pairings;
     size_t max_body;
     ngx_uint_t qr_colors;
+    ngx_uint_t approvers;  // device_pairing_approvers: 0 any, 1 owner
     time_t token_idle_timeout;  // 0: off
     time_t token_lifetime;      // 0: off
     ngx_uint_t max_devices;     // 0: off

@@ -34,6 +34,13 @@ ngx_conf_enum_t auth_modes[] = {
     {ngx_null_string, 0},
 };
 
+// device_pairing_approvers: who may approve or reject a pairing code.
+ngx_conf_enum_t approver_roles[] = {
+    {ngx_string("any"), 0},    // seed 002: any paired device
+    {ngx_string("owner"), 1},  // owners (and the operator token) only
+    {ngx_null_string, 0},
+};
+
 ngx_conf_enum_t qr_color_schemes[] = {
     {ngx_string("light-on-dark"), (ngx_uint_t)dp::QrColors::LightOnDark},
     {ngx_string("dark-on-light"), (ngx_uint_t)dp::QrColors::DarkOnLight},
@@ -41,6 +48,8 @@ ngx_conf_enum_t qr_color_schemes[] = {
 };
 
 ngx_command_t commands[] = {
+    {ngx_string("device_pairing_approvers"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_enum_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, approvers), approver_roles},
     {ngx_string("device_pairing_qr_colors"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_enum_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, qr_colors), qr_color_schemes},
     {ngx_string("device_pairing_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE, zone_directive,
@@ -125,6 +134,7 @@ void* create_srv_conf(ngx_conf_t* cf) noexcept {
     conf->max_pairings = NGX_CONF_UNSET_UINT;
     conf->max_body = NGX_CONF_UNSET_SIZE;
     conf->qr_colors = NGX_CONF_UNSET_UINT;
+    conf->approvers = NGX_CONF_UNSET_UINT;
     conf->token_idle_timeout = NGX_CONF_UNSET;
     conf->token_lifetime = NGX_CONF_UNSET;
     conf->max_devices = NGX_CONF_UNSET_UINT;
@@ -191,6 +201,7 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
     ngx_conf_merge_uint_value(conf->max_pairings, prev->max_pairings, 16);
     ngx_conf_merge_size_value(conf->max_body, prev->max_body, 16384);
     ngx_conf_merge_uint_value(conf->qr_colors, prev->qr_colors, (ngx_uint_t)dp::QrColors::LightOnDark);
+    ngx_conf_merge_uint_value(conf->approvers, prev->approvers, 0);
     ngx_conf_merge_sec_value(conf->token_idle_timeout, prev->token_idle_timeout, 0);
     ngx_conf_merge_sec_value(conf->token_lifetime, prev->token_lifetime, 0);
     ngx_conf_merge_uint_value(conf->max_devices, prev->max_devices, 0);
@@ -213,6 +224,7 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
         s->max_pairings_per_account = (uint32_t)conf->max_pairings;
         s->max_body = conf->max_body;
         s->qr_colors = (dp::QrColors)conf->qr_colors;
+        s->approvers_owner_only = conf->approvers == 1;
         s->token_idle_timeout_s = (uint32_t)conf->token_idle_timeout;
         s->token_lifetime_s = (uint32_t)conf->token_lifetime;
         s->max_devices = conf->max_devices;

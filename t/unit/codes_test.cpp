@@ -147,3 +147,83 @@ TEST(Codes, CodeRequestsKeepToTheirShareOfTheZone) {
     std::string otp = h.new_otp(kT0);
     EXPECT_EQ(h.pair(otp, kT0).status, 200) << "devices still find room";
 }
+
+namespace {
+
+// The device list entry whose token is `bearer`.
+json_t* listed(Harness& h, Json& list, const std::string& bearer) {
+    Principal p = authenticate_bearer(&h.store, h.settings, bearer, h.addr, (uint32_t)(kT0 / 1000));
+    json_t* devices = json_object_get(list.get(), "devices");
+    for (size_t i = 0; i < json_array_size(devices); i++)
+        if (std::string(json_string_value(json_object_get(json_array_get(devices, i), "id"))) == p.device_id)
+            return json_array_get(devices, i);
+    return nullptr;
+}
+
+std::string approved_by(Harness& h, const std::string& bearer) {
+    std::string err;
+    Json list = parse_json_object(h.call("GET", "/api/devices", "", kT0, kOperator).body, &err);
+    json_t* entry = listed(h, list, bearer);
+    json_t* by = entry ? json_object_get(entry, "approvedBy") : nullptr;
+    return !entry ? "<unlisted>" : json_is_null(by) ? "<null>" : json_string_value(by);
+}
+
+// A code approved by `approver`; the device's bearer header, or "" and *status.
+std::string paired_by(Harness& h, const std::string& approver, int* status, Response* delivered = nullptr) {
+    Response req = h.call("POST", "/api/devices/pairing/request", "", kT0);
+    Response decided = h.call("POST", "/api/devices/pairing/approve", "{\"code\":\"" + field(req, "code") + "\"}", kT0, approver);
+    *status = decided.status;
+    if (decided.status != 200) return "";
+    Response s = h.call("GET", "/api/devices/pairing/status/" + field(req, "requestId"), "", kT0);
+    if (delivered) *delivered = s;
+    return "Bearer " + field(s, "token");
+}
+
+}  // namespace
+
+TEST(Approvers, TheListAndTheAuditLogSayWhoApprovedEachDevice) {
+    Harness h;
+    const std::string owner = h.owner();
+    int status;
+    Response delivered;
+    const std::string by_operator = paired_by(h, kOperator, &status, &delivered);
+    ASSERT_EQ(status, 200);
+    EXPECT_EQ(approved_by(h, by_operator), "operator");
+    ASSERT_EQ(delivered.audit.size(), 1u);
+    EXPECT_EQ(delivered.audit[0].event, "paired");
+    EXPECT_EQ(delivered.audit[0].actor, "operator");
+    const std::string by_device = paired_by(h, by_operator, &status, &delivered);
+    ASSERT_EQ(status, 200) << "device_pairing_approvers any (the default): a device approves";
+    Principal approver = authenticate_bearer(&h.store, h.settings, by_operator, h.addr, (uint32_t)(kT0 / 1000));
+    EXPECT_EQ(approved_by(h, by_device), approver.device_id);
+    EXPECT_EQ(delivered.audit[0].actor, approver.device_id);
+    EXPECT_EQ(approved_by(h, owner), "<null>") << "paired by the OTP: nobody approved it";
+
+    // A rotation keeps the device, and who approved it; a revocation takes both.
+    Response rotated = h.call("POST", "/api/devices/self/rotate", "", kT0, by_device);
+    ASSERT_EQ(rotated.status, 200);
+    EXPECT_EQ(approved_by(h, "Bearer " + field(rotated, "token")), approver.device_id);
+    EXPECT_EQ(h.store.count(Kind::Approval), 2u);
+    ASSERT_EQ(h.call("DELETE", "/api/devices/" + field(rotated, "id"), "", kT0, kOperator).status, 204);
+    EXPECT_EQ(h.store.count(Kind::Approval), 1u) << "the approval leaves with its device";
+}
+
+TEST(Approvers, WithOwnerOnlyADeviceCannotApproveOrReject) {
+    Harness h;
+    h.settings.approvers_owner_only = true;
+    const std::string owner = h.owner();
+    int status;
+    const std::string device = paired_by(h, owner, &status);
+    ASSERT_EQ(status, 200) << "an owner approves";
+    Response req = h.call("POST", "/api/devices/pairing/request", "", kT0);
+    const std::string body = "{\"code\":\"" + field(req, "code") + "\"}";
+    for (const char* route : {"/api/devices/pairing/approve", "/api/devices/pairing/reject"}) {
+        Response r = h.call("POST", route, body, kT0, device);
+        EXPECT_EQ(r.status, 403) << route;
+        EXPECT_EQ(field(r, "code"), "forbidden") << route;
+    }
+    EXPECT_EQ(h.call("POST", "/api/devices/pairing/approve", "{\"code\":\"ZZZ-999-ZZZ\"}", kT0, device).status, 403)
+        << "refused before the code is looked up: no oracle";
+    EXPECT_EQ(h.call("POST", "/api/devices/pairing/approve", body, kT0, kOperator).status, 200)
+        << "the operator token is an owner";
+}
