@@ -275,6 +275,8 @@ sub request {
     my $res = $http->request($method, $url, { headers => \%headers, (defined $content ? (content => $content) : ()) });
     my $type = $res->{headers}{'content-type'} // '';
     $res->{json} = eval { decode_json($res->{content}) } if $type =~ /json/;
+    # A new OTP reaches the banner file a moment after the answer: otp() waits for it.
+    $self->{expect_otp} = $res->{json}{otp} if $path =~ m{^/pair/refresh} && $res->{status} == 200 && ref $res->{json};
     return $res;
 }
 
