@@ -20,6 +20,7 @@ $t->start;
 my $op = $t->operator_token;
 my $before = $t->pair_device;
 my $victim = $t->pair_device(json => { name => 'victim' });
+my $doomed = $t->pair_device(json => { name => 'doomed' });
 
 # One request on a kept-alive connection; returns (status, decoded JSON or undef).
 sub over {
@@ -48,6 +49,20 @@ sub over {
         read($sock, $content, $len);
     }
     return ($status, eval { decode_json($content) });
+}
+
+# A refresh and a pairing over one new connection (so both reach the same
+# generation), tried again while the generation that took it answers 503.
+sub pair_somewhere {
+    my ($t, $op) = @_;
+    for (1 .. 60) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $t->port) or die;
+        my (undef, $fresh) = over($s, 'GET', '/pair/refresh', token => $op);
+        my ($st, $json) = over($s, 'POST', '/pair', json => { otp => $fresh->{otp} // '' });
+        return { status => $st, json => $json } if $st != 503;
+        sleep 0.05;
+    }
+    return { status => 503 };
 }
 
 my $old = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $t->port) or die;
@@ -86,6 +101,29 @@ is($pair_status, 503, 'after the new generation registered, the old one acknowle
 like($t->read_file('error.log'), qr/a newer nginx generation owns .*state\.journal.*refused/, 'and says why in its log');
 ($status) = over($old, 'GET', '/api/x', token => $before);
 is($status, 200, 'its gate still serves');
+
+# A write reaches the new generation (a new connection may land on either
+# until the old master quits: the old one answers 503, and the client tries
+# again). The old generation follows the journal: its gate refuses what the
+# new one revoked and admits what it paired.
+sub on_new_generation {
+    my ($do) = @_;
+    for (1 .. 50) { my $r = $do->(); return $r if $r->{status} != 503 }
+    return { status => 503 };
+}
+my $new_pair = pair_somewhere($t, $op);
+is($new_pair->{status}, 200, 'a pairing on the new generation');
+($status) = over($old, 'GET', '/api/x', token => $new_pair->{json}{token});
+my $deadline = time + 3;
+while ($status != 200 && time < $deadline) { sleep 0.1; ($status) = over($old, 'GET', '/api/x', token => $new_pair->{json}{token}) }
+is($status, 200, 'the old generation\'s gate admits it (it follows the journal)');
+my ($before_dev) = grep { $_->{name} eq 'doomed' } @{ $t->get('/api/devices', token => $op)->{json}{devices} || [] };
+is(on_new_generation(sub { $t->request('DELETE', "/api/devices/$before_dev->{id}", token => $op) })->{status}, 204,
+   'a revocation on the new generation');
+$deadline = time + 3;
+($status) = over($old, 'GET', '/api/x', token => $doomed);
+while ($status != 401 && time < $deadline) { sleep 0.1; ($status) = over($old, 'GET', '/api/x', token => $doomed) }
+is($status, 401, 'the old generation\'s gate refuses the revoked device');
 close $old;
 
 # The old master quits; the new generation alone.
@@ -113,4 +151,42 @@ $t->start;
 in_force('after a restart');
 is(scalar(grep { $t->get('/api/x', token => $_)->{status} == 200 } @churn), 30, 'and every device paired after the upgrade');
 $t->finish;
+
+# A rolled-back upgrade: the new master quits and the old generation goes
+# on. It followed what the new one acknowledged, takes the journal back
+# once the new master is gone, and takes writes again; a restart agrees.
+{
+    my $b = DPTest->new(workers => 1, allow => qr/newer nginx generation|previous owner/);
+    $b->standard;
+    $b->start;
+    my $bop = $b->operator_token;
+    my $revoked = $b->pair_device(json => { name => 'revoked-on-new' });
+    my $old_pid = $b->{pid};
+    kill 'USR2', $old_pid;
+    my $new_pid;
+    for (1 .. 200) { $new_pid = $b->master_pid; last if $new_pid && $new_pid =~ /^\d+$/ && $new_pid != $old_pid; sleep 0.05 }
+    $b->{pid} = $new_pid;
+    for (1 .. 200) { last if () = $b->worker_pids; sleep 0.05 }
+    my $retry = sub { my ($do) = @_; for (1 .. 60) { my $r = $do->(); return $r if $r->{status} != 503; sleep 0.05 } return { status => 503 } };
+    my $on_new = pair_somewhere($b, $bop);
+    is($on_new->{status}, 200, 'rollback: a pairing acknowledged by the new generation');
+    my ($dev) = grep { $_->{name} eq 'revoked-on-new' } @{ $b->get('/api/devices', token => $bop)->{json}{devices} || [] };
+    my $rev = $retry->(sub { $b->request('DELETE', "/api/devices/$dev->{id}", token => $bop) });
+    is($rev->{status}, 204, 'rollback: a revocation acknowledged by the new generation');
+    kill 'QUIT', $new_pid;
+    for (1 .. 300) { last unless kill 0, $new_pid; sleep 0.05 }
+    ok(!kill(0, $new_pid), 'the new master quit: the upgrade is rolled back');
+    $b->{pid} = $old_pid;
+    my $after = pair_somewhere($b, $bop);
+    is($after->{status}, 200, 'the old generation takes writes again');
+    like($b->read_file('error.log'), qr/this generation owns .* again and takes writes/, 'having taken the journal back');
+    is($b->get('/api/x', token => $on_new->{json}{token})->{status}, 200, 'the new generation\'s pairing is in force without a restart');
+    is($b->get('/api/x', token => $revoked)->{status}, 401, 'and its revocation');
+    $b->stop;
+    $b->start;
+    is($b->get('/api/x', token => $on_new->{json}{token})->{status}, 200, 'after a restart: the pairing');
+    is($b->get('/api/x', token => $revoked)->{status}, 401, 'the revocation');
+    is($b->get('/api/x', token => $after->{json}{token})->{status}, 200, 'and the pairing made after the rollback');
+    $b->finish;
+}
 done_testing;

@@ -314,6 +314,97 @@ class JournalWriter final : public DurableWriter {
     std::string chunk_;
 };
 
+// Worker 0's: whether a newer generation (a binary upgrade) owns the
+// journal. While one does, what it appends is applied to this zone too, so
+// the gate here refuses what the owner revoked and admits what it paired;
+// if the owner's master goes (the upgrade was rolled back), this zone takes
+// the journal back, in step, and its writes resume.
+class JournalFollower {
+   public:
+    JournalFollower(ZoneCtx* zone, ngx_thread_pool_t* pool, ngx_cycle_t* cycle)
+        : zone_(zone), pool_(pool), log_(cycle->log), paths_(to_string(zone->state_path)),
+          task_(new_thread_task(cycle, &step_)) {
+        timer_.handler = [](ngx_event_t* ev) noexcept { static_cast<JournalFollower*>(ev->data)->tick(); };
+        timer_.data = this;
+        timer_.log = log_;
+        timer_.cancelable = 1;
+        step_.work = [this](std::string* error) {
+            // Not following yet: the owner record alone (no bytes past the end).
+            dp::JournalOwner me{zone_id(zone_), (uint64_t)getppid(), 0};
+            return dp::read_journal_tail(paths_, following_ ? from_ : UINT64_MAX, &tail_, error,
+                                         following_ ? &me : nullptr);
+        };
+        step_.done = [this](bool ok, const std::string& error) {
+            in_flight_ = false;
+            try {
+                if (ok) read(); else alert_rate_limited(log_, "following the journal", error);
+            } catch (const std::exception& e) {
+                alert_rate_limited(log_, "following the journal", e.what());
+            }
+            schedule();
+        };
+        schedule();
+    }
+
+   private:
+    static constexpr ngx_msec_t kCheckMs = 1000, kFollowMs = 200;
+
+    void schedule() {
+        if (!ngx_exiting && !ngx_quit && !ngx_terminate) ngx_add_timer(&timer_, following_ ? kFollowMs : kCheckMs);
+    }
+    void tick() {
+        if (in_flight_ || !task_) return;
+        in_flight_ = true;
+        if (ngx_thread_task_post(pool_, task_) != NGX_OK) step_.done(false, "the thread pool refused the task");
+    }
+
+    void read() {
+        const dp::JournalOwner& owner = tail_.owner;
+        const uint64_t me = zone_id(zone_);
+        if (!owner.zone_id || (owner.zone_id == me && !tail_.took_back)) return;
+        if (!following_) {  // a newer generation registered: follow it from where it began
+            following_ = true;
+            zone_->sh->state.superseded = 1;
+            from_ = owner.journal_end;
+            ngx_log_error(NGX_LOG_NOTICE, log_, 0, "device_pairing: a newer nginx generation (master %uL) owns \"%s\": "
+                          "this generation follows it and refuses writes", owner.master_pid, paths_.journal.c_str());
+            return;  // the bytes read were from an older offset
+        }
+        dp::JournalScan scan;
+        std::string error;
+        if (!dp::parse_journal(tail_.bytes, &scan, &error)) return alert_rate_limited(log_, "following the journal", error);
+        from_ += scan.valid_bytes;
+        ZoneStore store(zone_);
+        store.attach(nullptr);  // the owner journalled these
+        uint64_t last = 0;
+        if (!scan.entries.empty() && !dp::apply_journal(store, scan.entries, 0, (uint32_t)ngx_time(), &last, &error))
+            alert_rate_limited(log_, "following the journal", error);
+        followed_seq_ = std::max(followed_seq_, last);
+        if (!tail_.took_back) return;
+        {
+            dp::StoreLock lock(store);
+            dp::SharedState& sh = store.shared_for_persistence();
+            sh.journal_seq = std::max(sh.journal_seq, followed_seq_);
+            sh.superseded = 0;
+            sh.predecessor_pid = 0;
+        }
+        following_ = false;
+        ngx_log_error(NGX_LOG_NOTICE, log_, 0, "device_pairing: the newer generation's master (%uL) is gone: this "
+                      "generation owns \"%s\" again and takes writes", owner.master_pid, paths_.journal.c_str());
+    }
+
+    ZoneCtx* zone_;
+    ngx_thread_pool_t* pool_;
+    ngx_log_t* log_;
+    dp::StatePaths paths_;
+    ThreadStep step_;
+    ngx_thread_task_t* task_;
+    ngx_event_t timer_{};
+    bool in_flight_ = false, following_ = false;
+    uint64_t from_ = 0, followed_seq_ = 0;
+    dp::JournalTail tail_;
+};
+
 DurableWriter* worker_writer;  // this worker's, for the zone of the running cycle
 
 namespace {
@@ -382,7 +473,10 @@ ngx_int_t start_journal(ngx_cycle_t* cycle, ZoneCtx* zone) {
         auto* journal = new JournalWriter(zone, pool, cycle);
         if (!journal->ready()) return NGX_ERROR;
         worker_writer = journal;
-        if (ngx_worker == 0) name_owner_master(zone, cycle->log);
+        if (ngx_worker == 0) {
+            name_owner_master(zone, cycle->log);
+            new JournalFollower(zone, pool, cycle);
+        }
     } catch (...) {
         return NGX_ERROR;
     }

@@ -211,7 +211,8 @@ ngx_int_t recover(ZoneStore& store, ZoneCtx* ctx, uint32_t now_s, ngx_log_t* log
     // acknowledges nothing this zone did not just read.
     dp::JournalOwner previous;
     const bool had_owner = dp::read_journal_owner(file_lock, &previous);
-    if (!ngx_test_config && !dp::write_journal_owner(file_lock, {zone_id(ctx), (uint64_t)ngx_pid}, &error)) {
+    if (!ngx_test_config &&
+        !dp::write_journal_owner(file_lock, {zone_id(ctx), (uint64_t)ngx_pid, dp::journal_size(paths)}, &error)) {
         ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
         return NGX_ERROR;
     }

@@ -1,6 +1,7 @@
 #include "core/persist/disk.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -161,6 +162,7 @@ struct OwnerRecord {
     char magic[8];
     uint64_t zone_id;
     uint64_t master_pid;
+    uint64_t journal_end;
 };
 constexpr char kOwnerMagic[8] = {'D', 'P', 'O', 'W', 'N', 'E', 'R', '1'};
 constexpr off_t kOwnerAt = 64;  // after the journal's end mark
@@ -173,6 +175,7 @@ bool read_journal_owner(const StateLock& lock, JournalOwner* owner) {
     if (pread(lock.fd(), &r, sizeof r, kOwnerAt) != (ssize_t)sizeof r || memcmp(r.magic, kOwnerMagic, 8) != 0) return false;
     owner->zone_id = r.zone_id;
     owner->master_pid = r.master_pid;
+    owner->journal_end = r.journal_end;
     return true;
 }
 
@@ -181,9 +184,41 @@ bool write_journal_owner(const StateLock& lock, const JournalOwner& owner, std::
     memcpy(r.magic, kOwnerMagic, 8);
     r.zone_id = owner.zone_id;
     r.master_pid = owner.master_pid;
+    r.journal_end = owner.journal_end;
     if (pwrite(lock.fd(), &r, sizeof r, kOwnerAt) == (ssize_t)sizeof r && fdatasync(lock.fd()) == 0) return true;
     *error = std::string("cannot register in the lock file: ") + strerror(errno);
     return false;
+}
+
+uint64_t journal_size(const StatePaths& paths) {
+    struct stat st;
+    return stat(paths.journal.c_str(), &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+bool read_journal_tail(const StatePaths& paths, uint64_t from, JournalTail* tail, std::string* error,
+                       const JournalOwner* take_back_as) {
+    StateLock lock(paths, error);
+    if (!lock.held()) return false;
+    read_journal_owner(lock, &tail->owner);
+    tail->bytes.clear();
+    tail->took_back = false;
+    int fd = open(paths.journal.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st{};
+    bool ok = fd >= 0 ? fstat(fd, &st) == 0 : errno == ENOENT;
+    if (ok && fd >= 0 && (uint64_t)st.st_size > from) {
+        tail->bytes.resize((size_t)((uint64_t)st.st_size - from));
+        ok = pread(fd, tail->bytes.data(), tail->bytes.size(), (off_t)from) == (ssize_t)tail->bytes.size();
+    }
+    if (!ok) *error = "cannot read " + paths.journal + ": " + strerror(errno);
+    if (fd >= 0) close(fd);
+    if (ok && take_back_as && tail->owner.zone_id != take_back_as->zone_id && tail->owner.master_pid &&
+        kill((pid_t)tail->owner.master_pid, 0) != 0 && errno == ESRCH) {
+        JournalOwner me = *take_back_as;
+        me.journal_end = (uint64_t)st.st_size;
+        tail->took_back = write_journal_owner(lock, me, error);
+        ok = tail->took_back;
+    }
+    return ok;
 }
 
 bool settle_journal(const StateLock& lock, const StatePaths& paths, uint64_t end, std::string* error) {

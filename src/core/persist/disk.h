@@ -71,9 +71,28 @@ bool settle_journal(const StateLock& lock, const StatePaths& paths, uint64_t end
 struct JournalOwner {
     uint64_t zone_id = 0;      // the registered zone (0: none yet)
     uint64_t master_pid = 0;   // its master
+    uint64_t journal_end = 0;  // where the journal ended when it registered: its own entries follow
 };
 bool read_journal_owner(const StateLock& lock, JournalOwner* owner);
 bool write_journal_owner(const StateLock& lock, const JournalOwner& owner, std::string* error);
+// The journal's size now (0: none).
+uint64_t journal_size(const StatePaths& paths);
+
+// What a superseded generation reads to keep its zone in step with the
+// owner's (its gate still serves until its workers exit, and it resumes if
+// the owner's master dies, a rolled-back upgrade): the owner, and the
+// journal's bytes from an offset to the end, under the lock. False with
+// *error when the journal cannot be read.
+// With take_back_as: when the owner's master no longer runs, take_back_as
+// (its journal_end set to the size now) becomes the owner in the same hold
+// of the lock, after the bytes were read (tail->took_back).
+struct JournalTail {
+    JournalOwner owner;
+    std::string bytes;
+    bool took_back = false;
+};
+bool read_journal_tail(const StatePaths& paths, uint64_t from, JournalTail* tail, std::string* error,
+                       const JournalOwner* take_back_as = nullptr);
 
 // Appends bytes to the journal and makes them durable (journal_sync). A
 // partial entry left at the end by a writer that died mid-append (this
