@@ -150,45 +150,75 @@ RecordHeader* Store::insert(Kind kind, const Digest& key, uint32_t now_s,
 }
 
 void Store::capture(Kind kind, const uint8_t* key, const RecordHeader* before) {
-    if (!log_ || restoring_ || kind == Kind::AccountCount) return;  // account counters are derived
+    if (restoring_ || kind == Kind::AccountCount) return;  // account counters are derived
     Digest k{};
     if (key) memcpy(k.data(), key, 32);
     for (const RecordChange& c : changes_)
         if (c.kind == kind && c.key == k) return;
+    // Everything this change will need is allocated here, before the record
+    // changes: a failure throws with the store as it was.
+    const size_t size = kind == Kind::Count ? sizeof(OtpState) : record_size(kind);
     RecordChange change{kind, k, {}, {}, 0};
     if (kind == Kind::Count)
-        change.before = bytes_of(&raw_shared().otp, sizeof(OtpState));
+        change.before = bytes_of(&raw_shared().otp, size);
     else if (before)
-        change.before = bytes_of(before, record_size(kind));
+        change.before = bytes_of(before, size);
+    change.after.reserve(size);
+    changes_.reserve(changes_.size() + 1);
     changes_.push_back(std::move(change));
 }
 
-std::string Store::current_bytes(const RecordChange& change) {
-    if (change.kind == Kind::Count) return bytes_of(&raw_shared().otp, sizeof(OtpState));
+std::string_view Store::current_view(const RecordChange& change) {
+    if (change.kind == Kind::Count) return std::string_view((const char*)&raw_shared().otp, sizeof(OtpState));
     const RecordHeader* now = do_find(change.kind, change.key);
-    return now ? bytes_of(now, record_size(change.kind)) : std::string();
+    return now ? std::string_view((const char*)now, record_size(change.kind)) : std::string_view();
 }
 
-void Store::commit() {
+void Store::commit() noexcept {
     if (written_) raw_shared().dirty++;
     written_ = false;
-    if (!changes_.empty()) {
-        std::vector<RecordChange> changes;
-        changes.swap(changes_);
-        for (RecordChange& c : changes) c.after = current_bytes(c);
-        // Changed and changed back, or rewritten as it was: nothing to keep.
-        changes.erase(std::remove_if(changes.begin(), changes.end(),
-                                     [](const RecordChange& c) { return c.after == c.before; }),
-                      changes.end());
-        for (RecordChange& c : changes)
-            if (c.kind != Kind::Count) c.seq = ++raw_shared().journal_seq;
-        if (!changes.empty()) log_->committed(std::move(changes));
+    std::vector<RecordChange> changes;
+    changes.swap(changes_);
+    for (RecordChange& c : changes) {
+        const std::string_view now = current_view(c);
+        c.after.assign(now.data(), now.size());  // within the capacity capture reserved
+    }
+    // Changed and changed back, or rewritten as it was: nothing to keep.
+    changes.erase(std::remove_if(changes.begin(), changes.end(),
+                                 [](const RecordChange& c) { return c.after == c.before; }),
+                  changes.end());
+    for (RecordChange& c : changes)
+        if (c.kind != Kind::Count) c.seq = ++raw_shared().journal_seq;
+    if (!log_ || changes.empty()) return unlock();
+    try {
+        log_->committed(std::move(changes));
+    } catch (...) {
+        // The log could not take them (its allocation failed): the
+        // transaction is undone, as if its write had failed.
+        undo(changes);
+        commit_failed_ = true;
     }
     unlock();
 }
 
+void Store::rollback() noexcept {
+    std::vector<RecordChange> changes;
+    changes.swap(changes_);
+    for (RecordChange& c : changes) {
+        const std::string_view now = current_view(c);
+        c.after.assign(now.data(), now.size());
+    }
+    undo(changes);
+    written_ = false;
+    unlock();
+}
+
+void Store::undo(std::vector<RecordChange>& changes) {
+    for (auto it = changes.rbegin(); it != changes.rend(); ++it) restore(*it, 0);
+}
+
 void Store::restore(const RecordChange& change, uint32_t now_s) {
-    if (current_bytes(change) != change.after) return;  // changed again since: that change stands
+    if (current_view(change) != change.after) return;  // changed again since: that change stands
     restoring_ = true;
     mark_written();
     if (change.kind == Kind::Count) {

@@ -5,9 +5,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/crypto.h"
@@ -310,12 +312,19 @@ class Store {
     void begin_read() { read_lock(); }
     void end_read() { read_unlock(); }
     // StoreLock's: the lock itself, and the dirty mark and the journal's
-    // record images made when it ends.
+    // record images made when it ends. A transaction that ends by an
+    // exception is rolled back: every record it changed is put back and
+    // nothing reaches the journal. Neither throws.
     void begin() {
         lock();
         written_ = false;
     }
-    void commit();
+    void commit() noexcept;
+    void rollback() noexcept;
+    // The change log refused the last commit (an allocation failed): the
+    // transaction was undone, so whatever answer was built on it must not be
+    // sent. Reading it clears it.
+    bool take_commit_failure() { return std::exchange(commit_failed_, false); }
     // For the state loader and the persistence writer, which own the counters.
     SharedState& shared_for_persistence() { return raw_shared(); }
 
@@ -344,11 +353,16 @@ class Store {
     bool within_quota(Kind kind);
     void mark_written() { written_ = true; }
     // Keeps the record's bytes (kind Count: the OTP's) as they were before
-    // this transaction's first change to it, while a journal is attached.
+    // this transaction's first change to it, and room for the bytes after:
+    // the commit allocates nothing while the lock is held.
     void capture(Kind kind, const uint8_t* key, const RecordHeader* before);
-    std::string current_bytes(const RecordChange& change);
+    // A change's record as it is now (empty: absent), a view into the store.
+    std::string_view current_view(const RecordChange& change);
+    // Puts a transaction's changes back, newest first; caller holds the lock.
+    void undo(std::vector<RecordChange>& changes);
     void drop(const RecordHeader* record, bool journalled);
     bool written_ = false;
+    bool commit_failed_ = false;
     ChangeLog* log_ = nullptr;
     bool restoring_ = false;
     std::vector<RecordChange> changes_;
@@ -370,13 +384,19 @@ class StoreReadLock {
 // One write transaction: the store's lock, and the dirty mark when it ends.
 class StoreLock {
    public:
-    explicit StoreLock(Store& s) : store_(s) { store_.begin(); }
-    ~StoreLock() { store_.commit(); }
+    explicit StoreLock(Store& s) : store_(s), exceptions_(std::uncaught_exceptions()) { store_.begin(); }
+    ~StoreLock() {
+        if (std::uncaught_exceptions() > exceptions_)
+            store_.rollback();
+        else
+            store_.commit();
+    }
     StoreLock(const StoreLock&) = delete;
     StoreLock& operator=(const StoreLock&) = delete;
 
    private:
     Store& store_;
+    int exceptions_;  // in flight when the transaction began: more at its end means it is unwinding
 };
 
 // Records of every kind but devices expire; expiry is bounded work from the

@@ -180,6 +180,9 @@ ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
     journal_current(zone, ctx);
     dp::Response resp = dp::api_handle(store, *srv_conf(r)->settings, ctx->route, req, client_addr(r));
     journal_current(zone, nullptr);
+    // The writer could not take a transaction (an allocation failed): the
+    // store undid it, so the answer built on it is not sent.
+    if (store.take_commit_failure()) resp = dp::unavailable("the change could not be recorded and was undone; try again");
     for (const std::string& line : resp.notices)
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0, "%s", line.c_str());
     if (!resp.banner.empty()) show_banner(zone, resp.banner, r->connection->log);

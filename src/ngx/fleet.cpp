@@ -305,6 +305,7 @@ class FleetWriter final : public DurableWriter {
             if (!current->durable) current->durable = std::make_unique<RequestCtx::Durable>();
             into = &current->durable->changes;
         }
+        into->reserve(into->size() + changes.size());  // may throw: nothing taken yet
         for (dp::RecordChange& c : changes) into->push_back(std::move(c));
     }
 

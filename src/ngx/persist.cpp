@@ -103,13 +103,22 @@ class JournalWriter final : public DurableWriter {
     }
     bool ready() const { return append_task_ && compact_task_; }
 
+    // Called with the zone lock held: whatever can fail (allocate) happens
+    // before anything is taken, so a failure leaves the changes to the
+    // store, which undoes them.
     void committed(std::vector<dp::RecordChange>&& changes) override {
-        pending_ += dp::encode_journal(changes);
-        for (const dp::RecordChange& c : changes) pending_max_seq_ = std::max(pending_max_seq_, c.seq);
+        const std::string bytes = dp::encode_journal(changes);
+        std::vector<dp::RecordChange>* held = nullptr;
         if (current) {
             if (!current->durable) current->durable = std::make_unique<RequestCtx::Durable>();
-            for (dp::RecordChange& c : changes) current->durable->changes.push_back(std::move(c));
+            held = &current->durable->changes;
+            held->reserve(held->size() + changes.size());
         }
+        pending_.reserve(pending_.size() + bytes.size());
+        pending_ += bytes;
+        for (const dp::RecordChange& c : changes) pending_max_seq_ = std::max(pending_max_seq_, c.seq);
+        if (held)
+            for (dp::RecordChange& c : changes) held->push_back(std::move(c));
     }
 
     void wait(ngx_http_request_t* r) override {

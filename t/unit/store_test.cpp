@@ -3,6 +3,12 @@
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+#include "core/devices.h"
+#include "core/persist/snapshot.h"
 #include "harness.h"
 
 using namespace dp;
@@ -119,4 +125,71 @@ TEST(Store, RemovingAMailboxKeepsItsAccountCounterRight) {
     store.remove(store.find(Kind::Mailbox, key("b")));
     EXPECT_EQ(live_mailboxes(store, account), 0u);
     EXPECT_EQ(store.count(Kind::AccountCount), 0u) << "the last mailbox takes its counter with it";
+}
+
+namespace {
+
+struct CountingLog : ChangeLog {
+    size_t transactions = 0;
+    bool fail = false;  // the next committed() throws, as an allocation failure would
+    void committed(std::vector<RecordChange>&&) override {
+        if (fail) throw std::bad_alloc();
+        transactions++;
+    }
+};
+
+std::string snapshot_of(Harness& h) { return h.locked([&] { return serialize_state(h.store); }); }
+
+}  // namespace
+
+// A locked scope that exits by an exception puts back everything it changed
+// (inserted, updated, removed records and the OTP) and journals nothing.
+TEST(Transactions, AScopeLeftByAnExceptionIsRolledBackAndJournalsNothing) {
+    Harness h;
+    const std::string owner = h.owner();
+    const std::string device = h.device();
+    CountingLog log;
+    h.store.attach(&log);
+    const std::string before = snapshot_of(h);
+    const OtpState otp_before = h.store.state().otp;
+    const uint64_t devices = h.store.state().devices;
+    EXPECT_THROW(
+        {
+            StoreLock lock(h.store);
+            ASSERT_TRUE(issue_device(h.store, h.settings, Role::Device, PairMethod::Code, "new", h.addr,
+                                     (uint32_t)(kT0 / 1000), random_bytes(32)));
+            const RecordHeader* d = h.store.find(Kind::Device, sha256(owner.substr(7)));
+            ASSERT_TRUE(d);
+            update_record(h.store, as<DeviceRecord>(d))->name[0] = 'X';
+            h.store.remove(h.store.find(Kind::Device, sha256(device.substr(7))));
+            h.store.otp_for_update().burned = 1;
+            throw std::runtime_error("a step of the transaction failed");
+        },
+        std::runtime_error);
+    EXPECT_EQ(h.store.locked(), 0) << "the lock is released";
+    EXPECT_EQ(log.transactions, 0u) << "nothing journalled";
+    EXPECT_EQ(snapshot_of(h), before) << "every record as it was";
+    EXPECT_EQ(h.store.state().devices, devices);
+    EXPECT_EQ(memcmp(&h.store.state().otp, &otp_before, sizeof otp_before), 0) << "the OTP as it was";
+    EXPECT_EQ(h.call("GET", "/api/devices", "", kT0, device).status, 200) << "the removed device is back";
+}
+
+// The change log failing to take a commit (an allocation failure) neither
+// kills the process holding the lock nor leaves a change that no journal
+// holds: the transaction is undone and the failure reported.
+TEST(Transactions, AnAllocationFailureInTheCommitUndoesTheTransaction) {
+    Harness h;
+    CountingLog log;
+    h.store.attach(&log);
+    const std::string otp = h.new_otp(kT0);
+    const size_t before = log.transactions;
+    log.fail = true;
+    h.pair(otp, kT0);  // its 200 must not be sent: the glue asks take_commit_failure()
+    EXPECT_TRUE(h.store.take_commit_failure());
+    EXPECT_FALSE(h.store.take_commit_failure()) << "reading it clears it";
+    EXPECT_EQ(h.store.locked(), 0);
+    EXPECT_EQ(h.store.state().devices, 0u) << "the device does not exist";
+    log.fail = false;
+    EXPECT_EQ(h.pair(otp, kT0).status, 200) << "the OTP the undone pairing spent is live again";
+    EXPECT_EQ(log.transactions, before + 1);
 }
