@@ -49,6 +49,18 @@ dp::Principal check(ngx_http_request_t* r, ngx_uint_t mode, bool* device_key) {
     return p;
 }
 
+// Why the gate refused, for the debug log (never the credential itself).
+const char* refusal_reason(const dp::Principal& p, bool device_key) {
+    if (p.status == dp::Principal::Missing) return device_key ? "no X-DEVICE-KEY" : "no bearer token";
+    if (device_key) return "unknown device key";
+    switch (p.reason) {
+        case dp::Principal::Revoked: return "the token was revoked";
+        case dp::Principal::Expired: return "the token expired";
+        case dp::Principal::Unknown: break;
+    }
+    return "unknown or malformed token";
+}
+
 // Sets the challenge and remembers the answer; nginx sends it (or an error_page).
 ngx_int_t deny(ngx_http_request_t* r, RequestCtx* ctx, const dp::Principal& p, bool device_key) {
     const dp::Response& answer = dp::unauthorized(p, device_key);
@@ -65,6 +77,8 @@ ngx_int_t deny(ngx_http_request_t* r, RequestCtx* ctx, const dp::Principal& p, b
     ctx->denial = &answer;
     ctx->denied_in = loc_conf(r);
     ctx->denied_status = (ngx_uint_t)answer.status;
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0, "device_pairing gate: refused: %s, answered %i",
+                   refusal_reason(p, device_key), (ngx_int_t)answer.status);
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "device_pairing: %s credential rejected",
                   p.status == dp::Principal::Missing ? "missing" : "invalid");
     return answer.status;
@@ -116,6 +130,8 @@ ngx_int_t run_gate(ngx_http_request_t* r, ngx_uint_t mode, bool strip) {
     // device_pairing_redis_stale may still admit a revoked token.
     if (fleet_out_of_step(zone_of(r))) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "device_pairing: the replica is out of step with redis");
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "device_pairing gate: refused: the replica is past device_pairing_redis_stale, answered 503");
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
     bool device_key;
@@ -127,6 +143,8 @@ ngx_int_t run_gate(ngx_http_request_t* r, ngx_uint_t mode, bool strip) {
     ctx->principal = p;
     ctx->authenticated = true;
     ctx->denial = nullptr;
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0, "device_pairing gate: accepted %s \"%s\" (%s)",
+                   p.method_name(), p.device_id, p.role_name());
     return NGX_OK;
 }
 

@@ -199,6 +199,8 @@ ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
 }
 
 ngx_int_t send_response(ngx_http_request_t* r, const dp::Response& resp) {
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0, "device_pairing route %V %V: answered %i",
+                   &r->method_name, &r->uri, (ngx_int_t)resp.status);
     r->headers_out.status = (ngx_uint_t)resp.status;
     if (add_header(r, "Cache-Control", "no-store") != NGX_OK) return NGX_ERROR;
     for (const auto& h : resp.headers)

@@ -179,6 +179,7 @@ class RedisLink {
     }
 
     void connected() {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log_, 0, "device_pairing redis %V: %s link up", &conf_->text, role_);
         connected_ = true;
         backoff_ = kFirstRetryMs;
         if (down_since_) {
@@ -565,6 +566,8 @@ class FleetFollower {
     }
 
     void resync() {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0, "device_pairing redis %V: rebuilding the replica",
+                       &zone_->fleet->text);
         set_out_of_step(zone_, true);
         seen_.clear();
         ask({"GET", dp::fleet_seq_key(prefix_)}, "reading the feed's sequence", [this](redisReply* reply) {
@@ -622,6 +625,8 @@ class FleetFollower {
                 sh.fleet_resync = 0;
             }
             set_out_of_step(zone_, false);
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0, "device_pairing redis %V: replica rebuilt",
+                           &zone_->fleet->text);
             ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0, "device_pairing: replica in step with redis %V at %uL",
                           &zone_->fleet->text, start_seq_);
             if (!otp_checked_) start_otp();

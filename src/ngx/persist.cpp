@@ -144,6 +144,8 @@ class JournalWriter final : public DurableWriter {
         pending_max_seq_ = 0;
         in_flight_ = true;
         keep_worker(true);
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log_, 0, "device_pairing journal: appending %uz bytes, %uz answers wait",
+                       writing_.size(), writing_waiters_.size());
         // A reload moved state= away from this worker's path: what the new
         // path's snapshot covers is durable there; anything later would be
         // journalled where no restart reads it, so it is undone (503).
@@ -167,6 +169,8 @@ class JournalWriter final : public DurableWriter {
    private:
 
     void appended(bool ok, const std::string& error) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log_, 0, "device_pairing journal: append %s%s", ok ? "synced" : "failed: ",
+                       ok ? "" : error.c_str());
         in_flight_ = false;
         keep_worker(false);
         const size_t written = writing_.size();
@@ -500,6 +504,9 @@ void journal_current(ZoneCtx* zone, RequestCtx* ctx) {
 bool journal_hold(ngx_http_request_t* r, ZoneCtx* zone, RequestCtx* ctx, dp::Response&& resp) {
     DurableWriter* j = journal_of(zone);
     if (!j) return false;
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0, "device_pairing route: %uz record changes, %s",
+                   ctx->durable ? ctx->durable->changes.size() : (size_t)0,
+                   resp.durable || zone->fleet ? "the answer waits for them" : "answered now");
     // In fleet mode every change waits for Redis: a failed guess counts on
     // every host before its answer, or it could be guessed again elsewhere.
     if (!(resp.durable || zone->fleet) || !ctx->durable || ctx->durable->changes.empty()) {
