@@ -17,11 +17,14 @@ UNIT_SRCS  := $(wildcard t/unit/*.cpp)
 CORE_HDRS  := $(wildcard src/core/*.h src/core/persist/*.h)
 ALL_SRCS   := $(CORE_SRCS) $(CORE_HDRS) $(wildcard src/ngx/*.cpp src/ngx/*.h) config
 VERSION    := 0.3.0
+JOBS       := $(shell nproc)
+# The package's maintainer (Debian's Maintainer field and changelog).
+MAINTAINER ?= ngx_http_device_pairing_module developers <maintainers@device-pairing.dev>
 # What building and running need (make run); the tests and the bench add theirs.
 RUN_PKGS   := nginx nginx-dev libssl-dev libjansson-dev libqrencode-dev libhiredis-dev zlib1g-dev g++ make openssl
 TEST_PKGS  := libgtest-dev perl python3 python3-cryptography chromium zbar-tools librsvg2-bin valgrind \
               clang-14 libfuzzer-14-dev libclang-rt-14-dev curl bsdutils dpkg-dev python3-prometheus-client \
-              redis-server
+              redis-server lintian
 BENCH_PKGS := wrk python3 redis-server
 CXXFLAGS   := -std=gnu++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -Isrc
 LIBS       := -lcrypto -ljansson -lqrencode -lz
@@ -64,13 +67,13 @@ $(BUILD)/%/objs/Makefile: config | $(BUILD)/.deps
 	    --add-dynamic-module=$(CURDIR) $(SANITIZE_$*) >/dev/null
 
 $(MODULE): $(BUILD)/nginx/objs/Makefile $(ALL_SRCS)
-	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules >/dev/null
+	$(MAKE) -j$(JOBS) -C $(BUILD)/nginx -f objs/Makefile modules >/dev/null
 
 $(ASAN_MODULE): $(BUILD)/nginx-asan/objs/Makefile $(ALL_SRCS)
-	$(MAKE) -C $(BUILD)/nginx-asan -f objs/Makefile modules >/dev/null
+	$(MAKE) -j$(JOBS) -C $(BUILD)/nginx-asan -f objs/Makefile modules >/dev/null
 
 $(UBSAN_MODULE): $(BUILD)/nginx-ubsan/objs/Makefile $(ALL_SRCS)
-	$(MAKE) -C $(BUILD)/nginx-ubsan -f objs/Makefile modules >/dev/null
+	$(MAKE) -j$(JOBS) -C $(BUILD)/nginx-ubsan -f objs/Makefile modules >/dev/null
 
 build: $(MODULE)
 asan: $(ASAN_MODULE)
@@ -86,14 +89,15 @@ $(BUILD)/unit-obj/%.o: %.cpp $(BUILD)/.test-deps
 $(BUILD)/unit_tests: $(UNIT_OBJS)
 	$(CXX) $(CXXFLAGS) -o $@ $(UNIT_OBJS) $(LIBS) -lhiredis -lgtest -lgtest_main -pthread
 
-unit: $(BUILD)/unit_tests
+unit: $(BUILD)/.test-deps
+	$(MAKE) -j$(JOBS) $(BUILD)/unit_tests
 	$(BUILD)/unit_tests --gtest_brief=1
 
 integration: $(MODULE) browser-deps
-	DP_MODULE=$(MODULE) prove -I t/lib t/
+	DP_MODULE=$(MODULE) prove -j2 -I t/lib t/
 
 test-asan: $(ASAN_MODULE) browser-deps
-	DP_MODULE=$(ASAN_MODULE) DP_ASAN=1 prove -I t/lib t/
+	DP_MODULE=$(ASAN_MODULE) DP_ASAN=1 prove -j2 -I t/lib t/
 
 test-valgrind: $(MODULE) browser-deps
 	DP_MODULE=$(MODULE) DP_VALGRIND=1 prove -I t/lib t/
@@ -101,7 +105,7 @@ test-valgrind: $(MODULE) browser-deps
 # The whole t/ again with an UndefinedBehaviorSanitizer build; its reports
 # go to files in each test's prefix, which every .t checks.
 test-ubsan: $(UBSAN_MODULE) browser-deps
-	DP_MODULE=$(UBSAN_MODULE) DP_UBSAN=1 prove -I t/lib t/
+	DP_MODULE=$(UBSAN_MODULE) DP_UBSAN=1 prove -j2 -I t/lib t/
 
 # libFuzzer harnesses (t/fuzz/*.cpp) over the core, built by clang with
 # ASan + UBSan. fuzz-smoke (in make test) replays the seed corpus and runs a
@@ -117,7 +121,8 @@ $(BUILD)/fuzz/obj/%.o: src/%.cpp $(CORE_HDRS) $(BUILD)/.test-deps
 $(BUILD)/fuzz/%: t/fuzz/%.cpp t/fuzz/fuzz.h t/unit/memory_store.h $(FUZZ_OBJS)
 	clang++-14 $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LIBS)
 .SECONDARY: $(FUZZ_OBJS)
-fuzz-smoke: $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
+fuzz-smoke: $(BUILD)/.test-deps
+	$(MAKE) -j$(JOBS) $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 	@for f in $(FUZZERS); do \
 	  mkdir -p $(BUILD)/fuzz/corpus/$$f && \
 	  $(BUILD)/fuzz/$$f -runs=$(FUZZ_RUNS) -seed=1 -artifact_prefix=$(BUILD)/fuzz/$$f- $(BUILD)/fuzz/corpus/$$f t/fuzz/corpus/$$f 2>$(BUILD)/fuzz/$$f.log \
@@ -136,19 +141,26 @@ fuzz: $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 # The Debian package, the way Debian ships nginx modules (libnginx-mod-*).
 DEB := $(BUILD)/deb/libnginx-mod-http-device-pairing_$(VERSION)_amd64.deb
 deb: $(DEB)
-$(DEB): $(MODULE) packaging/DEBIAN/control.in packaging/DEBIAN/postinst packaging/DEBIAN/postrm packaging/mod-http-device-pairing.conf
+DOC_DIR := $(BUILD)/deb/root/usr/share/doc/libnginx-mod-http-device-pairing
+$(DEB): $(MODULE) packaging/DEBIAN/control.in packaging/DEBIAN/postinst packaging/DEBIAN/postrm packaging/mod-http-device-pairing.conf \
+        packaging/copyright packaging/changelog.in Makefile
 	rm -rf $(BUILD)/deb/root && mkdir -p $(BUILD)/deb/root/DEBIAN $(BUILD)/deb/root/usr/lib/nginx/modules \
-	    $(BUILD)/deb/root/usr/share/nginx/modules-available $(BUILD)/deb/root/usr/share/doc/libnginx-mod-http-device-pairing
-	sed 's/@VERSION@/$(VERSION)/' packaging/DEBIAN/control.in > $(BUILD)/deb/root/DEBIAN/control
+	    $(BUILD)/deb/root/usr/share/nginx/modules-available $(DOC_DIR)
+	sed 's/@VERSION@/$(VERSION)/; s/@MAINTAINER@/$(MAINTAINER)/' packaging/DEBIAN/control.in > $(BUILD)/deb/root/DEBIAN/control
+	install -m 644 packaging/copyright $(DOC_DIR)/copyright
+	sed 's/@VERSION@/$(VERSION)/; s/@MAINTAINER@/$(MAINTAINER)/' packaging/changelog.in | gzip -9n > $(DOC_DIR)/changelog.gz
+	chmod 644 $(DOC_DIR)/changelog.gz
 	install -m 755 packaging/DEBIAN/postinst packaging/DEBIAN/postrm $(BUILD)/deb/root/DEBIAN/
 	install -m 644 -s $(MODULE) $(BUILD)/deb/root/usr/lib/nginx/modules/
 	install -m 644 packaging/mod-http-device-pairing.conf $(BUILD)/deb/root/usr/share/nginx/modules-available/
 	install -m 644 README.md $(BUILD)/deb/root/usr/share/doc/libnginx-mod-http-device-pairing/
 	dpkg-deb --root-owner-group --build $(BUILD)/deb/root $@ >/dev/null
 
-# Installs the package into Debian's nginx on this machine, pairs through
-# the stock nginx.conf plus a site file, and removes it again.
+# lintian on the package (errors and warnings fail), then: installs it into
+# Debian's nginx on this machine, pairs through the stock nginx.conf plus a
+# site file, and removes it again.
 test-deb: $(DEB) $(BUILD)/.test-deps
+	lintian --fail-on error,warning $(DEB)
 	t/deb/smoke.sh $(DEB)
 
 test: unit fuzz-smoke integration test-asan test-ubsan test-deb

@@ -27,6 +27,27 @@ sub operator_token {
     return $t;
 }
 
+# Every test directory made, so that whatever nginx runs from one is stopped
+# when the test file exits, however it exits (a die, a failed BAIL_OUT, a
+# binary upgrade's second master).
+our @STARTED_DIRS;
+END {
+    my $status = $?;
+    for my $dir (@STARTED_DIRS) {
+        my @pids;
+        for my $cmdline (glob '/proc/[0-9]*/cmdline') {
+            open my $fh, '<', $cmdline or next;
+            my $line = <$fh> // next;
+            push @pids, $cmdline =~ m{^/proc/(\d+)/} if $line =~ /nginx/ && index($line, "$dir/") >= 0;
+        }
+        next unless @pids;
+        kill 'QUIT', @pids;
+        for (1 .. 50) { last unless grep { kill 0, $_ } @pids; select undef, undef, undef, 0.05 }
+        kill 'KILL', @pids;
+    }
+    $? = $status;
+}
+
 sub new {
     my ($class, %opt) = @_;
     my $module = File::Spec->rel2abs($ENV{DP_MODULE} // (__FILE__ =~ s{t/lib/DPTest\.pm$}{}r) . 'build/nginx/objs/ngx_http_device_pairing_module.so');
@@ -39,6 +60,7 @@ sub new {
         %opt,
     }, $class;
     $self->{token_file} = "$self->{dir}/gateway-token";
+    push @STARTED_DIRS, $self->{dir};
     $self->{port} = free_port();
     $self->{port2} = free_port();
     return $self;
