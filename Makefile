@@ -15,7 +15,11 @@ SANITIZE_nginx-ubsan := --with-cc-opt="-fsanitize=undefined -fno-omit-frame-poin
 CORE_SRCS  := $(wildcard src/core/*.cpp src/core/persist/*.cpp)
 UNIT_SRCS  := $(wildcard t/unit/*.cpp)
 CORE_HDRS  := $(wildcard src/core/*.h src/core/persist/*.h)
-ALL_SRCS   := $(CORE_SRCS) $(CORE_HDRS) $(wildcard src/ngx/*.cpp src/ngx/*.h) config
+# The pairing page's files and the fleet's Lua script, embedded at build time
+# (with the page's CSP hashes) into one generated header.
+ASSETS     := $(filter-out %.sh,$(wildcard src/assets/*))
+ASSETS_H   := $(BUILD)/gen/dp_assets.h
+ALL_SRCS   := $(CORE_SRCS) $(CORE_HDRS) $(wildcard src/ngx/*.cpp src/ngx/*.h) config $(ASSETS_H)
 VERSION    := 0.3.0
 JOBS       := $(shell nproc)
 # The package's maintainer (Debian's Maintainer field and changelog).
@@ -26,7 +30,7 @@ TEST_PKGS  := libgtest-dev perl python3 python3-cryptography chromium zbar-tools
               clang-14 libfuzzer-14-dev libclang-rt-14-dev curl bsdutils dpkg-dev python3-prometheus-client \
               redis-server lintian
 BENCH_PKGS := wrk python3 redis-server
-CXXFLAGS   := -std=gnu++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -Isrc
+CXXFLAGS   := -std=gnu++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -Isrc -I$(BUILD)/gen
 LIBS       := -lcrypto -ljansson -lqrencode -lz
 
 .PHONY: deps deb test-deb banner build asan ubsan run test unit integration test-asan test-ubsan test-valgrind browser-deps bench soak \
@@ -40,6 +44,9 @@ define install_pkgs
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 endef
+
+$(ASSETS_H): $(ASSETS) src/assets/embed.sh
+	sh src/assets/embed.sh $@
 
 deps: $(BUILD)/.deps
 $(BUILD)/.deps: Makefile
@@ -82,7 +89,7 @@ ubsan: $(UBSAN_MODULE)
 # Each source compiles on its own (make -j); -MMD keeps the header
 # dependencies exact.
 UNIT_OBJS  := $(patsubst %.cpp,$(BUILD)/unit-obj/%.o,$(CORE_SRCS) $(UNIT_SRCS))
-$(BUILD)/unit-obj/%.o: %.cpp $(BUILD)/.test-deps
+$(BUILD)/unit-obj/%.o: %.cpp $(BUILD)/.test-deps $(ASSETS_H)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -MMD -MP -c -o $@ $<
 -include $(UNIT_OBJS:.o=.d)
@@ -111,11 +118,11 @@ test-ubsan: $(UBSAN_MODULE) browser-deps
 # ASan + UBSan. fuzz-smoke (in make test) replays the seed corpus and runs a
 # fixed number of new inputs; make fuzz runs each for FUZZ_SECONDS.
 FUZZERS      := $(basename $(notdir $(wildcard t/fuzz/*.cpp)))
-FUZZ_FLAGS   := -std=gnu++17 -g -O1 -Isrc -It/unit -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_FLAGS   := -std=gnu++17 -g -O1 -Isrc -I$(BUILD)/gen -It/unit -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_OBJS    := $(patsubst src/%.cpp,$(BUILD)/fuzz/obj/%.o,$(CORE_SRCS))
 FUZZ_RUNS    ?= 20000
 FUZZ_SECONDS ?= 300
-$(BUILD)/fuzz/obj/%.o: src/%.cpp $(CORE_HDRS) $(BUILD)/.test-deps
+$(BUILD)/fuzz/obj/%.o: src/%.cpp $(CORE_HDRS) $(BUILD)/.test-deps $(ASSETS_H)
 	@mkdir -p $(dir $@)
 	clang++-14 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 $(BUILD)/fuzz/%: t/fuzz/%.cpp t/fuzz/fuzz.h t/unit/memory_store.h $(FUZZ_OBJS)

@@ -1,0 +1,67 @@
+
+local a, k = 6, 0  -- the next transaction's first ARGV, its keys after KEYS[k]
+local results, fields = {0}, {'o', ARGV[1]}
+local now_ms
+for t = 1, tonumber(ARGV[5]) do
+  local n, cap, guards = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local kv = a + 3         -- per key: before, after, expiry
+  local gv = kv + 3 * n    -- per guard: set, member, expiry
+  a = gv + 3 * guards
+  local outcome = 1
+  for i = 1, n do
+    if (redis.call('GET', KEYS[k + i]) or '') ~= ARGV[kv + 3 * (i - 1)] then
+      outcome = {0}
+      for j = 1, n do outcome[j + 1] = redis.call('GET', KEYS[k + j]) or '' end
+      break
+    end
+  end
+  -- The per-account cap, fleet-wide: each account's live mailboxes are a
+  -- sorted set scored by expiry.
+  if outcome == 1 and cap > 0 then
+    for g = 0, guards - 1 do
+      if ARGV[gv + 2 + 3 * g] ~= '0' then
+        if not now_ms then
+          local time = redis.call('TIME')
+          now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+        end
+        local set = ARGV[gv + 3 * g]
+        redis.call('ZREMRANGEBYSCORE', set, '-inf', now_ms)
+        if redis.call('ZCARD', set) >= cap then
+          outcome = 2
+          break
+        end
+      end
+    end
+  end
+  if outcome == 1 then
+    for i = 1, n do
+      local key, after, expires = KEYS[k + i], ARGV[kv + 1 + 3 * (i - 1)], ARGV[kv + 2 + 3 * (i - 1)]
+      if after == '' then
+        redis.call('DEL', key)
+      elseif expires ~= '0' then
+        redis.call('SET', key, after, 'PXAT', expires)
+      else
+        redis.call('SET', key, after)
+      end
+      fields[#fields + 1] = key
+      fields[#fields + 1] = after
+    end
+    for g = 0, guards - 1 do
+      local set, member, expires = ARGV[gv + 3 * g], ARGV[gv + 1 + 3 * g], ARGV[gv + 2 + 3 * g]
+      if expires ~= '0' then
+        redis.call('ZADD', set, expires, member)
+        if redis.call('PEXPIRETIME', set) < tonumber(expires) then redis.call('PEXPIREAT', set, expires) end
+      else
+        redis.call('ZREM', set, member)
+      end
+    end
+  end
+  results[t + 1] = outcome
+  k = k + n
+end
+if #fields > 2 then
+  local seq = redis.call('INCR', ARGV[3])
+  redis.call('XADD', ARGV[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', unpack(fields))
+  results[1] = seq
+end
+return results
