@@ -252,6 +252,10 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept;
 // A new OTP for the operator: the error log (notice), the banner file, and
 // the terminal that started nginx when there is one.
 void show_banner(ZoneCtx* zone, const std::vector<std::string>& lines, ngx_log_t* log);
+// A starting configuration's OTP: a new one with its banner, or where the
+// live one's banner is (a reload). Standalone zones only: a fleet's OTP is
+// made by worker 0 once in step.
+void show_otp_at_start(ZoneCtx* zone, ngx_log_t* log);
 ZoneCtx* zone_of(ngx_http_request_t* r);
 
 // Where a worker's committed changes go before their answer: the journal
@@ -297,6 +301,10 @@ ngx_thread_pool_t* default_thread_pool(ngx_cycle_t* cycle);
 // persist.cpp: the journal (group commit in a thread, undo on failure) and
 // its compaction.
 ngx_int_t start_journal(ngx_cycle_t* cycle, ZoneCtx* zone);
+// A new zone's records from state=: the snapshot, then the journals, under
+// the state's lock; the zone then owns the journal (a binary upgrade's older
+// generation stops appending).
+ngx_int_t recover_state(ZoneStore& store, ZoneCtx* ctx, uint32_t now_s, ngx_log_t* log);
 // A configuration that keeps a zone (reload, resize) with another state=
 // than the one before: writes the zone's whole state at the new path before
 // any worker journals there, or refuses a path that already holds state.

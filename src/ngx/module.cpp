@@ -601,7 +601,14 @@ ZoneCtx* cycle_zone(ngx_cycle_t* cycle) {
 // nginx's log files are open by now: the identity this configuration made
 // is an audit event (once, from the master).
 ngx_int_t init_module(ngx_cycle_t* cycle) noexcept {
-    if (ZoneCtx* zone = cycle_zone(cycle)) zone->cycle_ok = true;
+    if (ZoneCtx* zone = cycle_zone(cycle)) {
+        zone->cycle_ok = true;
+        try {
+            show_otp_at_start(zone, cycle->log);
+        } catch (const std::exception& e) {
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "device_pairing: the OTP at start: %s", e.what());
+        }
+    }
     if (!cycle->conf_ctx || !cycle->conf_ctx[ngx_http_module.index]) return NGX_OK;
     auto* mcf = static_cast<MainConf*>(ngx_http_cycle_get_module_main_conf(cycle, ngx_http_device_pairing_module));
     auto** srvs = static_cast<SrvConf**>(mcf->pairing_srvs.elts);

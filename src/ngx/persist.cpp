@@ -536,6 +536,93 @@ void flush_at_exit(ngx_cycle_t* cycle, ZoneCtx* zone) {
     }
 }
 
+// Recovery: the snapshot, then the journal set aside by an unfinished
+// compaction and the journal, entries newer than the snapshot in sequence
+// order. A torn tail (a crash mid-append) is cut off with a notice; a corrupt
+// entry before good ones stops the start with the file and offset.
+ngx_int_t recover_state(ZoneStore& store, ZoneCtx* ctx, uint32_t now_s, ngx_log_t* log) {
+    const dp::StatePaths paths(to_string(ctx->state_path));
+    ngx_str_t* name = &ctx->shm_zone->shm.name;
+    std::string bytes, error;
+    dp::SnapshotInfo info;
+    // Held throughout: another generation's workers (a binary upgrade) may
+    // be appending, and the tail is cut only where no append is under way.
+    dp::StateLock file_lock(paths, &error);
+    if (!file_lock.held()) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
+        return NGX_ERROR;
+    }
+    if (dp::read_file(paths.state, &bytes, &error)) {
+        if (!dp::load_state(store, bytes, now_s, &error, &info)) {
+            ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state file \"%s\": %s", name,
+                          paths.state.c_str(), error.c_str());
+            return NGX_ERROR;
+        }
+    } else if (errno != ENOENT) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state file \"%s\": %s", name,
+                      paths.state.c_str(), error.c_str());
+        return NGX_ERROR;
+    }
+    std::string().swap(bytes);
+    std::vector<dp::JournalEntry> entries;
+    uint64_t journal_bytes = 0;
+    for (const std::string* path : {&paths.rotated, &paths.journal}) {
+        std::string text;
+        if (!dp::read_file(*path, &text, &error)) {
+            if (errno == ENOENT) continue;
+            ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": journal \"%s\": %s", name,
+                          path->c_str(), error.c_str());
+            return NGX_ERROR;
+        }
+        dp::JournalScan scan;
+        if (!dp::parse_journal(text, &scan, &error)) {
+            ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": journal \"%s\": %s", name,
+                          path->c_str(), error.c_str());
+            return NGX_ERROR;
+        }
+        if (scan.torn) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "device_pairing_zone \"%V\": journal \"%s\": an incomplete last entry at offset %uz "
+                          "(an append cut off by a crash) is dropped", name, path->c_str(), scan.valid_bytes);
+            if (!ngx_test_config && path == &paths.rotated && truncate(path->c_str(), (off_t)scan.valid_bytes) != 0)
+                ngx_log_error(NGX_LOG_EMERG, log, ngx_errno, "device_pairing_zone \"%V\": truncate \"%s\"", name,
+                              path->c_str());
+        }
+        if (!ngx_test_config && path == &paths.journal && !dp::settle_journal(file_lock, paths, scan.valid_bytes, &error))
+            ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
+        journal_bytes += scan.valid_bytes;
+        for (dp::JournalEntry& e : scan.entries) entries.push_back(std::move(e));
+    }
+    uint64_t last_seq = info.covers_seq;
+    if (!dp::apply_journal(store, entries, info.covers_seq, now_s, &last_seq, &error)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
+        return NGX_ERROR;
+    }
+    // This zone owns the journal from now on: an older generation still
+    // running (a binary upgrade) has its later appends refused, so it
+    // acknowledges nothing this zone did not just read.
+    dp::JournalOwner previous;
+    const bool had_owner = dp::read_journal_owner(file_lock, &previous);
+    if (!ngx_test_config &&
+        !dp::write_journal_owner(file_lock, {zone_id(ctx), (uint64_t)ngx_pid, dp::journal_size(paths)}, &error)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
+        return NGX_ERROR;
+    }
+    dp::StoreLock lock(store);
+    dp::SharedState& state = store.shared_for_persistence();
+    state.journal_seq = last_seq;
+    state.generation = info.generation;
+    state.journal_bytes = journal_bytes;
+    if (had_owner && previous.master_pid && previous.master_pid != (uint64_t)ngx_pid &&
+        kill((pid_t)previous.master_pid, 0) == 0) {
+        state.predecessor_pid = (uint32_t)previous.master_pid;
+        ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\": the journal's previous owner (master %uL) "
+                      "still runs: its workers' writes are refused from now on", name, previous.master_pid);
+    }
+    return NGX_OK;
+}
+
+
 namespace {
 
 bool state_files_exist(const dp::StatePaths& paths) {

@@ -144,107 +144,6 @@ ZoneCtx* old_zone_with_same_name(ngx_shm_zone_t* shm_zone) {
     return old ? static_cast<ZoneCtx*>(old->data) : nullptr;
 }
 
-// Recovery: the snapshot, then the journal set aside by an unfinished
-// compaction and the journal, entries newer than the snapshot in sequence
-// order. A torn tail (a crash mid-append) is cut off with a notice; a corrupt
-// entry before good ones stops the start with the file and offset.
-ngx_int_t recover(ZoneStore& store, ZoneCtx* ctx, uint32_t now_s, ngx_log_t* log) {
-    const dp::StatePaths paths(to_string(ctx->state_path));
-    ngx_str_t* name = &ctx->shm_zone->shm.name;
-    std::string bytes, error;
-    dp::SnapshotInfo info;
-    // Held throughout: another generation's workers (a binary upgrade) may
-    // be appending, and the tail is cut only where no append is under way.
-    dp::StateLock file_lock(paths, &error);
-    if (!file_lock.held()) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
-        return NGX_ERROR;
-    }
-    if (dp::read_file(paths.state, &bytes, &error)) {
-        if (!dp::load_state(store, bytes, now_s, &error, &info)) {
-            ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state file \"%s\": %s", name,
-                          paths.state.c_str(), error.c_str());
-            return NGX_ERROR;
-        }
-    } else if (errno != ENOENT) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state file \"%s\": %s", name,
-                      paths.state.c_str(), error.c_str());
-        return NGX_ERROR;
-    }
-    std::string().swap(bytes);
-    std::vector<dp::JournalEntry> entries;
-    uint64_t journal_bytes = 0;
-    for (const std::string* path : {&paths.rotated, &paths.journal}) {
-        std::string text;
-        if (!dp::read_file(*path, &text, &error)) {
-            if (errno == ENOENT) continue;
-            ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": journal \"%s\": %s", name,
-                          path->c_str(), error.c_str());
-            return NGX_ERROR;
-        }
-        dp::JournalScan scan;
-        if (!dp::parse_journal(text, &scan, &error)) {
-            ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": journal \"%s\": %s", name,
-                          path->c_str(), error.c_str());
-            return NGX_ERROR;
-        }
-        if (scan.torn) {
-            ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                          "device_pairing_zone \"%V\": journal \"%s\": an incomplete last entry at offset %uz "
-                          "(an append cut off by a crash) is dropped", name, path->c_str(), scan.valid_bytes);
-            if (!ngx_test_config && path == &paths.rotated && truncate(path->c_str(), (off_t)scan.valid_bytes) != 0)
-                ngx_log_error(NGX_LOG_EMERG, log, ngx_errno, "device_pairing_zone \"%V\": truncate \"%s\"", name,
-                              path->c_str());
-        }
-        if (!ngx_test_config && path == &paths.journal && !dp::settle_journal(file_lock, paths, scan.valid_bytes, &error))
-            ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
-        journal_bytes += scan.valid_bytes;
-        for (dp::JournalEntry& e : scan.entries) entries.push_back(std::move(e));
-    }
-    uint64_t last_seq = info.covers_seq;
-    if (!dp::apply_journal(store, entries, info.covers_seq, now_s, &last_seq, &error)) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
-        return NGX_ERROR;
-    }
-    // This zone owns the journal from now on: an older generation still
-    // running (a binary upgrade) has its later appends refused, so it
-    // acknowledges nothing this zone did not just read.
-    dp::JournalOwner previous;
-    const bool had_owner = dp::read_journal_owner(file_lock, &previous);
-    if (!ngx_test_config &&
-        !dp::write_journal_owner(file_lock, {zone_id(ctx), (uint64_t)ngx_pid, dp::journal_size(paths)}, &error)) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
-        return NGX_ERROR;
-    }
-    dp::StoreLock lock(store);
-    dp::SharedState& state = store.shared_for_persistence();
-    state.journal_seq = last_seq;
-    state.generation = info.generation;
-    state.journal_bytes = journal_bytes;
-    if (had_owner && previous.master_pid && previous.master_pid != (uint64_t)ngx_pid &&
-        kill((pid_t)previous.master_pid, 0) == 0) {
-        state.predecessor_pid = (uint32_t)previous.master_pid;
-        ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\": the journal's previous owner (master %uL) "
-                      "still runs: its workers' writes are refused from now on", name, previous.master_pid);
-    }
-    return NGX_OK;
-}
-
-void start_otp_if_needed(ZoneCtx* ctx, ngx_log_t* log) {
-    // In fleet mode the OTP is the fleet's: worker 0 makes it, once in step.
-    if (ngx_test_config || !ctx->mcf->first_pairing_srv || ctx->fleet) return;
-    ZoneStore store(ctx);
-    std::vector<std::string> banner = dp::otp_at_start(store, *ctx->mcf->first_pairing_srv->settings, now_ms());
-    if (!banner.empty()) {
-        show_banner(ctx, banner, log);
-        return;
-    }
-    // A reload keeps the live OTP and its banner file: say where it is.
-    if (ctx->banner_path.len)
-        ngx_log_error(NGX_LOG_WARN, log, 0, "device pairing: the OTP is live; print the pairing URL, QR and OTP with: cat %V",
-                      &ctx->banner_path);
-}
-
 }  // namespace
 
 namespace {
@@ -482,86 +381,114 @@ size_t ZoneStore::visit_index_after(dp::Index index, std::string_view after, siz
                       [&](ngx_rbtree_node_t* n) { visit(reinterpret_cast<IndexNode*>(n)->record); });
 }
 
+namespace {
+
+// A reload keeps the zone (same name and size). What the new configuration
+// changes about the zone itself is checked here: redis= can be neither
+// added nor removed (a replica and a standalone zone hold their state
+// differently), and a moved or added state= is carried over (persist.cpp).
+ngx_int_t reuse_zone(ZoneCtx* ctx, ZoneCtx* old, ngx_log_t* log) {
+    ctx->sh = old->sh;
+    ctx->shpool = old->shpool;
+    if (!ctx->fleet != !old->fleet) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": redis= cannot be %s by a reload (the zone "
+                      "%s a replica of Redis); restart nginx to change it", &ctx->shm_zone->shm.name,
+                      ctx->fleet ? "added" : "removed", old->fleet ? "is" : "is not");
+        return NGX_ERROR;
+    }
+    return carry_state_over(ctx, old->state_path, log);
+}
+
+// The zone's header, trees, queues and the gate's digest table, in a new
+// slab pool.
+ngx_int_t lay_out(ZoneCtx* ctx, ngx_shm_zone_t* shm_zone) {
+    ctx->shpool = reinterpret_cast<ngx_slab_pool_t*>(shm_zone->shm.addr);
+    // The gate's table rides in the header's allocation: a page-rounded
+    // chunk of its own would cost a small zone a page of records.
+    const size_t record_bytes = shm_zone->shm.size - sizeof(SharedZone);
+    const uint64_t capacity = dp::DigestTable::capacity_for(record_bytes);
+    ctx->sh = static_cast<SharedZone*>(ngx_slab_calloc(ctx->shpool, sizeof(SharedZone) + capacity * sizeof(dp::DigestSlot)));
+    if (!ctx->sh) return NGX_ERROR;
+    ctx->sh->by_digest.slots = reinterpret_cast<dp::DigestSlot*>(ctx->sh + 1);
+    ctx->sh->by_digest.capacity = capacity;
+    // The zone's name on what it writes: fleet feed entries, and the
+    // journal's owner (a binary upgrade runs two zones on one state=).
+    dp::Bytes origin = dp::random_bytes(sizeof ctx->sh->state.fleet_origin);
+    memcpy(ctx->sh->state.fleet_origin, origin.data(), origin.size());
+    if (ctx->fleet) ctx->sh->state.fleet_out_of_step_ms = now_ms();  // out of step until worker 0 has read Redis
+    for (size_t k = 0; k < dp::kKindCount; k++) {
+        ngx_rbtree_init(&ctx->sh->trees[k], &ctx->sh->sentinels[k], insert_ordered<record_key_less>);
+        ngx_queue_init(&ctx->sh->expiry[k]);
+    }
+    ngx_rbtree_init(&ctx->sh->indexes[(size_t)dp::Index::DeviceId],
+                    &ctx->sh->index_sentinels[(size_t)dp::Index::DeviceId], insert_ordered<field_less<dp::Index::DeviceId>>);
+    ngx_rbtree_init(&ctx->sh->indexes[(size_t)dp::Index::CodeHash],
+                    &ctx->sh->index_sentinels[(size_t)dp::Index::CodeHash], insert_ordered<field_less<dp::Index::CodeHash>>);
+    ctx->shpool->data = ctx->sh;
+    size_t len = sizeof(" in device_pairing_zone \"\"") + shm_zone->shm.name.len;
+    ctx->shpool->log_ctx = static_cast<u_char*>(ngx_slab_alloc(ctx->shpool, len));
+    if (!ctx->shpool->log_ctx) return NGX_ERROR;
+    ngx_sprintf(ctx->shpool->log_ctx, " in device_pairing_zone \"%V\"%Z", &shm_zone->shm.name);
+    ctx->shpool->log_nomem = 0;  // a full zone is reported by the module, once per failure
+    return NGX_OK;
+}
+
+// On reload with a changed size nginx gives us a new, empty zone while the
+// old one is still mapped: its records are copied, and it is retired in the
+// same hold of its lock (a change made in it after the copy would be lost,
+// so its workers refuse writes).
+ngx_int_t take_over(ZoneStore& store, ZoneCtx* ctx, ZoneCtx* old, uint32_t now_s, ngx_log_t* log) {
+    ZoneStore old_store(old);
+    std::string snapshot, error;
+    dp::SharedState old_state;
+    {
+        dp::StoreLock lock(old_store);
+        snapshot = dp::serialize_state(old_store);
+        old_state = old_store.shared();
+        old_store.shared_for_persistence().retired = 1;
+    }
+    ctx->took_over = old->sh;
+    if (!dp::load_state(store, snapshot, now_s, &error)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": cannot take over the old zone: %s",
+                      &ctx->shm_zone->shm.name, error.c_str());
+        return NGX_ERROR;
+    }
+    {
+        dp::StoreLock lock(store);
+        dp::SharedState& state = store.shared_for_persistence();
+        state.journal_seq = old_state.journal_seq;
+        state.journal_bytes = old_state.journal_bytes;
+        state.generation = old_state.generation + 1;
+        std::copy(std::begin(old_state.fleet_origin), std::end(old_state.fleet_origin), std::begin(state.fleet_origin));
+        std::copy(std::begin(old_state.counters), std::end(old_state.counters), std::begin(state.counters));
+        ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\" resized, %uL devices kept",
+                      &ctx->shm_zone->shm.name, (uint64_t)state.devices);
+    }
+    return carry_state_over(ctx, old->state_path, log);
+}
+
+}  // namespace
+
+// The zone's life: reuse it on a reload, or lay it out and fill it (from
+// the zone it replaces, or from state=), then index it. The OTP and its
+// banner are made when the configuration starts (init_module), not here.
 ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
     auto* ctx = static_cast<ZoneCtx*>(shm_zone->data);
     ngx_log_t* log = shm_zone->shm.log;
     try {
-        if (auto* old = static_cast<ZoneCtx*>(data)) {  // reload, same name and size: reuse
-            ctx->sh = old->sh;
-            ctx->shpool = old->shpool;
-            if (carry_state_over(ctx, old->state_path, log) != NGX_OK) return NGX_ERROR;
-            start_otp_if_needed(ctx, log);
-            return NGX_OK;
-        }
-        ctx->shpool = reinterpret_cast<ngx_slab_pool_t*>(shm_zone->shm.addr);
+        if (auto* old = static_cast<ZoneCtx*>(data)) return reuse_zone(ctx, old, log);
         if (shm_zone->shm.exists) {
+            ctx->shpool = reinterpret_cast<ngx_slab_pool_t*>(shm_zone->shm.addr);
             ctx->sh = static_cast<SharedZone*>(ctx->shpool->data);
             return NGX_OK;
         }
-        // The gate's table rides in the header's allocation: a page-rounded
-        // chunk of its own would cost a small zone a page of records.
-        const size_t record_bytes = shm_zone->shm.size - sizeof(SharedZone);
-        const uint64_t capacity = dp::DigestTable::capacity_for(record_bytes);
-        ctx->sh = static_cast<SharedZone*>(
-            ngx_slab_calloc(ctx->shpool, sizeof(SharedZone) + capacity * sizeof(dp::DigestSlot)));
-        if (!ctx->sh) return NGX_ERROR;
-        ctx->sh->by_digest.slots = reinterpret_cast<dp::DigestSlot*>(ctx->sh + 1);
-        ctx->sh->by_digest.capacity = capacity;
-        // The zone's name on what it writes: fleet feed entries, and the
-        // journal's owner (a binary upgrade runs two zones on one state=).
-        dp::Bytes origin = dp::random_bytes(sizeof ctx->sh->state.fleet_origin);
-        memcpy(ctx->sh->state.fleet_origin, origin.data(), origin.size());
-        if (ctx->fleet) ctx->sh->state.fleet_out_of_step_ms = now_ms();  // out of step until worker 0 has read Redis
-        for (size_t k = 0; k < dp::kKindCount; k++) {
-            ngx_rbtree_init(&ctx->sh->trees[k], &ctx->sh->sentinels[k], insert_ordered<record_key_less>);
-            ngx_queue_init(&ctx->sh->expiry[k]);
-        }
-        ngx_rbtree_init(&ctx->sh->indexes[(size_t)dp::Index::DeviceId],
-                        &ctx->sh->index_sentinels[(size_t)dp::Index::DeviceId], insert_ordered<field_less<dp::Index::DeviceId>>);
-        ngx_rbtree_init(&ctx->sh->indexes[(size_t)dp::Index::CodeHash],
-                        &ctx->sh->index_sentinels[(size_t)dp::Index::CodeHash], insert_ordered<field_less<dp::Index::CodeHash>>);
-        ctx->shpool->data = ctx->sh;
-
-        size_t len = sizeof(" in device_pairing_zone \"\"") + shm_zone->shm.name.len;
-        ctx->shpool->log_ctx = static_cast<u_char*>(ngx_slab_alloc(ctx->shpool, len));
-        if (!ctx->shpool->log_ctx) return NGX_ERROR;
-        ngx_sprintf(ctx->shpool->log_ctx, " in device_pairing_zone \"%V\"%Z", &shm_zone->shm.name);
-        ctx->shpool->log_nomem = 0;  // a full zone is reported by the module, once per failure
-
+        if (lay_out(ctx, shm_zone) != NGX_OK) return NGX_ERROR;
         ZoneStore store(ctx);
         store.defer_indexes();
         const uint32_t now_s = (uint32_t)(now_ms() / 1000);
-        std::string error;
-        const ngx_str_t* took_over_from = nullptr;  // the old zone's state=, when a resize took it over
         if (ZoneCtx* old = old_zone_with_same_name(shm_zone)) {
-            ZoneStore old_store(old);
-            std::string snapshot;
-            dp::SharedState old_state;
-            {
-                // Retired in the same hold of its lock: a change made in it
-                // after this copy would be lost, so its workers refuse writes.
-                dp::StoreLock lock(old_store);
-                snapshot = dp::serialize_state(old_store);
-                old_state = old_store.shared();
-                old_store.shared_for_persistence().retired = 1;
-            }
-            ctx->took_over = old->sh;
-            if (!dp::load_state(store, snapshot, now_s, &error)) {
-                ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": cannot take over the old zone: %s",
-                              &shm_zone->shm.name, error.c_str());
-                return NGX_ERROR;
-            }
-            dp::StoreLock lock(store);
-            dp::SharedState& state = store.shared_for_persistence();
-            state.journal_seq = old_state.journal_seq;
-            state.journal_bytes = old_state.journal_bytes;
-            state.generation = old_state.generation + 1;
-            std::copy(std::begin(old_state.fleet_origin), std::end(old_state.fleet_origin), std::begin(state.fleet_origin));
-            std::copy(std::begin(old_state.counters), std::end(old_state.counters), std::begin(state.counters));
-            ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\" resized, %uL devices kept",
-                          &shm_zone->shm.name, (uint64_t)state.devices);
-            took_over_from = &old->state_path;
-        } else if (ctx->state_path.len && recover(store, ctx, now_s, log) != NGX_OK) {
+            if (take_over(store, ctx, old, now_s, log) != NGX_OK) return NGX_ERROR;
+        } else if (ctx->state_path.len && recover_state(store, ctx, now_s, log) != NGX_OK) {
             return NGX_ERROR;
         }
         if (!store.build_indexes()) {
@@ -569,11 +496,9 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
                           "its records", &shm_zone->shm.name);
             return NGX_ERROR;
         }
-        if (took_over_from && carry_state_over(ctx, *took_over_from, log) != NGX_OK) return NGX_ERROR;
         // The master's heap held the whole file; give it back before workers
         // fork, or each would start with it resident.
         malloc_trim(0);
-        start_otp_if_needed(ctx, log);
         return NGX_OK;
     } catch (const std::exception& e) {
         ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone: %s", e.what());
@@ -581,80 +506,6 @@ ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
         ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone: unknown error");
     }
     return NGX_ERROR;
-}
-
-namespace {
-
-std::string banner_pointer(const std::string& path) {
-    return "device pairing: a new OTP; print the pairing URL, QR and OTP with: cat " + path;
-}
-
-// A worker rewrites the banner file in the thread pool: replacing a file by
-// rename makes ext4 write it out at once, which stalled every request on the
-// worker for milliseconds. The newest text wins; one write at a time.
-class BannerWriter {
-   public:
-    explicit BannerWriter(ngx_cycle_t* cycle) : pool_(default_thread_pool(cycle)), task_(new_thread_task(cycle, &step_)) {
-        step_.work = [this](std::string* error) { return dp::PosixDisk().write_atomically(path_, writing_, error); };
-        step_.done = [this](bool ok, const std::string& error) {
-            in_flight_ = false;
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "%s",
-                          ok ? banner_pointer(path_).c_str() : ("device_pairing: the banner file: " + error).c_str());
-            if (!next_.empty()) start();
-        };
-    }
-    // False: no thread pool here; the caller writes it itself.
-    bool write(const std::string& path, std::string text) {
-        if (!pool_ || !task_) return false;
-        path_ = path;
-        next_ = std::move(text);
-        if (!in_flight_) start();
-        return true;
-    }
-
-   private:
-    void start() {
-        writing_ = std::move(next_);
-        next_.clear();
-        in_flight_ = true;
-        if (ngx_thread_task_post(pool_, task_) != NGX_OK) step_.done(false, "the thread pool refused the task");
-    }
-
-    ngx_thread_pool_t* pool_;
-    ThreadStep step_;
-    ngx_thread_task_t* task_;
-    std::string path_, writing_, next_;
-    bool in_flight_ = false;
-};
-
-BannerWriter* worker_banner_writer;
-
-}  // namespace
-
-// The banner holds the OTP: it goes to the root-only banner file and to the
-// terminal that starts nginx, never to a log line (logs are shipped, kept
-// and read by people who must not pair an owner).
-void show_banner(ZoneCtx* zone, const std::vector<std::string>& lines, ngx_log_t* log) {
-    std::string text;
-    for (const std::string& line : lines) text += line + "\n";
-    std::string path = to_string(zone->banner_path), error;
-    if (!path.empty() && ngx_process == NGX_PROCESS_WORKER) {
-        if (!worker_banner_writer) worker_banner_writer = new BannerWriter((ngx_cycle_t*)ngx_cycle);
-        if (worker_banner_writer->write(path, std::move(text))) return;  // it logs where to look
-    }
-    if (!path.empty() && !dp::PosixDisk().write_atomically(path, text, &error)) {
-        ngx_log_error(NGX_LOG_WARN, log, 0, "device_pairing: the banner file: %s", error.c_str());
-        path.clear();
-    }
-    std::string pointer = path.empty() ? "" : banner_pointer(path);
-    if (!pointer.empty()) ngx_log_error(NGX_LOG_WARN, log, 0, "%s", pointer.c_str());
-    // nginx starting (not a reload, not a worker): stderr is still the
-    // starter's. A terminal gets the whole banner; anything else (systemd's
-    // journal) only where to look, never the OTP.
-    if (ngx_process == NGX_PROCESS_SINGLE && !ngx_test_config) {
-        const std::string out = isatty(STDERR_FILENO) ? text : pointer.empty() ? "" : pointer + "\n";
-        if (!out.empty()) (void)!write(STDERR_FILENO, out.data(), out.size());
-    }
 }
 
 uint64_t zone_id(ZoneCtx* zone) {

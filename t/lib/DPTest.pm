@@ -33,7 +33,9 @@ sub operator_token {
 our @STARTED_DIRS;
 END {
     my $status = $?;
-    for my $dir (@STARTED_DIRS) {
+    for (@STARTED_DIRS) {
+        my ($dir, $owner) = @$_;
+        next if $owner != $$;    # a forked load generator exiting leaves the test's nginx alone
         my @pids;
         for my $cmdline (glob '/proc/[0-9]*/cmdline') {
             open my $fh, '<', $cmdline or next;
@@ -60,7 +62,7 @@ sub new {
         %opt,
     }, $class;
     $self->{token_file} = "$self->{dir}/gateway-token";
-    push @STARTED_DIRS, $self->{dir};
+    push @STARTED_DIRS, [ $self->{dir}, $$ ];
     $self->{port} = free_port();
     $self->{port2} = free_port();
     return $self;
