@@ -110,6 +110,11 @@ sub config {
     $self->write_file('nginx.conf', <<"CONF");
 load_module $self->{module};
 user root;
+# A binary upgrade (USR2) starts the new master with only these: the
+# sanitizer runs' runtime and options must reach it.
+env LD_PRELOAD;
+env ASAN_OPTIONS;
+env UBSAN_OPTIONS;
 worker_processes $self->{workers};
 pid $d/nginx.pid;
 error_log $d/error.log notice;
