@@ -200,23 +200,35 @@ TEST(Journal, EveryCorruptionIsRefusedWithItsOffsetOrIsTheTrueTail) {
     EXPECT_GT(cases, 4 * whole.size());
 }
 
-TEST(Journal, EntriesOfTheFirstFormatAreStillRead) {
+namespace {
+
+// The journal of one paired owner: its bytes, and its entries parsed.
+JournalScan one_owner(std::string* bytes) {
     Harness h;
     RecordingLog log;
     h.store.attach(&log);
     h.owner();
     JournalScan scan;
     std::string err;
-    ASSERT_TRUE(parse_journal(log.bytes, &scan, &err)) << err;
+    EXPECT_TRUE(parse_journal(log.bytes, &scan, &err)) << err;
+    *bytes = log.bytes;
+    return scan;
+}
+
+}  // namespace
+
+TEST(Journal, EntriesOfTheFirstFormatAreStillRead) {
+    std::string bytes, err;
+    const JournalScan scan = one_owner(&bytes);
     // The first format: u32 length, u32 CRC-32 of the body, the body.
-    const std::string body = log.bytes.substr(12);
+    const std::string body = bytes.substr(12);
     uint32_t len = (uint32_t)body.size();
     uint32_t crc = (uint32_t)crc32(crc32(0, nullptr, 0), (const Bytef*)body.data(), (uInt)body.size());
     std::string v1((const char*)&len, 4);
     v1.append((const char*)&crc, 4);
     v1 += body;
     JournalScan mixed;
-    ASSERT_TRUE(parse_journal(v1 + log.bytes, &mixed, &err)) << err;
+    ASSERT_TRUE(parse_journal(v1 + bytes, &mixed, &err)) << err;
     ASSERT_EQ(mixed.entries.size(), 2u);
     EXPECT_EQ(mixed.entries[0].image, scan.entries[0].image);
     EXPECT_FALSE(mixed.torn);
@@ -225,13 +237,8 @@ TEST(Journal, EntriesOfTheFirstFormatAreStillRead) {
 // A record read back is data: its kind byte and its length fields are
 // checked before it enters the store, wherever it comes from.
 TEST(Journal, ARecordWhoseFieldsLieIsRefusedBeforeItEntersTheStore) {
-    Harness h;
-    RecordingLog log;
-    h.store.attach(&log);
-    h.owner();
-    JournalScan scan;
-    std::string err;
-    ASSERT_TRUE(parse_journal(log.bytes, &scan, &err)) << err;
+    std::string bytes;
+    const JournalScan scan = one_owner(&bytes);
     ASSERT_EQ(scan.entries[0].kind, Kind::Device);
     const std::string good = scan.entries[0].image;
     EXPECT_EQ(record_image_problem(Kind::Device, good, scan.entries[0].key.data()), "");
@@ -275,7 +282,17 @@ TEST(Journal, ARecordWhoseFieldsLieIsRefusedBeforeItEntersTheStore) {
         EXPECT_EQ(replica.count(Kind::Device) + replica.count(Kind::Mailbox), 0u) << what;
     }
     // The state file: a snapshot holding the lying record is refused with its offset.
-    const std::string snapshot = h.locked([&] { return serialize_state(h.store); });
+    MemoryStore origin;  // a store that holds the good record, for a snapshot of it
+    {
+        std::vector<JournalEntry> entries = scan.entries;
+        uint64_t last = 0;
+        std::string error;
+        ASSERT_TRUE(apply_journal(origin, entries, 0, (uint32_t)(kT0 / 1000), &last, &error)) << error;
+    }
+    const std::string snapshot = [&] {
+        StoreLock lock(origin);
+        return serialize_state(origin);
+    }();
     const size_t at = snapshot.find(good);
     ASSERT_NE(at, std::string::npos);
     for (size_t offset : {offsetof(RecordHeader, kind), offsetof(DeviceRecord, name_len)}) {
