@@ -47,6 +47,7 @@ sub host {
     my $h = DPTest->new(allow => qr/redis/);
     # Every host holds the same secret key file (OTPs and codes are MACs under it).
     $h->standard(zone => "zone=pairing:1m redis=127.0.0.1:$rport redis_prefix=t17:", device_keys => $keys,
+        server => 'location = /metrics { device_pairing_metrics; }',
         http => ($opt{http} // '') . " device_pairing_mailbox_ttl 30s; device_pairing_max_pairings 100000; device_pairing_secret_key $rdir/secret.key;");
     $h->start;
     return $h;
@@ -269,7 +270,11 @@ ok($answered_at - $put_at < 0.25, sprintf('soon after the deposit (%.1f ms)', ($
         system("$cli -x SET $key < $image_file >/dev/null") == 0 or die;
         chomp(my $lseq = `$cli INCR t17:seq`);
         system("$cli -x XADD t17:feed $lseq-1 o $origin $key < $image_file >/dev/null") == 0 or die;
+        my ($rebuilds) = $A->get('/metrics')->{content} =~ /^device_pairing_replica_rebuilds_total (\d+)$/m;
         ok(wait_until(sub { $A->read_file('error.log') =~ /redis .*: key "\Q$key\E" is refused: / }, 3), "$what: refused with its key in the log");
+        like($A->get('/metrics')->{content}, qr/^device_pairing_replica_out_of_step 1$/m, "$what: the replica is out of step in the metrics");
+        ok(wait_until(sub { ($A->get('/metrics')->{content} =~ /^device_pairing_replica_rebuilds_total (\d+)$/m)[0] > $rebuilds }, 3),
+           "$what: and a rebuild is counted");
         my $list = $A->get('/api/devices', token => $token);
         is($list->{status}, 200, "$what: the device list still answers");
         ok(!grep({ length($_->{name} // '') > 20 } @{ $list->{json}{devices} || [] }), "$what: no name longer than its field");
@@ -280,6 +285,7 @@ ok($answered_at - $put_at < 0.25, sprintf('soon after the deposit (%.1f ms)', ($
         ok(wait_until(sub { $A->post('/api/v1/device-pairing', device_key => $alice)->{status} == 201 }, 5),
            "$what: A takes writes again once Redis holds a good record (the replica was rebuilt)");
         is($A->get('/api/x', token => $echo)->{status}, 200, "$what: and admits the device");
+        like($A->get('/metrics')->{content}, qr/^device_pairing_replica_out_of_step 0$/m, "$what: in step again in the metrics");
     }
     unlike($A->read_file('error.log') . $B->read_file('error.log'), qr/exited on signal/, 'no worker crashed');
 }

@@ -46,6 +46,10 @@ std::string metrics_text(Store& store, uint32_t now_s) {
             pending += r->status == CodeStatus::Pending && r->code_expires_s > now_s;
         });
     }
+    const uint64_t out_of_step = [&] {
+        StoreReadLock lock(store);
+        return store.shared().fleet_out_of_step_ms != 0;
+    }();
     uint32_t oldest_seen = 0;
     std::string after;
     for (size_t visited = kSlice; visited == kSlice;) {
@@ -95,6 +99,12 @@ std::string metrics_text(Store& store, uint32_t now_s) {
     counters(out, store, "device_pairing_device_limit_total",
              "Pairings refused by device_pairing_max_devices (409 device_limit).", nullptr,
              {{nullptr, Counter::DeviceLimit}});
+    counters(out, store, "device_pairing_replica_rebuilds_total",
+             "Fleet mode: rebuilds of this host's replica from Redis (a reconnect, a gap in the feed, or a reply or "
+             "record it could not read).", nullptr, {{nullptr, Counter::FleetRebuilds}});
+    family(out, "device_pairing_replica_out_of_step", "gauge",
+           "Fleet mode: 1 while this host's replica is not following Redis's feed (device_pairing_redis_stale "
+           "applies), else 0.", nullptr, {{nullptr, out_of_step}});
     family(out, "device_pairing_devices", "gauge", "Paired devices, by role.", "role",
            {{"owner", owners}, {"device", devices - owners}});
     family(out, "device_pairing_pending_codes", "gauge", "Pairing-code requests waiting for an owner's decision.",
@@ -108,7 +118,8 @@ std::string metrics_text(Store& store, uint32_t now_s) {
            {{nullptr, free}});
     if (oldest_seen)
         family(out, "device_pairing_oldest_last_seen_timestamp_seconds", "gauge",
-               "Unix time the least recently seen device was last seen (kept to the minute).", nullptr,
+               "Unix time the least recently seen device was last seen (kept to its step: 1/8 of the idle timeout, "
+               "an hour without one).", nullptr,
                {{nullptr, oldest_seen}});
     return out;
 }

@@ -153,6 +153,7 @@ enum class Counter : uint8_t {
     MailboxesMinted, MailboxesCompleted, MailboxesCancelled, MailboxesExpired,
     GateAccepted, GateMissing, GateInvalid, GateRevoked, GateExpired,
     Revocations, Rotations, Renames, ZoneFull, DeviceLimit,
+    FleetRebuilds,  // fleet mode: the replica rebuilt from Redis (a reconnect, a gap, a reply it could not read)
     Count
 };
 constexpr size_t kCounterCount = (size_t)Counter::Count;

@@ -568,6 +568,7 @@ class FleetFollower {
     void resync() {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0, "device_pairing redis %V: rebuilding the replica",
                        &zone_->fleet->text);
+        ZoneStore(zone_).count(dp::Counter::FleetRebuilds);
         set_out_of_step(zone_, true);
         seen_.clear();
         ask({"GET", dp::fleet_seq_key(prefix_)}, "reading the feed's sequence", [this](redisReply* reply) {
