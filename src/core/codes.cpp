@@ -38,8 +38,11 @@ Result<NewRequest> create_code_request(Call& call, const std::string& requester,
             r->code_expires_s = to_s(out.expires_ms);
             r->h.expires_s = r->code_expires_s + kExpiredVisibleS;  // "expired" stays visible a while
             memcpy(r->code_hash, code_hash.data(), 32);
-            r->requester_len = (uint8_t)std::min(requester.size(), sizeof(r->requester));
-            memcpy(r->requester, requester.data(), r->requester_len);
+            // Cut on a character boundary: a cut character made every list
+            // that shows the request fail to encode.
+            const std::string kept = sanitize_utf8(requester, sizeof(r->requester));
+            r->requester_len = (uint8_t)kept.size();
+            memcpy(r->requester, kept.data(), r->requester_len);
             r->meta_len = (uint16_t)meta.size();
             memcpy(r->meta, meta.data(), meta.size());
             addr_to16(call.addr, r->requester_addr);
@@ -57,9 +60,10 @@ json_t* request_facts(const CodeRequestRecord* r) {
     json_error_t err;
     json_t* meta = json_loadb(r->meta, r->meta_len, 0, &err);
     const ClientAddr addr = addr_from16(r->requester_addr);
-    return json_pack("{s:s, s:s#, s:o, s:s, s:s, s:s}", "ref",
-                     hex_encode(std::string_view((const char*)r->h.key, 4)).c_str(), "requesterId", r->requester,
-                     (int)r->requester_len, "meta", meta ? meta : json_object(), "address",
+    const std::string requester = sanitize_utf8(std::string_view(r->requester, r->requester_len), sizeof(r->requester));
+    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:s}", "ref",
+                     hex_encode(std::string_view((const char*)r->h.key, 4)).c_str(), "requesterId", requester.c_str(),
+                     "meta", meta ? meta : json_object(), "address",
                      addr.len ? addr_text(addr).c_str() : "", "createdAt",
                      iso8601(r->h.created_s * 1000LL).c_str(), "expiresAt", iso8601(r->code_expires_s * 1000LL).c_str());
 }
@@ -139,7 +143,8 @@ Response code_decide(Call& call, Decision decision) {
     decided->status = approve ? CodeStatus::Approved : CodeStatus::Rejected;
     decided->approved_at_ms = req.now_ms;
     decided->approver = approver_of(call.who);
-    const std::string requester(found->requester, found->requester_len);
+    const std::string requester = sanitize_utf8(std::string_view(found->requester, found->requester_len),
+                                                sizeof(found->requester));
     call.store.count(approve ? Counter::CodesApproved : Counter::CodesRejected);
     Response r = json_response(200, json_pack("{s:s, s:s, s:s}", "status", approve ? "approved" : "rejected",
                                               "requesterId", requester.c_str(), approve ? "approvedAt" : "rejectedAt",

@@ -209,23 +209,42 @@ std::string percent_encode(std::string_view value) {
     return out;
 }
 
+namespace {
+
+// The length of the UTF-8 character at text[i] and its code point, or 0
+// when none starts there (overlong forms, surrogates and values past
+// U+10FFFF are not UTF-8).
+size_t utf8_char_at(std::string_view text, size_t i, uint32_t* cp) {
+    unsigned char c = (unsigned char)text[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = len > 0 && i + len <= text.size();
+    *cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+    for (size_t k = 1; ok && k < len; k++) {
+        unsigned char cc = (unsigned char)text[i + k];
+        ok = (cc & 0xc0) == 0x80;
+        *cp = *cp << 6 | (cc & 0x3f);
+    }
+    static const uint32_t min_of[] = {0, 0, 0x80, 0x800, 0x10000};
+    ok = ok && *cp >= min_of[len] && *cp <= 0x10ffff && !(*cp >= 0xd800 && *cp <= 0xdfff);
+    return ok ? len : 0;
+}
+
+}  // namespace
+
+bool valid_utf8(std::string_view text) {
+    uint32_t cp;
+    for (size_t i = 0, len; i < text.size(); i += len)
+        if (!(len = utf8_char_at(text, i, &cp))) return false;
+    return true;
+}
+
 std::string sanitize_utf8(std::string_view text, size_t max_bytes) {
     std::string out;
     size_t i = 0;
     while (i < text.size()) {
-        unsigned char c = (unsigned char)text[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        bool ok = len > 0 && i + len <= text.size();
-        uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
-        for (size_t k = 1; ok && k < len; k++) {
-            unsigned char cc = (unsigned char)text[i + k];
-            ok = (cc & 0xc0) == 0x80;
-            cp = cp << 6 | (cc & 0x3f);
-        }
-        // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
-        static const uint32_t min_of[] = {0, 0, 0x80, 0x800, 0x10000};
-        ok = ok && cp >= min_of[len] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
-        if (!ok) {
+        uint32_t cp;
+        const size_t len = utf8_char_at(text, i, &cp);
+        if (!len) {
             i++;
             continue;
         }

@@ -36,6 +36,8 @@ std::string percent_encode(std::string_view value);
 // Valid UTF-8 of at most max_bytes: invalid sequences and control characters
 // dropped, cut on a character boundary.
 std::string sanitize_utf8(std::string_view text, size_t max_bytes);
+// Whether text is well-formed UTF-8 (control characters included).
+bool valid_utf8(std::string_view text);
 
 // "2026-03-12T10:00:00Z" (seed 002's form: whole seconds, which Swift's
 // default ISO8601DateFormatter also reads) from milliseconds since the epoch.

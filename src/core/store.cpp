@@ -1,5 +1,7 @@
 #include "core/store.h"
 
+#include "core/encoding.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -46,6 +48,7 @@ std::string field_problem(const RecordHeader* h) {
             if (d->role != Role::Owner && d->role != Role::Device) return "unknown role";
             if (d->method < PairMethod::Otp || d->method > PairMethod::Loaded) return "unknown pairing method";
             if (d->name_len > sizeof(d->name)) return "name length past the name field";
+            if (!valid_utf8(std::string_view(d->name, d->name_len))) return "a name that is not UTF-8";
             if (d->addr_len != 0 && d->addr_len != 4 && d->addr_len != 16) return "bad address length";
             return "";
         }
@@ -53,6 +56,7 @@ std::string field_problem(const RecordHeader* h) {
             const CodeRequestRecord* c = as<CodeRequestRecord>(h);
             if ((uint8_t)c->status > (uint8_t)CodeStatus::Delivered) return "unknown code status";
             if (c->requester_len > sizeof(c->requester)) return "requester length past its field";
+            if (!valid_utf8(std::string_view(c->requester, c->requester_len))) return "a requester that is not UTF-8";
             if (c->meta_len > sizeof(c->meta)) return "meta length past its field";
             if ((uint8_t)c->approver.role > (uint8_t)Role::Device) return "unknown approver role";
             return "";

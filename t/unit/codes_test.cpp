@@ -227,3 +227,23 @@ TEST(Approvers, WithOwnerOnlyADeviceCannotApproveOrReject) {
     EXPECT_EQ(h.call("POST", "/api/devices/pairing/approve", body, kT0, kOperator).status, 200)
         << "the operator token is an owner";
 }
+
+// A code request whose requester id is not UTF-8 (a cut character, from a
+// damaged or hostile image) made the owner's pending list fail to encode (a
+// record fuzzer finding): such an image is refused where it is read.
+TEST(Codes, ARequesterThatIsNotUtf8IsRefusedWhereARecordIsRead) {
+    Harness h;
+    Response req = h.call("POST", "/api/devices/pairing/request", "{\"requesterId\":\"caf\xc3\xa9\"}", kT0);
+    ASSERT_EQ(req.status, 200);
+    std::string image = h.locked([&] {
+        const RecordHeader* r = h.store.find(Kind::CodeRequest, key_of("request", field(req, "requestId")));
+        return std::string((const char*)r, sizeof(CodeRequestRecord));
+    });
+    EXPECT_EQ(record_image_problem(Kind::CodeRequest, image), "");
+    CodeRequestRecord cut;
+    memcpy(&cut, image.data(), sizeof cut);
+    cut.requester_len = 4;  // "caf" and half of the "é"
+    EXPECT_EQ(record_image_problem(Kind::CodeRequest, std::string((const char*)&cut, sizeof cut)),
+              "a requester that is not UTF-8");
+    EXPECT_EQ(h.call("GET", "/api/devices/pairing/pending", "", kT0, kOperator).status, 200);
+}
