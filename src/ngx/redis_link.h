@@ -1,0 +1,231 @@
+// The hiredis adapter: one connection to Redis on nginx's event loop
+// (hiredis's async API driven by an ngx_connection_t of our own, level-
+// triggered), reconnecting with backoff, dropping a link that stops
+// answering, and queuing a preamble (SELECT, SCRIPT LOAD) ahead of every
+// connection's commands. Fleet mode's writer and follower each hold one.
+#pragma once
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ngx/glue.h"
+
+namespace dpngx {
+
+constexpr ngx_msec_t kReplyTimeoutMs = 3000;   // a link silent this long with work pending is dropped
+constexpr ngx_msec_t kFeedBlockMs = 1000;      // XREAD BLOCK: the feed is read at least once a second
+constexpr ngx_msec_t kFirstRetryMs = 100;
+constexpr ngx_msec_t kMaxRetryMs = 5000;
+constexpr time_t kDownLogEveryS = 60;
+
+using Reply = std::function<void(redisReply*)>;  // null: the link failed before a reply
+
+inline bool is_int(const redisReply* r) { return r && r->type == REDIS_REPLY_INTEGER; }
+inline bool is_array(const redisReply* r) { return r && r->type == REDIS_REPLY_ARRAY; }
+inline std::string_view text_of(const redisReply* r) {
+    return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) ? std::string_view(r->str, r->len)
+                                                                                   : std::string_view();
+}
+
+// One connection to Redis on the event loop, reconnecting with backoff.
+class RedisLink {
+   public:
+    RedisLink(FleetConf* conf, ngx_log_t* log, const char* role) : conf_(conf), log_(log), role_(role) {
+        init_timer(&retry_, [](ngx_event_t* ev) noexcept { static_cast<RedisLink*>(ev->data)->open(); });
+        init_timer(&watchdog_, [](ngx_event_t* ev) noexcept { static_cast<RedisLink*>(ev->data)->check(); });
+    }
+    std::function<void()> on_up, on_down;
+    std::vector<std::string> preamble;  // sent first on every connection (after SELECT)
+
+    bool up() const { return ac_ && connected_; }
+    bool up_or_connecting() const { return ac_ != nullptr; }
+
+    void open() {
+        if (ac_ || closing_) return;
+        ac_ = conf_->unix_path.len ? redisAsyncConnectUnix(conf_->unix_path_z)
+                                   : redisAsyncConnect(conf_->host_z, (int)conf_->port);
+        if (!ac_ || ac_->err) {
+            if (ac_) redisAsyncFree(ac_);
+            ac_ = nullptr;
+            return failed("cannot connect");
+        }
+        conn_ = ngx_get_connection(ac_->c.fd, log_);
+        if (!conn_) {
+            redisAsyncFree(ac_);
+            ac_ = nullptr;
+            return failed("no free nginx connection");
+        }
+        conn_->data = this;
+        conn_->read->log = conn_->write->log = log_;
+        conn_->read->handler = [](ngx_event_t* ev) noexcept {
+            auto* link = static_cast<RedisLink*>(static_cast<ngx_connection_t*>(ev->data)->data);
+            if (link->ac_) redisAsyncHandleRead(link->ac_);
+        };
+        conn_->write->handler = [](ngx_event_t* ev) noexcept {
+            auto* link = static_cast<RedisLink*>(static_cast<ngx_connection_t*>(ev->data)->data);
+            if (link->ac_) redisAsyncHandleWrite(link->ac_);
+        };
+        ac_->data = this;
+        ac_->ev.data = this;
+        ac_->ev.addRead = [](void* p) { static_cast<RedisLink*>(p)->watch(static_cast<RedisLink*>(p)->conn_->read, true); };
+        ac_->ev.delRead = [](void* p) { static_cast<RedisLink*>(p)->watch(static_cast<RedisLink*>(p)->conn_->read, false); };
+        ac_->ev.addWrite = [](void* p) { static_cast<RedisLink*>(p)->watch(static_cast<RedisLink*>(p)->conn_->write, true); };
+        ac_->ev.delWrite = [](void* p) { static_cast<RedisLink*>(p)->watch(static_cast<RedisLink*>(p)->conn_->write, false); };
+        ac_->ev.cleanup = [](void* p) { static_cast<RedisLink*>(p)->release(); };
+        redisAsyncSetConnectCallback(ac_, [](const redisAsyncContext* ac, int status) {
+            auto* link = static_cast<RedisLink*>(ac->data);
+            if (status == REDIS_OK) return link->connected();
+            link->ac_ = nullptr;  // hiredis frees it
+            link->failed(ac->errstr);
+        });
+        redisAsyncSetDisconnectCallback(ac_, [](const redisAsyncContext* ac, int) {
+            auto* link = static_cast<RedisLink*>(ac->data);
+            link->ac_ = nullptr;
+            link->failed(ac->errstr[0] ? ac->errstr : "disconnected");
+        });
+        started_ = last_reply_ = ngx_current_msec;
+        if (!watchdog_.timer_set) ngx_add_timer(&watchdog_, kReplyTimeoutMs / 3);
+        // Queued now, sent first once connected.
+        if (conf_->db) send({"SELECT", std::to_string(conf_->db)}, [](redisReply*) {}, true);
+        if (!preamble.empty()) send(preamble, [](redisReply*) {}, true);
+    }
+
+    // Sends a command; false (and done is not called) when the link is down.
+    // while_connecting: queued behind the preamble on a link not yet up.
+    bool send(const std::vector<std::string>& argv, Reply done, bool while_connecting = false) {
+        if (!ac_ || (!connected_ && !while_connecting)) return false;
+        std::vector<const char*> ptrs;
+        std::vector<size_t> lens;
+        for (const std::string& a : argv) {
+            ptrs.push_back(a.data());
+            lens.push_back(a.size());
+        }
+        auto* cb = new Reply(std::move(done));
+        if (redisAsyncCommandArgv(ac_, on_reply, cb, (int)argv.size(), ptrs.data(), lens.data()) != REDIS_OK) {
+            delete cb;
+            return false;
+        }
+        pending_++;
+        return true;
+    }
+
+    void close() {
+        closing_ = true;
+        if (retry_.timer_set) ngx_del_timer(&retry_);
+        if (watchdog_.timer_set) ngx_del_timer(&watchdog_);
+        if (ac_) {
+            redisAsyncContext* ac = ac_;
+            ac_ = nullptr;
+            redisAsyncFree(ac);
+        }
+    }
+
+   private:
+    void init_timer(ngx_event_t* ev, ngx_event_handler_pt handler) {
+        ev->handler = handler;
+        ev->data = this;
+        ev->log = ngx_cycle->log;
+        ev->cancelable = 1;  // a worker shutting down does not wait for them
+    }
+
+    static void on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
+        auto* link = static_cast<RedisLink*>(ac->data);
+        std::unique_ptr<Reply> cb(static_cast<Reply*>(privdata));
+        if (link) {
+            link->pending_--;
+            if (reply) link->last_reply_ = ngx_current_msec;
+        }
+        try {
+            (*cb)(static_cast<redisReply*>(reply));
+        } catch (const std::exception& e) {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0, "device_pairing: redis reply: %s", e.what());
+        }
+    }
+
+    void watch(ngx_event_t* ev, bool on) {
+        // Level-triggered: hiredis reads one buffer per call, so an edge
+        // would strand the rest of a large reply.
+        if (on && !ev->active) ngx_add_event(ev, ev->write ? NGX_WRITE_EVENT : NGX_READ_EVENT, NGX_LEVEL_EVENT);
+        if (!on && ev->active) ngx_del_event(ev, ev->write ? NGX_WRITE_EVENT : NGX_READ_EVENT, 0);
+    }
+
+    void release() {  // hiredis is about to close the socket: as ngx_close_connection, but not the fd
+        ngx_connection_t* c = conn_;
+        if (!c) return;
+        conn_ = nullptr;
+        if (c->read->active || c->write->active) {
+            if (ngx_del_conn)
+                ngx_del_conn(c, 0);
+            else {
+                if (c->read->active) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+                if (c->write->active) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+            }
+        }
+        c->read->closed = c->write->closed = 1;
+        ngx_free_connection(c);
+        c->fd = (ngx_socket_t)-1;
+    }
+
+    void connected() {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log_, 0, "device_pairing redis %V: %s link up", &conf_->text, role_);
+        connected_ = true;
+        backoff_ = kFirstRetryMs;
+        if (down_since_) {
+            ngx_log_error(NGX_LOG_NOTICE, log_, 0, "device_pairing: redis %V is reachable again (%s link)",
+                          &conf_->text, role_);
+            down_since_ = 0;
+        }
+        if (on_up) on_up();
+    }
+
+    void failed(const char* why) {
+        const bool was_up = connected_;
+        connected_ = false;
+        if (closing_) return;  // this worker let it go (exit, reload): nothing failed
+        if (!down_since_) down_since_ = ngx_time();
+        if (ngx_time() - last_down_log_ >= kDownLogEveryS) {
+            last_down_log_ = ngx_time();
+            ngx_log_error(NGX_LOG_ERR, log_, 0, "device_pairing: redis %V unreachable (%s link): %s",
+                          &conf_->text, role_, why);
+        }
+        if (was_up && on_down) on_down();
+        if (ngx_exiting || ngx_terminate || ngx_quit) return;
+        if (!retry_.timer_set) ngx_add_timer(&retry_, backoff_);
+        backoff_ = std::min(backoff_ * 2, kMaxRetryMs);
+    }
+
+    // A link that stopped answering (a partition, a stopped server) is
+    // dropped, which fails what it held.
+    void check() {
+        ngx_add_timer(&watchdog_, kReplyTimeoutMs / 3);
+        if (!ac_) return;
+        const bool stuck = connected_ ? pending_ > 0 && ngx_current_msec - last_reply_ > kReplyTimeoutMs + kFeedBlockMs
+                                      : ngx_current_msec - started_ > kReplyTimeoutMs;
+        if (!stuck) return;
+        redisAsyncContext* ac = ac_;
+        redisAsyncFree(ac);  // calls the disconnect callback, or none when never connected
+        if (ac_ == ac) {
+            ac_ = nullptr;
+            failed("timed out");
+        }
+    }
+
+    FleetConf* conf_;
+    ngx_log_t* log_;
+    const char* role_;
+    redisAsyncContext* ac_ = nullptr;
+    ngx_connection_t* conn_ = nullptr;
+    bool connected_ = false, closing_ = false;
+    size_t pending_ = 0;
+    ngx_msec_t started_ = 0, last_reply_ = 0, backoff_ = kFirstRetryMs;
+    time_t down_since_ = 0, last_down_log_ = 0;
+    ngx_event_t retry_{}, watchdog_{};
+};
+
+
+}  // namespace dpngx
