@@ -68,6 +68,7 @@ struct ZoneCtx {
     uint32_t state_epoch;   // SharedState::state_epoch when this configuration took the zone
     bool moved_state;       // this configuration moved state= (undone if the reload fails)
     MainConf* mcf;
+    ngx_cycle_t* cycle;      // the configuration cycle that made this ctx (its workers' user)
     dp::ChangeLog* journal;  // this worker's writer: journal or fleet (null: neither, or the master)
     struct FleetConf* fleet; // redis=: Redis holds the state, this zone is a replica (null: standalone)
     SharedZone* took_over;   // a resize copied this zone from it: retired unless this cycle fails

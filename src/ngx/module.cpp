@@ -426,6 +426,7 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
     ctx->state_path = state;
     ctx->compact_after = (size_t)compact_after;
     ctx->mcf = mcf;
+    ctx->cycle = cf->cycle;
     // The journal and the banner file are written in nginx's thread pool
     // "default" (created with its defaults unless nginx.conf declares it).
     if (!ngx_thread_pool_add(cf, nullptr)) return (char*)NGX_CONF_ERROR;

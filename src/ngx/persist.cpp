@@ -540,6 +540,19 @@ void flush_at_exit(ngx_cycle_t* cycle, ZoneCtx* zone) {
 // compaction and the journal, entries newer than the snapshot in sequence
 // order. A torn tail (a crash mid-append) is cut off with a notice; a corrupt
 // entry before good ones stops the start with the file and offset.
+namespace {
+
+// A state file the master made (the lock file, a moved state's snapshot)
+// belongs to the workers' user, who append, compact and take the lock.
+void hand_to_workers(ZoneCtx* ctx, const std::string& path) {
+    if (geteuid() != 0 || !ctx->cycle) return;
+    auto* ccf = reinterpret_cast<ngx_core_conf_t*>(ngx_get_conf(ctx->cycle->conf_ctx, ngx_core_module));
+    if (ccf && ccf->user != (ngx_uid_t)NGX_CONF_UNSET_UINT && ccf->user != 0)
+        (void)!chown(path.c_str(), ccf->user, (gid_t)-1);
+}
+
+}  // namespace
+
 ngx_int_t recover_state(ZoneStore& store, ZoneCtx* ctx, uint32_t now_s, ngx_log_t* log) {
     const dp::StatePaths paths(to_string(ctx->state_path));
     ngx_str_t* name = &ctx->shm_zone->shm.name;
@@ -552,6 +565,7 @@ ngx_int_t recover_state(ZoneStore& store, ZoneCtx* ctx, uint32_t now_s, ngx_log_
         ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
         return NGX_ERROR;
     }
+    if (!ngx_test_config) hand_to_workers(ctx, paths.lock);
     if (dp::read_file(paths.state, &bytes, &error)) {
         if (!dp::load_state(store, bytes, now_s, &error, &info)) {
             ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state file \"%s\": %s", name,
@@ -679,6 +693,8 @@ ngx_int_t carry_state_over(ZoneCtx* ctx, const ngx_str_t& old_state_path, ngx_lo
         ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state=%s: %s", name, to.c_str(), error.c_str());
         return NGX_ERROR;
     }
+    hand_to_workers(ctx, paths.state);
+    hand_to_workers(ctx, paths.lock);
     ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\": state=%s now holds the zone's %uL devices%s%s",
                   name, to.c_str(), (uint64_t)ctx->sh->state.devices, from.empty() ? "" : "; it was ",
                   from.empty() ? "" : from.c_str());
