@@ -286,10 +286,13 @@ class FleetFollower {
     FleetFollower(ZoneCtx* zone, ngx_cycle_t* cycle, FleetWriter* writer)
         : zone_(zone), writer_(writer), link_(zone->fleet, cycle->log, "feed"), prefix_(to_string(zone->fleet->prefix)) {
         link_.on_up = [this] { connected(); };
-        link_.on_down = [this] { set_out_of_step(zone_, true); };
+        link_.on_down = [this] {
+            state_ = State::Down;
+            set_out_of_step(zone_, true);
+        };
         resync_timer_.handler = [](ngx_event_t* ev) noexcept {
             auto* follower = static_cast<FleetFollower*>(ev->data);
-            if (follower->link_.up()) follower->resync();  // else: the reconnect resyncs
+            if (follower->state_ == State::OutOfStep) follower->enter(State::ReadingSeq);
         };
         resync_timer_.data = this;
         resync_timer_.log = ngx_cycle->log;
@@ -302,6 +305,27 @@ class FleetFollower {
     }
 
    private:
+    // What the follower is waiting for. A rebuild goes ReadingSeq ->
+    // (Scanning <-> Fetching)* -> ReadingOtp -> Following; Following reads
+    // the feed for ever. A reply it cannot read (or an exception reading
+    // it) moves it to OutOfStep: the replica is marked out of step
+    // (device_pairing_redis_stale applies, and the metrics show it) and a
+    // rebuild starts after a pause. Down: the link is down; its reconnect
+    // decides (connected()).
+    enum class State { Down, ReadingSeq, Scanning, Fetching, ReadingOtp, Following, OutOfStep };
+    static const char* name(State s) {
+        switch (s) {
+            case State::Down: return "the link is down";
+            case State::ReadingSeq: return "reading the feed's sequence";
+            case State::Scanning: return "scanning the records";
+            case State::Fetching: return "reading the records";
+            case State::ReadingOtp: return "reading the OTP";
+            case State::Following: return "reading the feed";
+            case State::OutOfStep: return "out of step";
+        }
+        return "";
+    }
+
     // A new worker of a reload finds the replica the old one kept in step:
     // it goes on from there (a rebuild would refuse writes meanwhile). A
     // reconnect, or a zone nobody kept in step, is rebuilt.
@@ -315,36 +339,143 @@ class FleetFollower {
             const dp::SharedState& sh = store.shared();
             in_step = sh.fleet_applied_seq > 0 && !sh.fleet_resync && !sh.fleet_out_of_step_ms;
         }
-        if (!first || !in_step) return resync();
+        if (!first || !in_step) return enter(State::ReadingSeq);
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0, "device_pairing: the replica is in step; following the feed");
         if (!otp_checked_) start_otp();
-        read_feed();
+        enter(State::Following);
     }
 
-    // Sends a command whose reply moves the follower on. A reply it cannot
-    // read (or an exception reading it) never stops it silently: the replica
-    // is marked out of step (device_pairing_redis_stale applies) and rebuilt
-    // after a pause. A failed link resyncs when it is back.
-    void ask(const std::vector<std::string>& argv, const char* what, std::function<bool(redisReply*)> read) {
-        link_.send(argv, [this, what, read](redisReply* reply) {
-            if (!reply) return;
+    // Moves to a state and sends the command whose reply it waits for.
+    void enter(State next) {
+        state_ = next;
+        std::vector<std::string> argv;
+        switch (next) {
+            case State::ReadingSeq:
+                ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0, "device_pairing redis %V: rebuilding the replica",
+                               &zone_->fleet->text);
+                ZoneStore(zone_).count(dp::Counter::FleetRebuilds);
+                set_out_of_step(zone_, true);
+                seen_.clear();
+                argv = {"GET", dp::fleet_seq_key(prefix_)};
+                break;
+            case State::Scanning:
+                argv = {"SCAN", cursor_, "MATCH", dp::fleet_scan_pattern(prefix_), "COUNT", std::to_string(kScanCount)};
+                break;
+            case State::Fetching:
+                argv = {"MGET"};
+                argv.insert(argv.end(), keys_.begin(), keys_.end());
+                break;
+            case State::ReadingOtp: argv = {"GET", dp::fleet_otp_key(prefix_)}; break;
+            case State::Following: {
+                uint64_t after;
+                bool resync_wanted;
+                {
+                    ZoneStore store(zone_);
+                    dp::StoreLock lock(store);
+                    after = store.shared().fleet_applied_seq;
+                    resync_wanted = store.shared().fleet_resync;
+                }
+                if (resync_wanted) return enter(State::ReadingSeq);  // a commit's outcome was unknown
+                following_after_ = after;
+                argv = {"XREAD", "COUNT", "512", "BLOCK", std::to_string(kFeedBlockMs),
+                        "STREAMS", dp::fleet_feed_key(prefix_), std::to_string(after) + "-1"};
+                break;
+            }
+            case State::Down:
+            case State::OutOfStep: return;
+        }
+        const State sent = next;
+        link_.send(argv, [this, sent](redisReply* reply) {
+            if (!reply || state_ != sent) return;  // the link failed: its reconnect decides
             bool ok = false;
             try {
-                ok = reply->type != REDIS_REPLY_ERROR && read(reply);
+                ok = reply->type != REDIS_REPLY_ERROR && step(reply);
             } catch (const std::exception& e) {
                 ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis %V: %s: %s", &zone_->fleet->text,
-                              what, e.what());
+                              name(sent), e.what());
             }
-            if (!ok) lose_step(what, reply);
+            if (!ok) lose_step(reply);
         });
     }
 
-    void lose_step(const char* what, const redisReply* reply) {
+    // The reply to the current state's command: false when it cannot be read.
+    bool step(redisReply* reply) {
+        switch (state_) {
+            case State::ReadingSeq:
+                if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL) return false;
+                start_seq_ = reply->type == REDIS_REPLY_STRING ? std::stoull(std::string(text_of(reply))) : 0;
+                cursor_ = "0";
+                enter(State::Scanning);
+                return true;
+            case State::Scanning: {
+                if (!is_array(reply) || reply->elements != 2 || !is_array(reply->element[1])) return false;
+                cursor_ = std::string(text_of(reply->element[0]));
+                keys_.clear();
+                for (size_t i = 0; i < reply->element[1]->elements; i++)
+                    keys_.emplace_back(text_of(reply->element[1]->element[i]));
+                enter(!keys_.empty() ? State::Fetching : cursor_ == "0" ? State::ReadingOtp : State::Scanning);
+                return true;
+            }
+            case State::Fetching: {
+                if (!is_array(reply) || reply->elements != keys_.size()) return false;
+                Images images;
+                for (size_t i = 0; i < keys_.size(); i++) {
+                    if (reply->element[i]->type != REDIS_REPLY_STRING) continue;  // gone since the scan
+                    images.emplace_back(keys_[i], text_of(reply->element[i]));
+                    dp::Kind kind;
+                    dp::Digest key;
+                    if (dp::parse_fleet_record_key(prefix_, keys_[i], &kind, &key)) seen_.add(kind, key);
+                }
+                if (!apply_images(zone_, images, "a record")) return false;
+                enter(cursor_ == "0" ? State::ReadingOtp : State::Scanning);
+                return true;
+            }
+            case State::ReadingOtp:
+                if (!apply_images(zone_, {{dp::fleet_otp_key(prefix_), text_of(reply)}}, "the OTP")) return false;
+                in_step();
+                return true;
+            case State::Following:
+                if (reply->type != REDIS_REPLY_NIL) {
+                    if (!is_array(reply) || reply->elements < 1 || !is_array(reply->element[0]) ||
+                        reply->element[0]->elements != 2 || !is_array(reply->element[0]->element[1]))
+                        return false;
+                    if (!apply_entries(reply->element[0]->element[1], following_after_)) return false;
+                }
+                enter(State::Following);
+                return true;
+            case State::Down:
+            case State::OutOfStep: return true;  // a late reply: nothing waits for it
+        }
+        return false;
+    }
+
+    // The rebuild's end: what Redis no longer has leaves the replica, which
+    // is in step from the feed sequence read first.
+    void in_step() {
+        sweep();
+        {
+            ZoneStore store(zone_);
+            dp::StoreLock lock(store);
+            dp::SharedState& sh = store.shared_for_persistence();
+            sh.fleet_applied_seq = start_seq_;
+            sh.fleet_resync = 0;
+        }
+        set_out_of_step(zone_, false);
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0, "device_pairing redis %V: replica rebuilt",
+                       &zone_->fleet->text);
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0, "device_pairing: replica in step with redis %V at %uL",
+                      &zone_->fleet->text, start_seq_);
+        if (!otp_checked_) start_otp();
+        enter(State::Following);
+    }
+
+    void lose_step(const redisReply* reply) {
         const std::string_view text = reply && reply->type == REDIS_REPLY_ERROR ? std::string_view(reply->str, reply->len)
                                                                                   : std::string_view("an unexpected reply");
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "device_pairing: redis %V: %s: %*s; the replica is out of step and is rebuilt",
-                      &zone_->fleet->text, what, text.size(), text.data());
+                      &zone_->fleet->text, name(state_), text.size(), text.data());
+        state_ = State::OutOfStep;
         set_out_of_step(zone_, true);
         {
             ZoneStore store(zone_);
@@ -352,77 +483,6 @@ class FleetFollower {
             store.shared_for_persistence().fleet_resync = 1;
         }
         if (!resync_timer_.timer_set) ngx_add_timer(&resync_timer_, kFirstRetryMs * 10);
-    }
-
-    void resync() {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0, "device_pairing redis %V: rebuilding the replica",
-                       &zone_->fleet->text);
-        ZoneStore(zone_).count(dp::Counter::FleetRebuilds);
-        set_out_of_step(zone_, true);
-        seen_.clear();
-        ask({"GET", dp::fleet_seq_key(prefix_)}, "reading the feed's sequence", [this](redisReply* reply) {
-            if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL) return false;
-            start_seq_ = reply->type == REDIS_REPLY_STRING ? std::stoull(std::string(text_of(reply))) : 0;
-            scan("0");
-            return true;
-        });
-    }
-
-    void scan(const std::string& cursor) {
-        ask({"SCAN", cursor, "MATCH", dp::fleet_scan_pattern(prefix_), "COUNT", std::to_string(kScanCount)},
-            "scanning the records", [this](redisReply* reply) {
-                if (!is_array(reply) || reply->elements != 2 || !is_array(reply->element[1])) return false;
-                const std::string next(text_of(reply->element[0]));
-                std::vector<std::string> keys;
-                for (size_t i = 0; i < reply->element[1]->elements; i++)
-                    keys.emplace_back(text_of(reply->element[1]->element[i]));
-                fetch(std::move(keys), next);
-                return true;
-            });
-    }
-
-    // The images of keys a scan found, then the next scan step.
-    void fetch(std::vector<std::string> keys, const std::string& next) {
-        if (keys.empty()) return next == "0" ? finish_scan() : scan(next);
-        std::vector<std::string> argv{"MGET"};
-        argv.insert(argv.end(), keys.begin(), keys.end());
-        ask(argv, "reading the records", [this, keys, next](redisReply* reply) {
-            if (!is_array(reply) || reply->elements != keys.size()) return false;
-            Images images;
-            for (size_t i = 0; i < keys.size(); i++) {
-                if (reply->element[i]->type != REDIS_REPLY_STRING) continue;  // gone since the scan
-                images.emplace_back(keys[i], text_of(reply->element[i]));
-                dp::Kind kind;
-                dp::Digest key;
-                if (dp::parse_fleet_record_key(prefix_, keys[i], &kind, &key)) seen_.add(kind, key);
-            }
-            if (!apply_images(zone_, images, "a record")) return false;
-            next == "0" ? finish_scan() : scan(next);
-            return true;
-        });
-    }
-
-    void finish_scan() {
-        const std::string otp_key = dp::fleet_otp_key(prefix_);
-        ask({"GET", otp_key}, "reading the OTP", [this, otp_key](redisReply* reply) {
-            if (!apply_images(zone_, {{otp_key, text_of(reply)}}, "the OTP")) return false;
-            sweep();
-            {
-                ZoneStore store(zone_);
-                dp::StoreLock lock(store);
-                dp::SharedState& sh = store.shared_for_persistence();
-                sh.fleet_applied_seq = start_seq_;
-                sh.fleet_resync = 0;
-            }
-            set_out_of_step(zone_, false);
-            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0, "device_pairing redis %V: replica rebuilt",
-                           &zone_->fleet->text);
-            ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0, "device_pairing: replica in step with redis %V at %uL",
-                          &zone_->fleet->text, start_seq_);
-            if (!otp_checked_) start_otp();
-            read_feed();
-            return true;
-        });
     }
 
     // Records the replica holds that Redis no longer has go: a slice of
@@ -450,32 +510,6 @@ class FleetFollower {
             } while (visited == kSweepSlice);
         }
         seen_.clear();
-    }
-
-    void read_feed() {
-        uint64_t after;
-        bool resync_wanted;
-        {
-            ZoneStore store(zone_);
-            dp::StoreLock lock(store);
-            after = store.shared().fleet_applied_seq;
-            resync_wanted = store.shared().fleet_resync;
-        }
-        if (resync_wanted) return resync();
-        const std::vector<std::string> argv{"XREAD", "COUNT", "512", "BLOCK", std::to_string(kFeedBlockMs),
-                                            "STREAMS", dp::fleet_feed_key(prefix_), std::to_string(after) + "-1"};
-        ask(argv, "reading the feed", [this, after](redisReply* reply) {
-            if (reply->type == REDIS_REPLY_NIL) {
-                read_feed();
-                return true;
-            }
-            if (!is_array(reply) || reply->elements < 1 || !is_array(reply->element[0]) ||
-                reply->element[0]->elements != 2 || !is_array(reply->element[0]->element[1]))
-                return false;
-            if (!apply_entries(reply->element[0]->element[1], after)) return false;
-            read_feed();
-            return true;
-        });
     }
 
     // False on a gap (entries trimmed from the stream while this host was
@@ -537,7 +571,11 @@ class FleetFollower {
     FleetWriter* writer_;
     RedisLink link_;
     std::string prefix_;
-    uint64_t start_seq_ = 0;
+    State state_ = State::Down;
+    uint64_t start_seq_ = 0;        // a rebuild: the feed's sequence when it began
+    uint64_t following_after_ = 0;  // Following: the sequence the XREAD in flight reads after
+    std::string cursor_;            // Scanning, Fetching: the SCAN cursor
+    std::vector<std::string> keys_; // Fetching: the keys the last SCAN found
     dp::FleetKeySet seen_;
     bool otp_checked_ = false;
     bool connected_before_ = false;
