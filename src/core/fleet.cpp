@@ -227,4 +227,74 @@ bool fleet_apply(Store& store, Kind kind, const Digest& key, std::string_view im
     return kind != Kind::Mailbox || count_mailbox(store, as<MailboxRecord>(rec), now_s);
 }
 
+namespace {
+
+bool parse_number(std::string_view text, uint64_t* out) {
+    if (text.empty() || text.size() > 20) return false;
+    uint64_t v = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') return false;
+        const uint64_t next = v * 10 + (uint64_t)(c - '0');
+        if (next / 10 != v) return false;  // past 2^64
+        v = next;
+    }
+    *out = v;
+    return true;
+}
+
+// A stream entry id "SEQ-0" ... as written by the commit script: "SEQ-1".
+bool parse_entry_id(std::string_view id, uint64_t* seq) {
+    const size_t dash = id.find('-');
+    return dash != std::string_view::npos && parse_number(id.substr(0, dash), seq);
+}
+
+}  // namespace
+
+bool parse_feed_sequence(const ReplyView& reply, uint64_t* seq) {
+    if (reply.type == ReplyView::Nil) {
+        *seq = 0;
+        return true;
+    }
+    return reply.type == ReplyView::String && parse_number(reply.text, seq);
+}
+
+bool parse_scan(const ReplyView& reply, std::string* cursor, std::vector<std::string>* keys) {
+    if (reply.type != ReplyView::Array || reply.elements.size() != 2 || reply.elements[0].type != ReplyView::String ||
+        reply.elements[1].type != ReplyView::Array)
+        return false;
+    uint64_t number;
+    if (!parse_number(reply.elements[0].text, &number)) return false;
+    cursor->assign(reply.elements[0].text);
+    keys->clear();
+    for (const ReplyView& key : reply.elements[1].elements) {
+        if (key.type != ReplyView::String) return false;
+        keys->emplace_back(key.text);
+    }
+    return true;
+}
+
+bool parse_feed_entries(const ReplyView& reply, uint64_t after, FleetImages* images, uint64_t* last) {
+    *last = after;
+    if (reply.type == ReplyView::Nil) return true;  // BLOCK timed out: nothing new
+    // [[stream, [[id, [o, origin, key, image, ...]], ...]]]
+    if (reply.type != ReplyView::Array || reply.elements.empty() || reply.elements[0].type != ReplyView::Array ||
+        reply.elements[0].elements.size() != 2 || reply.elements[0].elements[1].type != ReplyView::Array)
+        return false;
+    for (const ReplyView& entry : reply.elements[0].elements[1].elements) {
+        if (entry.type != ReplyView::Array || entry.elements.size() != 2 || entry.elements[0].type != ReplyView::String ||
+            entry.elements[1].type != ReplyView::Array)
+            return false;
+        uint64_t seq;
+        if (!parse_entry_id(entry.elements[0].text, &seq) || seq != *last + 1) return false;  // a gap
+        *last = seq;
+        const std::vector<ReplyView>& fields = entry.elements[1].elements;
+        if (fields.size() % 2 != 0) return false;
+        for (size_t f = 2; f + 1 < fields.size(); f += 2) {  // fields 0, 1: the origin
+            if (fields[f].type != ReplyView::String || fields[f + 1].type != ReplyView::String) return false;
+            images->emplace_back(fields[f].text, fields[f + 1].text);
+        }
+    }
+    return true;
+}
+
 }  // namespace dp

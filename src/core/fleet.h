@@ -33,6 +33,28 @@ std::string fleet_seq_key(std::string_view prefix);
 std::string fleet_feed_key(std::string_view prefix);
 std::string fleet_epoch_key(std::string_view prefix);
 
+// A Redis reply as the follower reads it, independent of hiredis: views
+// into the reply the glue received (valid while its callback runs).
+struct ReplyView {
+    enum Type { Nil, String, Integer, Array, Error, Other } type = Nil;
+    std::string_view text;              // String (bulk or status), Error
+    long long integer = 0;              // Integer
+    std::vector<ReplyView> elements;    // Array
+};
+// (Redis key, image) pairs, views into a reply.
+using FleetImages = std::vector<std::pair<std::string_view, std::string_view>>;
+
+// The follower's readings of Redis's replies; false when a reply is not
+// what the command returns (the follower then rebuilds the replica).
+// GET of the feed's sequence: a number, or nil (nothing committed yet).
+bool parse_feed_sequence(const ReplyView& reply, uint64_t* seq);
+// SCAN: the next cursor and the keys of this step.
+bool parse_scan(const ReplyView& reply, std::string* cursor, std::vector<std::string>* keys);
+// XREAD of the feed after `after`: the images of its entries, in order, and
+// the last sequence read (nil: none new). False on a gap (the stream was
+// trimmed past what this host had read) or an entry it cannot read.
+bool parse_feed_entries(const ReplyView& reply, uint64_t after, FleetImages* images, uint64_t* last);
+
 // A record's bytes as the fleet compares and stores them: the store's own
 // bytes (rbtree colour) zeroed, so hosts agree on a record whatever their
 // trees did with it.

@@ -29,7 +29,7 @@ std::string origin_of(ZoneCtx* zone) {
 
 // Records as Redis holds them: (Redis key, image), views into a reply that
 // live as long as its callback.
-using Images = std::vector<std::pair<std::string_view, std::string_view>>;
+using Images = dp::FleetImages;
 
 // Applies Redis's images of some records to the replica. False when one of
 // them is not a valid record (logged with its key, the rest applied): the
@@ -402,20 +402,14 @@ class FleetFollower {
     bool step(redisReply* reply) {
         switch (state_) {
             case State::ReadingSeq:
-                if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL) return false;
-                start_seq_ = reply->type == REDIS_REPLY_STRING ? std::stoull(std::string(text_of(reply))) : 0;
+                if (!dp::parse_feed_sequence(view_of(reply), &start_seq_)) return false;
                 cursor_ = "0";
                 enter(State::Scanning);
                 return true;
-            case State::Scanning: {
-                if (!is_array(reply) || reply->elements != 2 || !is_array(reply->element[1])) return false;
-                cursor_ = std::string(text_of(reply->element[0]));
-                keys_.clear();
-                for (size_t i = 0; i < reply->element[1]->elements; i++)
-                    keys_.emplace_back(text_of(reply->element[1]->element[i]));
+            case State::Scanning:
+                if (!dp::parse_scan(view_of(reply), &cursor_, &keys_)) return false;
                 enter(!keys_.empty() ? State::Fetching : cursor_ == "0" ? State::ReadingOtp : State::Scanning);
                 return true;
-            }
             case State::Fetching: {
                 if (!is_array(reply) || reply->elements != keys_.size()) return false;
                 Images images;
@@ -434,15 +428,24 @@ class FleetFollower {
                 if (!apply_images(zone_, {{dp::fleet_otp_key(prefix_), text_of(reply)}}, "the OTP")) return false;
                 in_step();
                 return true;
-            case State::Following:
-                if (reply->type != REDIS_REPLY_NIL) {
-                    if (!is_array(reply) || reply->elements < 1 || !is_array(reply->element[0]) ||
-                        reply->element[0]->elements != 2 || !is_array(reply->element[0]->element[1]))
-                        return false;
-                    if (!apply_entries(reply->element[0]->element[1], following_after_)) return false;
+            case State::Following: {
+                // This host's own entries are applied too: its replica may
+                // have taken an older image since it made the change
+                // (another host's entry, read after a conflict had shown
+                // this host the newer record), and a skipped entry would
+                // leave that image standing, a revoked device alive here.
+                Images images;
+                uint64_t last;
+                if (!dp::parse_feed_entries(view_of(reply), following_after_, &images, &last)) return false;
+                if (last != following_after_) {
+                    if (!apply_images(zone_, images, "a feed entry")) return false;
+                    ZoneStore store(zone_);
+                    dp::StoreLock lock(store);
+                    store.shared_for_persistence().fleet_applied_seq = last;
                 }
                 enter(State::Following);
                 return true;
+            }
             case State::Down:
             case State::OutOfStep: return true;  // a late reply: nothing waits for it
         }
@@ -510,32 +513,6 @@ class FleetFollower {
             } while (visited == kSweepSlice);
         }
         seen_.clear();
-    }
-
-    // False on a gap (entries trimmed from the stream while this host was
-    // behind), an entry it cannot read, or a record it refuses.
-    // This host's own entries are applied too: its replica may have taken an
-    // older image since it made the change (another host's entry, read after
-    // a conflict had shown this host the newer record), and a skipped entry
-    // would leave that image standing, a revoked device alive here for one.
-    bool apply_entries(const redisReply* entries, uint64_t after) {
-        Images images;
-        uint64_t last = after;
-        for (size_t i = 0; i < entries->elements; i++) {
-            const redisReply* e = entries->element[i];
-            if (!is_array(e) || e->elements != 2 || !is_array(e->element[1])) return false;
-            const uint64_t seq = std::stoull(std::string(text_of(e->element[0])));
-            if (seq != last + 1) return false;
-            last = seq;
-            const redisReply* fields = e->element[1];
-            for (size_t f = 2; f + 1 < fields->elements; f += 2)
-                images.emplace_back(text_of(fields->element[f]), text_of(fields->element[f + 1]));
-        }
-        if (!apply_images(zone_, images, "a feed entry")) return false;
-        ZoneStore store(zone_);
-        dp::StoreLock lock(store);
-        store.shared_for_persistence().fleet_applied_seq = last;
-        return true;
     }
 
     // The fleet's OTP: made by the first host that finds none live; the

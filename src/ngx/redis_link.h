@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/fleet.h"
 #include "ngx/glue.h"
 
 namespace dpngx {
@@ -227,5 +228,35 @@ class RedisLink {
     ngx_event_t retry_{}, watchdog_{};
 };
 
+
+// A hiredis reply as the core's parsers read it: views into it, valid while
+// its callback runs.
+inline dp::ReplyView view_of(const redisReply* r) {
+    dp::ReplyView v;
+    if (!r) return v;
+    switch (r->type) {
+        case REDIS_REPLY_NIL: v.type = dp::ReplyView::Nil; break;
+        case REDIS_REPLY_STRING:
+        case REDIS_REPLY_STATUS:
+            v.type = dp::ReplyView::String;
+            v.text = std::string_view(r->str, r->len);
+            break;
+        case REDIS_REPLY_ERROR:
+            v.type = dp::ReplyView::Error;
+            v.text = std::string_view(r->str, r->len);
+            break;
+        case REDIS_REPLY_INTEGER:
+            v.type = dp::ReplyView::Integer;
+            v.integer = r->integer;
+            break;
+        case REDIS_REPLY_ARRAY:
+            v.type = dp::ReplyView::Array;
+            v.elements.reserve(r->elements);
+            for (size_t i = 0; i < r->elements; i++) v.elements.push_back(view_of(r->element[i]));
+            break;
+        default: v.type = dp::ReplyView::Other; break;
+    }
+    return v;
+}
 
 }  // namespace dpngx

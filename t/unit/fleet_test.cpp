@@ -440,3 +440,68 @@ TEST(Fleet, ARebuildsKeySetFindsEachRecordUnderItsOwnKindOnly) {
     EXPECT_EQ(seen.size(), 0u);
     EXPECT_FALSE(seen.contains(Kind::Device, devices[1]));
 }
+
+namespace {
+
+ReplyView str(std::string_view text) {
+    ReplyView v;
+    v.type = ReplyView::String;
+    v.text = text;
+    return v;
+}
+ReplyView arr(std::vector<ReplyView> elements) {
+    ReplyView v;
+    v.type = ReplyView::Array;
+    v.elements = std::move(elements);
+    return v;
+}
+ReplyView entry(std::string_view id, std::vector<ReplyView> fields) { return arr({str(id), arr(std::move(fields))}); }
+ReplyView xread(std::vector<ReplyView> entries) { return arr({arr({str("dp:feed"), arr(std::move(entries))})}); }
+
+}  // namespace
+
+// The follower's readings of Redis's replies: what the commands return is
+// read, anything else is refused (the follower then rebuilds), a gap in the
+// feed is caught, and nothing throws on hostile text.
+TEST(FleetReplies, TheFeedIsReadInOrderAndAGapOrAMalformedEntryIsRefused) {
+    FleetImages images;
+    uint64_t last;
+    ASSERT_TRUE(parse_feed_entries(xread({entry("8-1", {str("o"), str("aa"), str("k1"), str("i1"), str("k2"), str("i2")}),
+                                          entry("9-1", {str("o"), str("bb"), str("k3"), str("")})}),
+                                   7, &images, &last));
+    EXPECT_EQ(last, 9u);
+    ASSERT_EQ(images.size(), 3u);
+    EXPECT_EQ(images[0], std::make_pair(std::string_view("k1"), std::string_view("i1")));
+    EXPECT_EQ(images[2], std::make_pair(std::string_view("k3"), std::string_view("")));
+    images.clear();
+    EXPECT_TRUE(parse_feed_entries(ReplyView{}, 9, &images, &last)) << "nil: the BLOCK timed out";
+    EXPECT_EQ(last, 9u);
+    EXPECT_FALSE(parse_feed_entries(xread({entry("11-1", {str("o"), str("aa")})}), 9, &images, &last)) << "a gap";
+    EXPECT_FALSE(parse_feed_entries(xread({entry("x-1", {str("o"), str("aa")})}), 9, &images, &last)) << "a bad id";
+    EXPECT_FALSE(parse_feed_entries(xread({entry("99999999999999999999999-1", {})}), 9, &images, &last));
+    EXPECT_FALSE(parse_feed_entries(xread({entry("10-1", {str("o"), str("aa"), str("k")})}), 9, &images, &last))
+        << "a key without its image";
+    EXPECT_FALSE(parse_feed_entries(arr({str("not a stream")}), 9, &images, &last));
+    ReplyView error;
+    error.type = ReplyView::Error;
+    error.text = "ERR wrong";
+    EXPECT_FALSE(parse_feed_entries(error, 9, &images, &last));
+}
+
+TEST(FleetReplies, TheSequenceAndTheScanAreReadOrRefused) {
+    uint64_t seq = 5;
+    EXPECT_TRUE(parse_feed_sequence(ReplyView{}, &seq));
+    EXPECT_EQ(seq, 0u) << "nil: nothing committed yet";
+    EXPECT_TRUE(parse_feed_sequence(str("42"), &seq));
+    EXPECT_EQ(seq, 42u);
+    EXPECT_FALSE(parse_feed_sequence(str("4x2"), &seq));
+    EXPECT_FALSE(parse_feed_sequence(arr({}), &seq));
+    std::string cursor;
+    std::vector<std::string> keys;
+    ASSERT_TRUE(parse_scan(arr({str("17"), arr({str("dp:r:0:ab"), str("dp:r:2:cd")})}), &cursor, &keys));
+    EXPECT_EQ(cursor, "17");
+    EXPECT_EQ(keys, (std::vector<std::string>{"dp:r:0:ab", "dp:r:2:cd"}));
+    EXPECT_FALSE(parse_scan(arr({str("17")}), &cursor, &keys));
+    EXPECT_FALSE(parse_scan(arr({str("next"), arr({})}), &cursor, &keys)) << "a cursor is a number";
+    EXPECT_FALSE(parse_scan(arr({str("0"), arr({ReplyView{}})}), &cursor, &keys)) << "a key is a string";
+}
