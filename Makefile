@@ -200,5 +200,5 @@ soak: $(MODULE)
 clean:
 	rm -rf $(BUILD)
 
-$(BUILD)/make_state: bench/make_state.cpp $(CORE_SRCS) $(CORE_HDRS)
+$(BUILD)/make_state: bench/make_state.cpp $(CORE_SRCS) $(CORE_HDRS) $(ASSETS_H)
 	$(CXX) $(CXXFLAGS) -o $@ bench/make_state.cpp $(CORE_SRCS) $(LIBS)
