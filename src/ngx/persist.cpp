@@ -149,9 +149,9 @@ class JournalWriter final : public DurableWriter {
         // A reload moved state= away from this worker's path: what the new
         // path's snapshot covers is durable there; anything later would be
         // journalled where no restart reads it, so it is undone (503).
-        const dp::SharedState& sh = zone_->sh->state;
-        if (zone_->state_epoch != ((volatile const dp::SharedState&)sh).state_epoch)
-            return appended(max_seq <= sh.moved_at_seq, "state= was moved by a reload; this worker's path is no longer read");
+        if (path_moved())
+            return appended(max_seq <= zone_->sh->state.moved_at_seq,
+                            "state= was moved by a reload; this worker's path is no longer read");
         append_step_.work = [this](std::string* error) { return dp::append_journal(paths_, writing_, error, &outcome_, zone_id(zone_)); };
         append_step_.done = [this](bool ok, const std::string& error) { appended(ok, error); };
         if (ngx_thread_task_post(pool_, append_task_) != NGX_OK) appended(false, "the thread pool refused the task");
@@ -159,7 +159,7 @@ class JournalWriter final : public DurableWriter {
 
     // Worker exit: what is still collected is written here, blocking.
     void flush_at_exit() override {
-        if (in_flight_ || pending_.empty() || zone_->state_epoch != zone_->sh->state.state_epoch) return;
+        if (in_flight_ || pending_.empty() || path_moved()) return;
         std::string error;
         if (!dp::append_journal(paths_, pending_, &error, nullptr, zone_id(zone_)))
             alert_rate_limited(log_, "the last journal write", error);
@@ -167,6 +167,12 @@ class JournalWriter final : public DurableWriter {
     }
 
    private:
+    // A reload moved state= away from the path this worker was configured
+    // with (carry_state_over bumped the zone's epoch): it may no longer
+    // journal or compact there. One word, read without the lock.
+    bool path_moved() const {
+        return zone_->state_epoch != ((volatile const dp::SharedState&)zone_->sh->state).state_epoch;
+    }
 
     void appended(bool ok, const std::string& error) {
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log_, 0, "device_pairing journal: append %s%s", ok ? "synced" : "failed: ",
@@ -195,7 +201,7 @@ class JournalWriter final : public DurableWriter {
                 answer_held(zone_, r, ok, superseded ? "a newer nginx generation (a binary upgrade) holds the pairing "
                                                        "state now; the change was undone; try again"
                                                      : "the change could not be written to disk and was undone; try again");
-        if (ok && zone_->state_epoch == zone_->sh->state.state_epoch) {
+        if (ok && !path_moved()) {
             ZoneStore store(zone_);
             dp::StoreLock lock(store);
             store.shared_for_persistence().journal_bytes += written;
@@ -212,7 +218,7 @@ class JournalWriter final : public DurableWriter {
         {
             dp::StoreLock lock(store);
             dp::SharedState& sh = store.shared_for_persistence();
-            if (sh.retired || sh.superseded || sh.state_epoch != zone_->state_epoch || sh.journal_bytes < zone_->compact_after)
+            if (sh.retired || sh.superseded || path_moved() || sh.journal_bytes < zone_->compact_after)
                 return;
             // The older generation of a binary upgrade still runs: the
             // journal is not set aside under it (its entries up to this
