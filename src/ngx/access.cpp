@@ -6,7 +6,12 @@
 // same check as a content handler for auth_request.
 #include <optional>
 
-#include "ngx/glue.h"
+#include "ngx/access.h"
+#include "ngx/console.h"
+#include "ngx/content.h"
+#include "ngx/durable.h"
+#include "ngx/fleet.h"
+#include "ngx/zone.h"
 
 namespace dpngx {
 
@@ -45,7 +50,7 @@ dp::Principal check(ngx_http_request_t* r, ngx_uint_t mode, bool* device_key) {
     if (!store) return p;
     store->count(decision_counter(p));
     if (p.expired_now) write_audit(r, {dp::expired_event(p)});
-    if (p.expired_now || p.seen_written) journal_flush_soon(zone);
+    if (p.expired_now || p.seen_written) write_soon(zone);
     return p;
 }
 

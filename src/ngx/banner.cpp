@@ -6,7 +6,8 @@
 
 #include "core/otp.h"
 #include "core/persist/disk.h"
-#include "ngx/glue.h"
+#include "ngx/banner.h"
+#include "ngx/threads.h"
 
 namespace dpngx {
 

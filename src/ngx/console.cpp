@@ -3,7 +3,9 @@
 // files, so `nginx -s reopen` and logrotate work, or its syslog writer).
 #include "core/audit.h"
 #include "core/metrics.h"
-#include "ngx/glue.h"
+#include "ngx/console.h"
+#include "ngx/content.h"
+#include "ngx/zone.h"
 
 namespace dpngx {
 

@@ -3,7 +3,14 @@
 // decide, read the body asynchronously, run the route, send the answer.
 #include <new>
 
-#include "ngx/glue.h"
+#include "core/mailbox.h"
+
+#include "ngx/access.h"
+#include "ngx/banner.h"
+#include "ngx/console.h"
+#include "ngx/content.h"
+#include "ngx/durable.h"
+#include "ngx/zone.h"
 
 namespace dpngx {
 
@@ -12,7 +19,7 @@ namespace {
 void destroy_ctx(void* data) {
     auto* ctx = static_cast<RequestCtx*>(data);
     if (ctx->poll_timer.timer_set) ngx_del_timer(&ctx->poll_timer);
-    if (ctx->durable && ctx->durable->waiting) journal_forget(ctx->owner, zone_of(ctx->owner));
+    if (ctx->durable && ctx->durable->waiting) forget_held(ctx->owner, zone_of(ctx->owner));
     ctx->~RequestCtx();
 }
 
@@ -164,6 +171,44 @@ RequestCtx* request_ctx(ngx_http_request_t* r) {
     return ctx;
 }
 
+namespace {
+
+constexpr int kMaxRuns = 4;  // runs of a route that keeps meeting newer state (fleet conflicts)
+
+// The writer settled a held request: its held answer when the changes are
+// durable, else what the outcome calls for. Releases the reference the
+// writer's wait() took.
+void answer_settled(ngx_http_request_t* r, const WriteResult& result) {
+    ngx_connection_t* c = r->connection;
+    RequestCtx* ctx = find_ctx(r);
+    ngx_int_t rc = NGX_ERROR;
+    try {
+        switch (result.kind) {
+            case WriteResult::Durable:
+                write_audit(r, ctx->durable->held.audit);
+                rc = send_response(r, ctx->durable->held);
+                break;
+            case WriteResult::AccountFull:
+                rc = send_response(r, dp::too_many_pairings(srv_conf(r)->settings->max_pairings_per_account));
+                break;
+            case WriteResult::Conflict:
+                // The replica holds the newer records now: the route decides again on them.
+                rc = ctx->attempts < kMaxRuns
+                         ? run_route(r, ctx, ctx->body)
+                         : send_response(r, dp::unavailable("the records kept changing on other hosts; try again"));
+                break;
+            case WriteResult::Failed: rc = send_response(r, dp::unavailable(result.reason)); break;
+        }
+    } catch (const std::exception& e) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0, "device_pairing: %s", e.what());
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+}  // namespace
+
 ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
     ZoneCtx* zone = zone_of(r);
     dp::Request req = build_request(r);
@@ -177,16 +222,16 @@ ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
     ctx->attempts++;
     ctx->poll_changes_seen = zone_changes(zone);  // read first: a change after it wakes a parked poll
     ZoneStore store(zone);
-    journal_current(zone, ctx);
+    collect_changes(zone, ctx);
     dp::Response resp = dp::api_handle(store, *srv_conf(r)->settings, ctx->route, req, client_addr(r));
-    journal_current(zone, nullptr);
+    collect_changes(zone, nullptr);
     // The writer could not take a transaction (an allocation failed): the
     // store undid it, so the answer built on it is not sent.
     if (store.take_commit_failure()) resp = dp::unavailable("the change could not be recorded and was undone; try again");
     for (const std::string& line : resp.notices)
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0, "%s", line.c_str());
     if (!resp.banner.empty()) show_banner(zone, resp.banner, r->connection->log);
-    if (journal_hold(r, zone, ctx, std::move(resp))) return NGX_DONE;
+    if (hold_until_durable(r, zone, ctx, std::move(resp), answer_settled)) return NGX_DONE;
     write_audit(r, resp.audit);
 
     if (resp.poll_until_ms) {

@@ -4,7 +4,14 @@
 
 #include "core/files.h"
 #include "core/otp.h"
-#include "ngx/glue.h"
+#include "ngx/access.h"
+#include "ngx/banner.h"
+#include "ngx/console.h"
+#include "ngx/content.h"
+#include "ngx/durable.h"
+#include "ngx/fleet.h"
+#include "ngx/persist.h"
+#include "ngx/zone.h"
 
 namespace dpngx {
 

@@ -13,11 +13,9 @@
 #include "core/persist/disk.h"
 #include "core/persist/journal.h"
 #include "core/persist/snapshot.h"
-#include "ngx/glue.h"
-
-#if !(NGX_THREADS)
-#error "device_pairing needs nginx built --with-threads: the journal is written in a thread pool"
-#endif
+#include "ngx/durable.h"
+#include "ngx/persist.h"
+#include "ngx/threads.h"
 
 namespace dpngx {
 
@@ -26,7 +24,6 @@ namespace {
 constexpr size_t kSliceRecords = 2048;     // records copied per hold of the zone lock
 constexpr size_t kSnapshotChunk = 1 << 20; // bytes handed to a thread per write
 constexpr ngx_msec_t kSliceGapMs = 1;      // the event loop runs between slices
-constexpr ngx_msec_t kKeepWorkerCheckMs = 60000;
 
 void alert_rate_limited(ngx_log_t* log, const char* what, const std::string& error) {
     static time_t last;
@@ -35,54 +32,7 @@ void alert_rate_limited(ngx_log_t* log, const char* what, const std::string& err
     ngx_log_error(NGX_LOG_ALERT, log, 0, "device_pairing: %s: %s", what, error.c_str());
 }
 
-void thread_run(void* data, ngx_log_t*) {
-    auto* step = *static_cast<ThreadStep**>(data);
-    try {
-        step->ok = step->work(&step->error);
-    } catch (const std::exception& e) {
-        step->ok = false;
-        step->error = e.what();
-    }
-}
-
-void thread_done(ngx_event_t* ev) noexcept {
-    auto* step = *static_cast<ThreadStep**>(ev->data);
-    try {
-        step->done(step->ok, step->error);
-    } catch (const std::exception& e) {
-        ngx_log_error(NGX_LOG_ALERT, ev->log, 0, "device_pairing: %s", e.what());
-    }
-}
-
 }  // namespace
-
-void DurableWriter::keep_worker(bool in_flight) {
-    if (!in_flight) {
-        if (keep_worker_timer_.timer_set) ngx_del_timer(&keep_worker_timer_);
-        return;
-    }
-    if (keep_worker_timer_.timer_set) return;
-    keep_worker_timer_.handler = [](ngx_event_t* ev) noexcept { ngx_add_timer(ev, kKeepWorkerCheckMs); };
-    keep_worker_timer_.data = this;
-    keep_worker_timer_.log = ngx_cycle->log;
-    ngx_add_timer(&keep_worker_timer_, kKeepWorkerCheckMs);
-}
-
-ngx_thread_task_t* new_thread_task(ngx_cycle_t* cycle, ThreadStep* step) {
-    ngx_thread_task_t* task = ngx_thread_task_alloc(cycle->pool, sizeof(ThreadStep*));
-    if (!task) return nullptr;
-    *static_cast<ThreadStep**>(task->ctx) = step;
-    task->handler = thread_run;
-    task->event.handler = thread_done;
-    task->event.data = task->ctx;
-    task->event.log = cycle->log;
-    return task;
-}
-
-ngx_thread_pool_t* default_thread_pool(ngx_cycle_t* cycle) {
-    static ngx_str_t pool_name = ngx_string("default");
-    return ngx_thread_pool_get(cycle, &pool_name);
-}
 
 class JournalWriter final : public DurableWriter {
    public:
@@ -196,11 +146,13 @@ class JournalWriter final : public DurableWriter {
                           "mid-append were cut off \"%s\" before this append", outcome_.repaired, paths_.journal.c_str());
         }
         outcome_ = dp::AppendOutcome{};
+        const WriteResult result = ok ? WriteResult{WriteResult::Durable}
+                                   : superseded ? WriteResult{WriteResult::Failed, "a newer nginx generation (a binary upgrade) "
+                                                              "holds the pairing state now; the change was undone; try again"}
+                                                : WriteResult{WriteResult::Failed, "the change could not be written to disk and "
+                                                              "was undone; try again"};
         for (ngx_http_request_t* r : waiters)
-            if (r)
-                answer_held(zone_, r, ok, superseded ? "a newer nginx generation (a binary upgrade) holds the pairing "
-                                                       "state now; the change was undone; try again"
-                                                     : "the change could not be written to disk and was undone; try again");
+            if (r) settle(zone_, r, result);
         if (ok && !path_moved()) {
             ZoneStore store(zone_);
             dp::StoreLock lock(store);
@@ -424,43 +376,6 @@ class JournalFollower {
     dp::JournalTail tail_;
 };
 
-DurableWriter* worker_writer;  // this worker's, for the zone of the running cycle
-
-namespace {
-DurableWriter* journal_of(ZoneCtx* zone) {
-    return zone && (zone->state_path.len || zone->fleet) && worker_writer ? worker_writer : nullptr;
-}
-}  // namespace
-
-void undo_changes(ZoneCtx* zone, std::vector<dp::RecordChange>& changes) {
-    ZoneStore store(zone);
-    store.attach(nullptr);  // the undo puts back what the disk (or Redis) still holds
-    dp::StoreLock lock(store);
-    const uint32_t now_s = (uint32_t)ngx_time();
-    for (auto it = changes.rbegin(); it != changes.rend(); ++it) store.restore(*it, now_s);
-}
-
-void answer_held(ZoneCtx* zone, ngx_http_request_t* r, bool durable, const char* failure_detail,
-                 const dp::Response* refusal) {
-    ngx_connection_t* c = r->connection;
-    RequestCtx* ctx = find_ctx(r);
-    ngx_int_t rc = NGX_ERROR;
-    try {
-        if (ctx && ctx->durable) {
-            RequestCtx::Durable& d = *ctx->durable;
-            d.waiting = false;
-            if (!durable) undo_changes(zone, d.changes);
-            d.changes.clear();
-            if (durable) write_audit(r, d.held.audit);
-            rc = send_response(r, durable ? d.held : refusal ? *refusal : dp::unavailable(failure_detail));
-        }
-    } catch (const std::exception& e) {
-        ngx_log_error(NGX_LOG_ALERT, c->log, 0, "device_pairing: %s", e.what());
-    }
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
-}
-
 namespace {
 
 // The zone registered as the journal's owner before nginx became a daemon:
@@ -491,7 +406,7 @@ ngx_int_t start_journal(ngx_cycle_t* cycle, ZoneCtx* zone) {
     try {
         auto* journal = new JournalWriter(zone, pool, cycle);
         if (!journal->ready()) return NGX_ERROR;
-        worker_writer = journal;
+        set_worker_writer(zone, journal);
         if (ngx_worker == 0) {
             name_owner_master(zone, cycle->log);
             new JournalFollower(zone, pool, cycle);
@@ -499,47 +414,7 @@ ngx_int_t start_journal(ngx_cycle_t* cycle, ZoneCtx* zone) {
     } catch (...) {
         return NGX_ERROR;
     }
-    zone->journal = worker_writer;
     return NGX_OK;
-}
-
-void journal_current(ZoneCtx* zone, RequestCtx* ctx) {
-    if (DurableWriter* j = journal_of(zone)) j->current = ctx;
-}
-
-bool journal_hold(ngx_http_request_t* r, ZoneCtx* zone, RequestCtx* ctx, dp::Response&& resp) {
-    DurableWriter* j = journal_of(zone);
-    if (!j) return false;
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0, "device_pairing route: %uz record changes, %s",
-                   ctx->durable ? ctx->durable->changes.size() : (size_t)0,
-                   resp.durable || zone->fleet ? "the answer waits for them" : "answered now");
-    // In fleet mode every change waits for Redis: a failed guess counts on
-    // every host before its answer, or it could be guessed again elsewhere.
-    if (!(resp.durable || zone->fleet) || !ctx->durable || ctx->durable->changes.empty()) {
-        if (ctx->durable) ctx->durable->changes.clear();  // answered now: written with the next batch, never undone
-        j->post();
-        return false;
-    }
-    ctx->durable->held = std::move(resp);
-    ctx->durable->waiting = true;
-    j->wait(r);
-    return true;
-}
-
-void journal_flush_soon(ZoneCtx* zone) {
-    if (DurableWriter* j = journal_of(zone)) j->post();
-}
-
-void journal_forget(ngx_http_request_t* r, ZoneCtx* zone) {
-    if (DurableWriter* j = journal_of(zone)) j->forget(r);
-}
-
-void flush_at_exit(ngx_cycle_t* cycle, ZoneCtx* zone) {
-    try {
-        if (DurableWriter* j = journal_of(zone)) j->flush_at_exit();
-    } catch (...) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "device_pairing: final journal write failed");
-    }
 }
 
 // Recovery: the snapshot, then the journal set aside by an unfinished

@@ -4,7 +4,8 @@
 // (one word) and runs the route again only when the zone changed: a deposit
 // by another worker, or (fleet mode) by another host through the feed, or a
 // resize retired it.
-#include "ngx/glue.h"
+#include "ngx/content.h"
+#include "ngx/zone.h"
 
 namespace dpngx {
 

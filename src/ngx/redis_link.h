@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "core/fleet.h"
-#include "ngx/glue.h"
+#include "ngx/conf.h"
 
 namespace dpngx {
 

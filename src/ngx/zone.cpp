@@ -12,7 +12,9 @@
 #include "core/files.h"
 #include "core/persist/journal.h"
 #include "core/persist/snapshot.h"
-#include "ngx/glue.h"
+#include "ngx/banner.h"
+#include "ngx/persist.h"
+#include "ngx/zone.h"
 
 namespace dpngx {
 

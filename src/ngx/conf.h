@@ -1,0 +1,96 @@
+// The module's configuration as nginx holds it: the structs its directives
+// fill (module.cpp), and small helpers every glue file uses.
+#pragma once
+
+extern "C" {
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+}
+
+#include <string>
+
+#include "core/settings.h"
+
+extern "C" ngx_module_t ngx_http_device_pairing_module;
+
+namespace dpngx {
+
+// redis=HOST:PORT | redis=unix:PATH, redis_prefix=, redis_db=
+struct FleetConf {
+    ngx_str_t text;         // as configured, for log lines
+    char* host_z;           // null-terminated, for hiredis
+    ngx_int_t port;
+    ngx_str_t unix_path;
+    char* unix_path_z;
+    ngx_str_t prefix;
+    ngx_int_t db;
+};
+
+// device_pairing_audit_log: one of nginx's open files, or a syslog peer.
+struct AuditLog {
+    ngx_open_file_t* file;
+    ngx_syslog_peer_t* syslog;
+};
+
+struct SrvConf {
+    ngx_str_t token_file;
+    ngx_str_t device_keys;
+    ngx_str_t identity;
+    ngx_str_t url;
+    ngx_str_t app_url;
+    ngx_msec_t otp_ttl;
+    time_t mailbox_ttl;
+    time_t code_ttl;
+    ngx_uint_t max_pairings;
+    size_t max_body;
+    ngx_uint_t qr_colors;
+    ngx_uint_t approvers;  // device_pairing_approvers: 0 any, 1 owner
+    time_t token_idle_timeout;  // 0: off
+    time_t token_lifetime;      // 0: off
+    ngx_uint_t max_devices;     // 0: off
+    AuditLog* audit;            // null: off
+    bool identity_created;      // this configuration made the identity key: an audit event at start
+    ngx_http_core_srv_conf_t* core;  // its server{}: listen addresses and names for the start-up URL
+    dp::Settings* settings;  // built in merge; destroyed by a pool cleanup
+};
+
+struct MainConf {
+    ngx_shm_zone_t* zone;
+    SrvConf* first_pairing_srv;  // whose URL the startup banner shows
+    ngx_array_t pairing_srvs;    // SrvConf* of every server with `device_pairing on`
+    ngx_flag_t pairing_used;
+    ngx_msec_t redis_stale;      // device_pairing_redis_stale: the gate serves a replica out of step this long
+    ngx_str_t secret_key_file;   // device_pairing_secret_key (empty: beside the token file)
+};
+
+enum AuthMode : ngx_uint_t { kAuthOff = 0, kAuthBearer, kAuthDeviceKey, kAuthAny };
+
+struct LocConf {
+    ngx_flag_t enable;
+    ngx_uint_t auth;               // device_pairing_auth: the access-phase gate
+    ngx_uint_t check;              // device_pairing_check: a content handler for auth_request
+    ngx_flag_t pass_credentials;   // keep Authorization / X-DEVICE-KEY for the upstream
+    ngx_flag_t metrics;            // device_pairing_metrics: the Prometheus exposition
+};
+
+SrvConf* srv_conf(ngx_http_request_t* r);
+
+inline std::string to_string(const ngx_str_t& s) {
+    return std::string(reinterpret_cast<const char*>(s.data), s.len);
+}
+
+// The first element of an ngx_list_t that satisfies pred, or null.
+template <typename T, typename Pred>
+T* find_in_list(ngx_list_t* list, Pred&& pred) {
+    for (ngx_list_part_t* part = &list->part; part; part = part->next) {
+        T* elts = static_cast<T*>(part->elts);
+        for (ngx_uint_t i = 0; i < part->nelts; i++)
+            if (pred(elts[i])) return &elts[i];
+    }
+    return nullptr;
+}
+
+int64_t now_ms();
+
+}  // namespace dpngx

@@ -1,0 +1,25 @@
+// A blocking step run in nginx's thread pool, with its completion in the
+// event loop (threads.cpp): journal appends, snapshots, the banner file.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "ngx/conf.h"
+
+#if !(NGX_THREADS)
+#error "device_pairing needs nginx built --with-threads: the journal is written in a thread pool"
+#endif
+
+namespace dpngx {
+
+struct ThreadStep {
+    std::function<bool(std::string*)> work;  // thread: no nginx calls, no zone access
+    std::function<void(bool, const std::string&)> done;
+    bool ok = false;
+    std::string error;
+};
+ngx_thread_task_t* new_thread_task(ngx_cycle_t* cycle, ThreadStep* step);
+ngx_thread_pool_t* default_thread_pool(ngx_cycle_t* cycle);
+
+}  // namespace dpngx
