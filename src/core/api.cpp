@@ -6,6 +6,7 @@
 #include "core/devices.h"
 #include "core/identity.h"
 #include "core/mailbox.h"
+#include "core/oauth.h"
 #include "core/otp.h"
 
 namespace dp {
@@ -46,6 +47,12 @@ const RouteSpec kRoutes[] = {
     {"DELETE", "/api/devices", Route::DeviceRevokeOthers, kNoBody, kBearer, kOwner, device_revoke_others},
     {"POST", "/api/devices/self/rotate", Route::DeviceRotate, kNoBody, kBearer, kAnyRole, device_rotate},
     // Owners revoke any device, a device itself (checked by the handler).
+    // RFC 8628, 8414, 7009: public clients; the device code and the token are the credentials.
+    {"GET", "/.well-known/oauth-authorization-server", Route::OAuthMetadata, kNoBody, kNone, kAnyRole, oauth_metadata},
+    {"POST", "/oauth/device_authorization", Route::OAuthDeviceAuthorization, kBody, kNone, kAnyRole,
+     oauth_device_authorization},
+    {"POST", "/oauth/token", Route::OAuthToken, kBody, kNone, kAnyRole, oauth_token},
+    {"POST", "/oauth/revoke", Route::OAuthRevoke, kBody, kNone, kAnyRole, oauth_revoke},
     {"DELETE", "/api/devices/{}", Route::DeviceRevoke, kNoBody, kBearer, kAnyRole, device_revoke},
     {"PATCH", "/api/devices/{}", Route::DeviceRename, kBody, kBearer, kAnyRole, device_rename},
 };

@@ -14,69 +14,120 @@ namespace {
 constexpr uint32_t kExpiredVisibleS = 600;  // an expired code request answers "expired" this long
 const char kCodeAlphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";  // no 0/O, 1/I/L
 constexpr size_t kCodeLength = 9;
+const char kUserCodeAlphabet[] = "BCDFGHJKLMNPQRSTVWXZ";  // RFC 8628 6.1: no vowels, no digits
 constexpr uint32_t kRequestsPerMinute = 10;  // code requests one address may make a minute
 
-struct NewRequest {
-    std::string request_id, code;
-    int64_t expires_ms;
-};
+// The zone's count of wrong codes entered (any address, any code), which
+// an OAuth user code dies after kUserCodeDiesAfter of (like the OTP): a
+// limiter record of its own that never expires.
+const Digest& failures_key() {
+    static const Digest key = key_of("code-failures", "zone");
+    return key;
+}
 
-Result<NewRequest> create_code_request(Call& call, const std::string& requester, const std::string& meta) {
+uint32_t code_failures(Store& store) {
+    auto* r = as<LimiterRecord>(store.find(Kind::Limiter, failures_key()));
+    return r ? r->failures : 0;
+}
+
+void count_code_failure(Store& store, uint32_t now_s) {
+    if (auto* r = as<LimiterRecord>(store.find(Kind::Limiter, failures_key()))) {
+        update_record(store, r)->failures++;
+        return;
+    }
+    insert_record<LimiterRecord>(store, Kind::Limiter, failures_key(), now_s, [](LimiterRecord* r) { r->failures = 1; });
+}
+
+}  // namespace
+
+bool code_request_dead(Store& store, const CodeRequestRecord* r, uint32_t now_s) {
+    if (r->code_expires_s <= now_s) return true;
+    if (!r->oauth()) return false;
+    const uint32_t failures = code_failures(store);
+    return failures >= r->failures_base && failures - r->failures_base >= kUserCodeDiesAfter;
+}
+
+Result<NewCodeRequest> create_code_request(Call& call, const CodeRequestSpec& spec) {
     const int64_t now_ms = call.req.now_ms;
-    NewRequest out;
-    out.request_id = random_token("pair_", 16);
-    for (size_t i = 0; i < kCodeLength; i++) out.code += kCodeAlphabet[random_below(sizeof(kCodeAlphabet) - 1)];
+    NewCodeRequest out;
+    out.id = spec.oauth ? random_token("", 32) : random_token("pair_", 16);
+    if (spec.oauth)  // RFC 8628 6.1: 8 characters of base 20, about 34.5 bits
+        for (size_t i = 0; i < kUserCodeLength; i++) out.code += kUserCodeAlphabet[random_below(sizeof(kUserCodeAlphabet) - 1)];
+    else
+        for (size_t i = 0; i < kCodeLength; i++) out.code += kCodeAlphabet[random_below(sizeof(kCodeAlphabet) - 1)];
     out.expires_ms = now_ms + call.settings.code_ttl_s * 1000LL;
     Digest code_hash = guessable_key(call.settings, "code", out.code);
+    const Digest key = spec.oauth ? device_code_key(call.settings, out.id) : key_of("request", out.id);
     const uint32_t now = to_s(now_ms);
 
     StoreLock lock(call.store);
     if (!within_budget(call.store, "code-request-budget", call.addr, kRequestsPerMinute, now_ms))
         return rate_limited((int)(kLimitWindowMs / 1000), nullptr);
-    auto* r = insert_record<CodeRequestRecord>(
-        call.store, Kind::CodeRequest, key_of("request", out.request_id), now, [&](CodeRequestRecord* r) {
-            r->code_expires_s = to_s(out.expires_ms);
-            r->h.expires_s = r->code_expires_s + kExpiredVisibleS;  // "expired" stays visible a while
-            memcpy(r->code_hash, code_hash.data(), 32);
-            // Cut on a character boundary: a cut character made every list
-            // that shows the request fail to encode.
-            const std::string kept = sanitize_utf8(requester, sizeof(r->requester));
-            r->requester_len = (uint8_t)kept.size();
-            memcpy(r->requester, kept.data(), r->requester_len);
-            r->meta_len = (uint16_t)meta.size();
-            memcpy(r->meta, meta.data(), meta.size());
-            addr_to16(call.addr, r->requester_addr);
-        });
+    const uint32_t failures = spec.oauth ? code_failures(call.store) : 0;
+    auto* r = insert_record<CodeRequestRecord>(call.store, Kind::CodeRequest, key, now, [&](CodeRequestRecord* r) {
+        r->code_expires_s = to_s(out.expires_ms);
+        r->h.expires_s = r->code_expires_s + kExpiredVisibleS;  // "expired" stays visible a while
+        memcpy(r->code_hash, code_hash.data(), 32);
+        // Cut on a character boundary: a cut character made every list
+        // that shows the request fail to encode.
+        const std::string kept = sanitize_utf8(spec.requester, sizeof(r->requester));
+        r->requester_len = (uint8_t)kept.size();
+        memcpy(r->requester, kept.data(), r->requester_len);
+        r->meta_len = (uint16_t)spec.meta.size();
+        memcpy(r->meta, spec.meta.data(), spec.meta.size());
+        addr_to16(call.addr, r->requester_addr);
+        r->h.flags = spec.oauth ? kCodeRequestOAuth : 0;
+        r->failures_base = failures;
+    });
     if (!r) return quota_full("pairing-code requests");
     call.store.count(Counter::CodesRequested);
     return out;
 }
 
+namespace {
+
 enum class Decision { Inspect, Approve, Reject };
 Response code_decide(Call& call, Decision decision);
 
-// What an owner sees of a request before deciding it: who asks, from where.
-json_t* request_facts(const CodeRequestRecord* r) {
-    json_error_t err;
-    json_t* meta = json_loadb(r->meta, r->meta_len, 0, &err);
+// What an owner sees of a request before deciding it: who asks, from where,
+// and for an OAuth client its name and the scope it asks for (RFC 8628 5.4).
+json_t* request_facts(const CodeRequestRecord* r, const Settings& settings) {
     const ClientAddr addr = addr_from16(r->requester_addr);
     const std::string requester = sanitize_utf8(std::string_view(r->requester, r->requester_len), sizeof(r->requester));
-    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:s}", "ref",
-                     hex_encode(std::string_view((const char*)r->h.key, 4)).c_str(), "requesterId", requester.c_str(),
-                     "meta", meta ? meta : json_object(), "address",
-                     addr.len ? addr_text(addr).c_str() : "", "createdAt",
-                     iso8601(r->h.created_s * 1000LL).c_str(), "expiresAt", iso8601(r->code_expires_s * 1000LL).c_str());
+    json_t* facts = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "ref",
+                              hex_encode(std::string_view((const char*)r->h.key, 4)).c_str(), "requesterId",
+                              requester.c_str(), "method", r->oauth() ? "oauth" : "code", "address",
+                              addr.len ? addr_text(addr).c_str() : "", "createdAt",
+                              iso8601(r->h.created_s * 1000LL).c_str(), "expiresAt",
+                              iso8601(r->code_expires_s * 1000LL).c_str());
+    if (!facts) return nullptr;
+    if (r->oauth()) {
+        const Settings::OAuthClient* client = settings.oauth_client(requester);
+        json_object_set_new(facts, "clientId", json_string(requester.c_str()));
+        json_object_set_new(facts, "clientName", json_string(client ? client->name.c_str() : requester.c_str()));
+        json_object_set_new(facts, "scope", json_stringn(r->meta, r->meta_len));
+        json_object_set_new(facts, "meta", json_object());
+    } else {
+        json_error_t err;
+        json_t* meta = json_loadb(r->meta, r->meta_len, 0, &err);
+        json_object_set_new(facts, "meta", meta ? meta : json_object());
+    }
+    return facts;
 }
 
 }  // namespace
 
 std::string normalize_code(std::string_view input) {
     std::string out;
-    for (char c : input) {
-        if (c == '-' || c == ' ') continue;
-        out += (char)toupper((unsigned char)c);
-    }
+    for (char c : input)
+        if (isalnum((unsigned char)c)) out += (char)toupper((unsigned char)c);  // punctuation and spaces are ignored
     return out;
+}
+
+std::string format_user_code(const std::string& code) { return code.substr(0, 4) + "-" + code.substr(4); }
+
+Digest device_code_key(const Settings& settings, std::string_view device_code) {
+    return key_of("device-code", device_code);
 }
 
 std::string format_code(const std::string& code, char sep) {
@@ -99,9 +150,9 @@ Response code_request(Call& call) {
     if (meta && !json_is_object(meta)) return bad_request("\"meta\" must be a JSON object");
     if (meta_text.size() > sizeof(CodeRequestRecord::meta))
         return problem(413, "meta_too_large", "Meta too large", "\"meta\" must be at most 256 bytes of JSON");
-    auto created = create_code_request(call, requester ? json_string_value(requester) : "", meta_text);
+    auto created = create_code_request(call, {false, requester ? json_string_value(requester) : "", meta_text});
     if (!created) return created.error();
-    return json_response(200, json_pack("{s:s, s:s, s:s, s:s}", "requestId", created->request_id.c_str(),
+    return json_response(200, json_pack("{s:s, s:s, s:s, s:s}", "requestId", created->id.c_str(),
                                         "code", format_code(created->code, '-').c_str(), "formatted",
                                         format_code(created->code, ' ').c_str(), "expiresAt",
                                         iso8601(created->expires_ms).c_str()));
@@ -128,8 +179,9 @@ Response code_decide(Call& call, Decision decision) {
     // The index compares the whole hash; the code itself never reaches the zone.
     auto* found = as<CodeRequestRecord>(
         call.store.find_by(Index::CodeHash, std::string_view((const char*)code_hash.data(), 32)));
-    if (found && found->code_expires_s <= now) found = nullptr;
+    if (found && code_request_dead(call.store, found, now)) found = nullptr;
     if (!found) {
+        count_code_failure(call.store, now);
         Response r = problem(404, "code_not_found", "Unknown code", "no pending request has this code, or it expired");
         if (limiter.failed(req.now_ms)) r.audit.push_back(lockout_event("code"));
         return r;
@@ -137,7 +189,7 @@ Response code_decide(Call& call, Decision decision) {
     if (found->status != CodeStatus::Pending)
         return problem(409, "request_not_pending", "Request already decided",
                        "this request was already approved or rejected");
-    if (decision == Decision::Inspect) return json_response(200, request_facts(found));
+    if (decision == Decision::Inspect) return json_response(200, request_facts(found, call.settings));
     const bool approve = decision == Decision::Approve;
     CodeRequestRecord* decided = update_record(call.store, found);
     decided->status = approve ? CodeStatus::Approved : CodeStatus::Rejected;
@@ -149,7 +201,8 @@ Response code_decide(Call& call, Decision decision) {
     Response r = json_response(200, json_pack("{s:s, s:s, s:s}", "status", approve ? "approved" : "rejected",
                                               "requesterId", requester.c_str(), approve ? "approvedAt" : "rejectedAt",
                                               iso8601(req.now_ms).c_str()));
-    r.audit.push_back(AuditEvent{approve ? "code_approved" : "code_rejected", "", "", "code", call.who.device_id,
+    r.audit.push_back(AuditEvent{approve ? "code_approved" : "code_rejected", "", "", found->oauth() ? "oauth" : "code",
+                                 call.who.device_id,
                                  sanitize_utf8(requester, sizeof(found->requester))});
     r.durable = true;
     return r;
@@ -228,8 +281,8 @@ Response code_pending(Call& call) {
     StoreLock lock(call.store);
     call.store.for_each(Kind::CodeRequest, [&](const RecordHeader* h) {
         auto* r = as<CodeRequestRecord>(h);
-        if (r->status != CodeStatus::Pending || r->code_expires_s <= now) return;
-        json_checked_append(list.get(), request_facts(r));
+        if (r->status != CodeStatus::Pending || code_request_dead(call.store, r, now)) return;
+        json_checked_append(list.get(), request_facts(r, call.settings));
     });
     return json_response(200, json_pack("{s:O}", "requests", list.get()));
 }
@@ -254,11 +307,11 @@ std::string expand_app_url(std::string_view tmpl, const std::string& code, const
 Response code_qr(Call& call) {
     Result<std::string> host = public_host(call.settings, call.req);
     if (!host) return host.error();  // before the request is made: a bad Host changes nothing
-    auto created = create_code_request(call, "qr", "{}");
+    auto created = create_code_request(call, {false, "qr", "{}"});
     if (!created) return created.error();
     std::string url = expand_app_url(call.settings.app_url, format_code(created->code, '-'), *host);
     return json_response(200, json_pack("{s:s, s:s, s:s, s:s}", "qrSvg", QrCode(url).svg().c_str(), "pairingUrl",
-                                        url.c_str(), "requestId", created->request_id.c_str(),
+                                        url.c_str(), "requestId", created->id.c_str(),
                                         "expiresAt", iso8601(created->expires_ms).c_str()));
 }
 

@@ -46,7 +46,13 @@ uint32_t token_end_of_life(const Settings& settings, uint32_t issued_s) {
 }
 
 const char* pair_method_name(PairMethod m) {
-    return m == PairMethod::Otp ? "otp" : m == PairMethod::Code ? "code" : "imported";
+    switch (m) {
+        case PairMethod::Otp: return "otp";
+        case PairMethod::Code: return "code";
+        case PairMethod::OAuth: return "oauth";
+        case PairMethod::Loaded: break;
+    }
+    return "imported";
 }
 
 std::string user_agent_summary(const std::string& ua) {
@@ -96,13 +102,26 @@ std::string approver_text(const Approver& approver) {
     return approver.role == Role{} ? "operator" : device_id_text(approver.device_id);
 }
 
-bool record_approval(Store& store, const std::string& device_id, const Approver& approver, uint32_t now_s) {
-    return insert_record<ApprovalRecord>(store, Kind::Approval, approval_key(device_id), now_s,
-                                         [&](ApprovalRecord* r) { r->approver = approver; }) != nullptr;
+bool record_approval(Store& store, const std::string& device_id, const Approver& approver, uint32_t now_s,
+                     std::string_view client_id, std::string_view scope) {
+    return insert_record<ApprovalRecord>(store, Kind::Approval, approval_key(device_id), now_s, [&](ApprovalRecord* r) {
+               r->approver = approver;
+               r->client_len = (uint8_t)std::min(client_id.size(), sizeof(r->client_id));
+               memcpy(r->client_id, client_id.data(), r->client_len);
+               r->scope_len = (uint8_t)std::min(scope.size(), sizeof(r->scope));
+               memcpy(r->scope, scope.data(), r->scope_len);
+           }) != nullptr;
+}
+
+std::string granted_scope(Store& store, const std::string& device_id) {
+    auto* r = as<ApprovalRecord>(store.find(Kind::Approval, approval_key(device_id)));
+    return r ? std::string(r->scope, std::min<size_t>(r->scope_len, sizeof(r->scope))) : std::string();
 }
 
 AuditEvent paired_event(Store& store, const IssuedDevice& device, Role role, PairMethod method) {
-    store.count(method == PairMethod::Otp ? Counter::PairedOtp : Counter::PairedCode);
+    store.count(method == PairMethod::Otp ? Counter::PairedOtp
+                : method == PairMethod::OAuth ? Counter::PairedOAuth
+                                              : Counter::PairedCode);
     return AuditEvent{"paired", device.id, role_name(role), pair_method_name(method), "", ""};
 }
 
@@ -128,6 +147,7 @@ Response device_list(Call& call) {
     }
     std::vector<DeviceRecord> page;
     std::vector<std::string> approved_by;  // per device: who approved it ("": paired by OTP)
+    std::vector<std::string> scopes;       // per device: the OAuth scope granted ("": none)
     page.reserve((size_t)limit + 1);
     {
         StoreLock lock(call.store);
@@ -135,6 +155,8 @@ Response device_list(Call& call) {
             page.push_back(*as<DeviceRecord>(h));
             auto* approval = as<ApprovalRecord>(call.store.find(Kind::Approval, approval_key(device_id_text(page.back().id))));
             approved_by.push_back(approval ? approver_text(approval->approver) : "");
+            scopes.push_back(approval ? std::string(approval->scope, std::min<size_t>(approval->scope_len, sizeof(approval->scope)))
+                                      : std::string());
         });
     }
     const bool more = page.size() > (size_t)limit;
@@ -154,8 +176,9 @@ Response device_list(Call& call) {
                       iso8601(d.h.created_s * 1000LL).c_str(), "lastSeenAt",
                       iso8601(d.last_seen_s * 1000LL).c_str(), "lastAddress", addr_text(a).c_str(), "expiresAt",
                       expiry ? json_string(iso8601(expiry * 1000LL).c_str()) : json_null()));
-        json_object_set_new(json_array_get(list.get(), json_array_size(list.get()) - 1), "approvedBy",
-                            approved_by[i].empty() ? json_null() : json_string(approved_by[i].c_str()));
+        json_t* entry = json_array_get(list.get(), json_array_size(list.get()) - 1);
+        json_object_set_new(entry, "approvedBy", approved_by[i].empty() ? json_null() : json_string(approved_by[i].c_str()));
+        if (d.method == PairMethod::OAuth) json_object_set_new(entry, "scope", json_string(scopes[i].c_str()));
     }
     Json answer(json_checked(json_pack("{s:O}", "devices", list.get())));
     json_object_set_new(answer.get(), "next_cursor",

@@ -41,7 +41,11 @@ Response device_rotate(Call& call);   // POST /api/devices/self/rotate
 Approver approver_of(const Principal& who);
 std::string approver_text(const Approver& approver);
 // Keeps who approved a device that paired by code (false: no room).
-bool record_approval(Store& store, const std::string& device_id, const Approver& approver, uint32_t now_s);
+// An OAuth device keeps its client_id and granted scope there too.
+bool record_approval(Store& store, const std::string& device_id, const Approver& approver, uint32_t now_s,
+                     std::string_view client_id = {}, std::string_view scope = {});
+// The OAuth scope granted to a device ("" for none), for $device_pairing_scope.
+std::string granted_scope(Store& store, const std::string& device_id);
 
 // A rotation retried with the old token within the grace: the same new
 // token, nothing changed. None: refuse as any revoked token.

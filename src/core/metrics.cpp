@@ -64,7 +64,7 @@ std::string metrics_text(Store& store, uint32_t now_s) {
 
     std::string out;
     counters(out, store, "device_pairing_pairings_total", "Devices paired, by pairing method.", "method",
-             {{"otp", Counter::PairedOtp}, {"code", Counter::PairedCode}});
+             {{"otp", Counter::PairedOtp}, {"code", Counter::PairedCode}, {"oauth", Counter::PairedOAuth}});
     counters(out, store, "device_pairing_otp_failures_total", "Wrong or expired OTPs presented to POST /pair.",
              nullptr, {{nullptr, Counter::OtpFailures}});
     counters(out, store, "device_pairing_lockouts_total",

@@ -34,6 +34,10 @@ enum class Route {
     DeviceRename,
     DeviceRotate,
     CodeInspect,
+    OAuthMetadata,
+    OAuthDeviceAuthorization,
+    OAuthToken,
+    OAuthRevoke,
 };
 
 enum class RouteAuth { None, Bearer, DeviceKey };

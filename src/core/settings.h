@@ -39,6 +39,18 @@ struct Settings {
     // The zone's key for OTPs and pairing codes as keyed MACs (one for every
     // server of the zone, and every host of a fleet).
     Digest secret_key{};
+    // device_pairing_oauth_client: the public clients of the OAuth device
+    // grant (none: the grant is off and its routes answer 404).
+    struct OAuthClient {
+        std::string id, name;
+    };
+    std::vector<OAuthClient> oauth_clients;
+    uint32_t oauth_interval_s = 5;  // device_pairing_oauth_interval: the poll interval a client starts with
+    const OAuthClient* oauth_client(std::string_view id) const {
+        for (const OAuthClient& c : oauth_clients)
+            if (c.id == id) return &c;
+        return nullptr;
+    }
 };
 
 }  // namespace dp

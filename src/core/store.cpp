@@ -46,7 +46,7 @@ std::string field_problem(const RecordHeader* h) {
         case Kind::Device: {
             const DeviceRecord* d = as<DeviceRecord>(h);
             if (d->role != Role::Owner && d->role != Role::Device) return "unknown role";
-            if (d->method < PairMethod::Otp || d->method > PairMethod::Loaded) return "unknown pairing method";
+            if (d->method < PairMethod::Otp || d->method > PairMethod::OAuth) return "unknown pairing method";
             if (d->name_len > sizeof(d->name)) return "name length past the name field";
             if (!valid_utf8(std::string_view(d->name, d->name_len))) return "a name that is not UTF-8";
             if (d->addr_len != 0 && d->addr_len != 4 && d->addr_len != 16) return "bad address length";
@@ -59,10 +59,16 @@ std::string field_problem(const RecordHeader* h) {
             if (!valid_utf8(std::string_view(c->requester, c->requester_len))) return "a requester that is not UTF-8";
             if (c->meta_len > sizeof(c->meta)) return "meta length past its field";
             if ((uint8_t)c->approver.role > (uint8_t)Role::Device) return "unknown approver role";
+            if (c->h.flags && !c->oauth()) return "flags on a request that is not OAuth";
             return "";
         }
-        case Kind::Approval:
-            return (uint8_t)as<ApprovalRecord>(h)->approver.role > (uint8_t)Role::Device ? "unknown approver role" : "";
+        case Kind::Approval: {
+            const ApprovalRecord* a = as<ApprovalRecord>(h);
+            if ((uint8_t)a->approver.role > (uint8_t)Role::Device) return "unknown approver role";
+            if (a->client_len > sizeof(a->client_id)) return "client id length past its field";
+            if (a->scope_len > sizeof(a->scope)) return "scope length past its field";
+            return "";
+        }
         default: return "";
     }
 }
@@ -291,6 +297,16 @@ bool count_mailbox(Store& store, const MailboxRecord* mailbox, uint32_t now_s) {
     if (!counter) return false;
     counter->live++;
     return true;
+}
+
+int64_t Store::swap_poll_mark(const Digest& key, int64_t now_ms) {
+    uint64_t prefix;
+    memcpy(&prefix, key.data(), sizeof(prefix));
+    PollMark& mark = raw_shared().poll_marks[prefix % kPollMarks];
+    prefix |= 1;  // never the empty mark
+    const int64_t last = mark.key_prefix == prefix ? mark.at_ms : 0;
+    mark = PollMark{prefix, now_ms};
+    return last;
 }
 
 }  // namespace dp

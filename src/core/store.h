@@ -20,7 +20,7 @@ enum class Kind : uint8_t { Device, Limiter, Mailbox, CodeRequest, Nonce, Accoun
 constexpr size_t kKindCount = (size_t)Kind::Count;
 
 enum class Role : uint8_t { Owner = 1, Device = 2 };
-enum class PairMethod : uint8_t { Otp = 1, Code = 2, Loaded = 3 };
+enum class PairMethod : uint8_t { Otp = 1, Code = 2, Loaded = 3, OAuth = 4 };
 
 struct RecordHeader {
     uint8_t tree_reserved[2];  // the store's own (rbtree colour): never touched by the core
@@ -65,6 +65,13 @@ struct MailboxRecord {
     uint8_t ecdh_pub[65];
 };
 
+// An OAuth device authorization (RFC 8628) is a code request found by the
+// keyed hash of its device code, whose requester is the client_id and meta
+// the requested scope (plain text). The flags' upper 7 bits count the
+// slow_down answers it got: each adds 5 s to the interval for good.
+enum CodeRequestFlags : uint8_t { kCodeRequestOAuth = 1, kCodeRequestSlowDown = 2 };
+constexpr uint32_t kMaxSlowDowns = 127;
+
 enum class CodeStatus : uint8_t { Pending = 0, Approved = 1, Rejected = 2, Delivered = 3 };
 
 // Who approved a pairing: the operator token, or a device (its id and role).
@@ -82,6 +89,9 @@ struct CodeRequestRecord {
     uint8_t requester_len;
     uint16_t meta_len;
     uint32_t code_expires_s;
+    // OAuth: the zone's wrong code entries when it was made; it dies
+    // kUserCodeDiesAfter later. In what was padding (0 in older images).
+    uint32_t failures_base;
     int64_t approved_at_ms;
     char requester[64];
     char meta[256];            // compact JSON of the request's "meta"
@@ -98,6 +108,10 @@ struct CodeRequestRecord {
     };
     uint32_t delivered_s;
     Approver approver;         // who approved it (kept for the device it becomes)
+    // The record fills its 512-byte chunk: what an OAuth request adds is its
+    // flags (see CodeRequestFlags) and failures_base.
+    bool oauth() const { return h.flags & kCodeRequestOAuth; }
+    uint32_t slow_downs() const { return h.flags >> 1; }
 };
 
 // An attestation nonce seen by verify, kept for its age window.
@@ -120,12 +134,21 @@ struct RevokedRecord {
 };
 constexpr uint32_t kRevokedKeptS = 7 * 86400;
 
+constexpr size_t kMaxClientIdLen = 32;  // device_pairing_oauth_client: an id nginx -t accepts
+constexpr size_t kMaxScopeLen = 128;    // an OAuth scope the device authorization endpoint accepts
+
 // Who approved a device that paired by code, found by the device's id
 // (key_of("approval", id): rotation keeps it); it leaves with the device.
 // A record of its own: the device's fits a 128-byte slab chunk exactly.
 struct ApprovalRecord {
     RecordHeader h;
     Approver approver;
+    // A device paired by the OAuth device grant: its client and the scope
+    // granted ($device_pairing_scope). Empty otherwise.
+    uint8_t client_len;
+    uint8_t scope_len;
+    char client_id[kMaxClientIdLen];
+    char scope[kMaxScopeLen];
 };
 
 // Live mailboxes of one account, so the per-account cap costs one lookup.
@@ -148,7 +171,7 @@ struct OtpState {
 // reloads, not restarts). Each process adds to its own slot's line, so
 // workers do not contend on one cache line; a scrape sums the slots.
 enum class Counter : uint8_t {
-    PairedOtp, PairedCode, OtpFailures, Lockouts, OtpBurns,
+    PairedOtp, PairedCode, PairedOAuth, OtpFailures, Lockouts, OtpBurns,
     CodesRequested, CodesApproved, CodesRejected, CodesExpired,
     MailboxesMinted, MailboxesCompleted, MailboxesCancelled, MailboxesExpired,
     GateAccepted, GateMissing, GateInvalid, GateRevoked, GateExpired,
@@ -161,6 +184,15 @@ constexpr size_t kCounterSlots = 8;  // workers beyond 8 share lines (atomics ke
 struct alignas(64) CounterSlot {
     uint64_t value[kCounterCount];
 };
+
+// When an OAuth device code was last polled on this host, for slow_down:
+// a direct-mapped table (a collision forgets a mark, which only lets a poll
+// through early), never journalled or replicated (pacing is per host).
+struct PollMark {
+    uint64_t key_prefix;  // the first 8 bytes of the request's key; 0: empty
+    int64_t at_ms;
+};
+constexpr size_t kPollMarks = 4096;
 
 struct SharedState {
     OtpState otp;
@@ -189,6 +221,7 @@ struct SharedState {
     uint32_t superseded;
     uint32_t predecessor_pid;
     CounterSlot counters[kCounterSlots];
+    PollMark poll_marks[kPollMarks];
 };
 
 template <typename T>
@@ -328,6 +361,9 @@ class Store {
     bool take_commit_failure() { return std::exchange(commit_failed_, false); }
     // For the state loader and the persistence writer, which own the counters.
     SharedState& shared_for_persistence() { return raw_shared(); }
+    // The time the request with this key was last polled here (0: not
+    // known), which becomes now. Caller holds the lock.
+    int64_t swap_poll_mark(const Digest& key, int64_t now_ms);
 
    protected:
     virtual void lock() = 0;

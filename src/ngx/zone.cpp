@@ -27,6 +27,7 @@ constexpr size_t kQueueLink = sizeof(ngx_queue_t);
 // numerous kinds must not double their chunk.
 static_assert(kRecordOffset + sizeof(dp::DeviceRecord) <= 128, "a device fits a 128-byte chunk");
 static_assert(kQueueLink + kRecordOffset + sizeof(dp::CodeRequestRecord) <= 512, "a code request fits 512 bytes");
+static_assert(kRecordOffset + sizeof(dp::ApprovalRecord) <= 256, "an approval (an OAuth grant) fits 256 bytes");
 
 dp::RecordHeader* record_of(ngx_rbtree_node_t* node) {
     return reinterpret_cast<dp::RecordHeader*>(reinterpret_cast<u_char*>(node) + kRecordOffset);
