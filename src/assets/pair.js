@@ -138,19 +138,24 @@
       list.textContent = '';
       (r.json.requests || []).forEach(function (q) {
         var item = document.createElement('li');
-        item.textContent = '\u201c' + q.requesterId + '\u201d from ' + (q.address || 'an unknown address') +
-          ', asked ' + when(q.createdAt);
+        item.textContent = who(q) + ' from ' + (q.address || 'an unknown address') + ', asked ' + when(q.createdAt);
         list.append(item);
       });
       if (!list.children.length) list.textContent = 'No pending requests.';
     });
+  }
+  // A request as an owner should judge it: an OAuth client by its name and
+  // the scope it asks for (RFC 8628 5.4), a device by its requester id.
+  function who(q) {
+    if (q.method !== 'oauth') return '\u201c' + q.requesterId + '\u201d';
+    return 'the app \u201c' + q.clientName + '\u201d' + (q.scope ? ' (scope \u201c' + q.scope + '\u201d)' : '');
   }
   var inspected = null;
   function inspect(code) {
     call('POST', '/api/devices/pairing/inspect', { code: code }).then(function (r) {
       if (!r.ok) return show('console-status', r.json.detail || ('No such request (' + r.status + ').'), 'err');
       inspected = code;
-      $('confirm-text').textContent = 'Approve \u201c' + r.json.requesterId + '\u201d asking from ' +
+      $('confirm-text').textContent = 'Approve ' + who(r.json) + ' asking from ' +
         (r.json.address || 'an unknown address') +
         ' since ' + when(r.json.createdAt) + '? Only approve a device you are holding or can see.';
       $('confirm').hidden = false;
@@ -211,6 +216,13 @@
   $('reload').addEventListener('click', function () { loadDevices(); loadPending(); });
   $('forget').addEventListener('click', function () { forget(); });
   var m = /(?:^#|&)otp=(\d{6})(?:&|$)/.exec(location.hash);
+  // verification_uri_complete (RFC 8628 3.3.1): the user code fills the
+  // approval box; approving it still takes an owner's two clicks.
+  var userCode = /(?:^#|&)code=([A-Za-z0-9-]{1,16})(?:&|$)/.exec(location.hash);
+  if (userCode) {
+    history.replaceState(null, '', location.pathname);
+    $('approve-code').value = userCode[1];
+  }
   if (m) {
     history.replaceState(null, '', location.pathname);  // keep the code out of history
     $('otp').value = m[1];

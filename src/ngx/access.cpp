@@ -6,6 +6,7 @@
 // same check as a content handler for auth_request.
 #include <optional>
 
+#include "core/devices.h"
 #include "ngx/access.h"
 #include "ngx/console.h"
 #include "ngx/content.h"
@@ -153,6 +154,24 @@ ngx_int_t run_gate(ngx_http_request_t* r, ngx_uint_t mode, bool strip) {
     return NGX_OK;
 }
 
+// $device_pairing_scope: the OAuth scope granted to the device, read from
+// the zone once per request and only when a configuration uses it.
+const char* granted_scope(ngx_http_request_t* r, RequestCtx* ctx) {
+    if (!ctx->scope_read) {
+        ctx->scope_read = true;
+        ZoneCtx* zone = zone_of(r);
+        if (!zone || !*ctx->principal.device_id) return nullptr;
+        try {
+            ZoneStore store(zone);
+            dp::StoreReadLock lock(store);
+            ctx->scope = dp::granted_scope(store, ctx->principal.device_id);
+        } catch (...) {
+            return nullptr;
+        }
+    }
+    return ctx->scope.c_str();
+}
+
 ngx_int_t variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uintptr_t which) noexcept {
     RequestCtx* ctx = find_ctx(r);
     const char* text = nullptr;
@@ -164,6 +183,7 @@ ngx_int_t variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uintptr_
             case 2: text = p.method_name(); break;
             case 3: text = p.role_name(); break;
             case 4: text = p.device_name; break;
+            case 5: text = granted_scope(r, ctx); break;
         }
     }
     if (!text || !*text) {
@@ -281,7 +301,7 @@ ngx_int_t check_handler(ngx_http_request_t* r) noexcept {
 ngx_int_t add_variables(ngx_conf_t* cf) noexcept {
     static ngx_str_t names[] = {ngx_string("device_pairing_device_id"), ngx_string("device_pairing_account"),
                                 ngx_string("device_pairing_auth_method"), ngx_string("device_pairing_role"),
-                                ngx_string("device_pairing_device_name")};
+                                ngx_string("device_pairing_device_name"), ngx_string("device_pairing_scope")};
     for (uintptr_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         ngx_http_variable_t* var = ngx_http_add_variable(cf, &names[i], NGX_HTTP_VAR_NOCACHEABLE);
         if (!var) return NGX_ERROR;

@@ -33,6 +33,12 @@ struct AuditLog {
     ngx_syslog_peer_t* syslog;
 };
 
+// device_pairing_oauth_client CLIENT_ID ["Display name"];
+struct OAuthClientConf {
+    ngx_str_t id;
+    ngx_str_t name;
+};
+
 struct SrvConf {
     ngx_str_t token_file;
     ngx_str_t device_keys;
@@ -50,6 +56,8 @@ struct SrvConf {
     time_t token_lifetime;      // 0: off
     ngx_uint_t max_devices;     // 0: off
     AuditLog* audit;            // null: off
+    ngx_array_t* oauth_clients; // device_pairing_oauth_client: OAuthClientConf (unset: inherited)
+    time_t oauth_interval;      // device_pairing_oauth_interval
     bool identity_created;      // this configuration made the identity key: an audit event at start
     ngx_http_core_srv_conf_t* core;  // its server{}: listen addresses and names for the start-up URL
     dp::Settings* settings;  // built in merge; destroyed by a pool cleanup

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <new>
 
+#include "core/encoding.h"
 #include "core/files.h"
 #include "core/otp.h"
 #include "ngx/access.h"
@@ -21,6 +22,7 @@ void* create_main_conf(ngx_conf_t* cf) noexcept;
 char* init_main_conf(ngx_conf_t* cf, void* conf) noexcept;
 void* create_srv_conf(ngx_conf_t* cf) noexcept;
 char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept;
+char* oauth_client_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept;
 void* create_loc_conf(ngx_conf_t* cf) noexcept;
 char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) noexcept;
 char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept;
@@ -101,6 +103,10 @@ ngx_command_t commands[] = {
      num_or_off_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, max_devices), nullptr},
     {ngx_string("device_pairing_audit_log"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
      audit_log_directive, NGX_HTTP_SRV_CONF_OFFSET, 0, nullptr},
+    {ngx_string("device_pairing_oauth_client"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE12,
+     oauth_client_directive, NGX_HTTP_SRV_CONF_OFFSET, 0, nullptr},
+    {ngx_string("device_pairing_oauth_interval"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_sec_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, oauth_interval), nullptr},
     {ngx_string("device_pairing_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, metrics_directive,
      NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, metrics), nullptr},
     ngx_null_command,
@@ -146,7 +152,44 @@ void* create_srv_conf(ngx_conf_t* cf) noexcept {
     conf->token_lifetime = NGX_CONF_UNSET;
     conf->max_devices = NGX_CONF_UNSET_UINT;
     conf->audit = static_cast<AuditLog*>(NGX_CONF_UNSET_PTR);
+    conf->oauth_clients = static_cast<ngx_array_t*>(NGX_CONF_UNSET_PTR);
+    conf->oauth_interval = NGX_CONF_UNSET;
     return conf;
+}
+
+// device_pairing_oauth_client CLIENT_ID ["Display name"]: a public client of
+// the OAuth device grant. The id is what clients send (RFC 6749's VSCHAR
+// without spaces, at most 32 bytes); the name is what an owner sees.
+char* oauth_client_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
+    auto* scf = static_cast<SrvConf*>(conf);
+    ngx_str_t* value = static_cast<ngx_str_t*>(cf->args->elts);
+    const ngx_str_t& id = value[1];
+    bool id_ok = id.len >= 1 && id.len <= dp::kMaxClientIdLen;
+    for (size_t i = 0; id_ok && i < id.len; i++) id_ok = id.data[i] > 0x20 && id.data[i] < 0x7f;
+    if (!id_ok) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid client id \"%V\": 1 to %uz printable ASCII characters "
+                           "without spaces", &id, dp::kMaxClientIdLen);
+        return (char*)NGX_CONF_ERROR;
+    }
+    const ngx_str_t name = cf->args->nelts > 2 ? value[2] : id;
+    if (name.len == 0 || name.len > 64 || !dp::valid_utf8(std::string_view((const char*)name.data, name.len))) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid client name \"%V\": 1 to 64 bytes of UTF-8", &name);
+        return (char*)NGX_CONF_ERROR;
+    }
+    if (scf->oauth_clients == NGX_CONF_UNSET_PTR) {
+        scf->oauth_clients = ngx_array_create(cf->pool, 4, sizeof(OAuthClientConf));
+        if (!scf->oauth_clients) return (char*)NGX_CONF_ERROR;
+    }
+    auto* clients = static_cast<OAuthClientConf*>(scf->oauth_clients->elts);
+    for (ngx_uint_t i = 0; i < scf->oauth_clients->nelts; i++)
+        if (clients[i].id.len == id.len && ngx_strncmp(clients[i].id.data, id.data, id.len) == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "duplicate client id \"%V\"", &id);
+            return (char*)NGX_CONF_ERROR;
+        }
+    auto* client = static_cast<OAuthClientConf*>(ngx_array_push(scf->oauth_clients));
+    if (!client) return (char*)NGX_CONF_ERROR;
+    *client = {id, name};
+    return NGX_CONF_OK;
 }
 
 // VALUE | off (0) into a field of type T; parse gives < 1 for a bad value.
@@ -213,6 +256,12 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
     ngx_conf_merge_sec_value(conf->token_lifetime, prev->token_lifetime, 0);
     ngx_conf_merge_uint_value(conf->max_devices, prev->max_devices, 0);
     ngx_conf_merge_ptr_value(conf->audit, prev->audit, nullptr);
+    ngx_conf_merge_ptr_value(conf->oauth_clients, prev->oauth_clients, nullptr);
+    ngx_conf_merge_sec_value(conf->oauth_interval, prev->oauth_interval, 5);
+    if (conf->oauth_interval < 1 || conf->oauth_interval > 300) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing_oauth_interval must be from 1s to 5m");
+        return (char*)NGX_CONF_ERROR;
+    }
     if (conf->mailbox_ttl < 1 || conf->code_ttl < 1 || conf->otp_ttl < 1000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device pairing lifetimes must be at least 1s");
         return (char*)NGX_CONF_ERROR;
@@ -235,6 +284,12 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
         s->token_idle_timeout_s = (uint32_t)conf->token_idle_timeout;
         s->token_lifetime_s = (uint32_t)conf->token_lifetime;
         s->max_devices = conf->max_devices;
+        s->oauth_interval_s = (uint32_t)conf->oauth_interval;
+        if (conf->oauth_clients)
+            for (ngx_uint_t i = 0; i < conf->oauth_clients->nelts; i++) {
+                const OAuthClientConf& c = static_cast<OAuthClientConf*>(conf->oauth_clients->elts)[i];
+                s->oauth_clients.push_back({to_string(c.id), to_string(c.name)});
+            }
 
         std::string path, error;
         if (full_path(cf, &conf->token_file, &path)) {

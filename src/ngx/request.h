@@ -21,6 +21,8 @@ struct RequestCtx {
     ngx_http_request_t* owner = nullptr;  // subrequests share the pool: whose this is
     dp::Principal principal;
     bool authenticated = false;
+    std::string scope;         // $device_pairing_scope, once read
+    bool scope_read = false;
     // A denial by the gate: nginx answers it (error_page, satisfy, auth_delay
     // apply); when that answer is nginx's own page for this very location,
     // the deny filter puts the problem+json body in its place.
