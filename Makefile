@@ -10,8 +10,12 @@ NGINX      ?= /usr/sbin/nginx
 MODULE     := $(BUILD)/nginx/objs/ngx_http_device_pairing_module.so
 ASAN_MODULE:= $(BUILD)/nginx-asan/objs/ngx_http_device_pairing_module.so
 UBSAN_MODULE:= $(BUILD)/nginx-ubsan/objs/ngx_http_device_pairing_module.so
+# make test's sanitizer run: ASan and UBSan in one build, one pass over t/.
+SANITIZE_MODULE:= $(BUILD)/nginx-sanitize/objs/ngx_http_device_pairing_module.so
 SANITIZE_nginx-asan  := --with-cc-opt="-fsanitize=address -fno-omit-frame-pointer" --with-ld-opt="-fsanitize=address"
 SANITIZE_nginx-ubsan := --with-cc-opt="-fsanitize=undefined -fno-omit-frame-pointer" --with-ld-opt="-fsanitize=undefined"
+SANITIZE_nginx-sanitize := --with-cc-opt="-fsanitize=address,undefined -fno-omit-frame-pointer" \
+                           --with-ld-opt="-fsanitize=address,undefined"
 CORE_SRCS  := $(wildcard src/core/*.cpp src/core/persist/*.cpp)
 UNIT_SRCS  := $(wildcard t/unit/*.cpp)
 CORE_HDRS  := $(wildcard src/core/*.h src/core/persist/*.h)
@@ -33,7 +37,7 @@ BENCH_PKGS := wrk python3 redis-server
 CXXFLAGS   := -std=gnu++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -Isrc -I$(BUILD)/gen
 LIBS       := -lcrypto -ljansson -lqrencode -lz
 
-.PHONY: deps deb test-deb banner build asan ubsan run test unit integration test-asan test-ubsan test-valgrind browser-deps bench soak \
+.PHONY: deps deb test-deb banner build asan ubsan run test unit integration test-asan test-ubsan test-sanitize test-valgrind browser-deps bench soak \
         device-key clean fuzz fuzz-smoke
 
 # Installs the Debian packages of a list that are missing.
@@ -81,6 +85,8 @@ $(ASAN_MODULE): $(BUILD)/nginx-asan/objs/Makefile $(ALL_SRCS)
 
 $(UBSAN_MODULE): $(BUILD)/nginx-ubsan/objs/Makefile $(ALL_SRCS)
 	$(MAKE) -j$(JOBS) -C $(BUILD)/nginx-ubsan -f objs/Makefile modules >/dev/null
+$(SANITIZE_MODULE): $(BUILD)/nginx-sanitize/objs/Makefile $(ALL_SRCS)
+	$(MAKE) -j$(JOBS) -C $(BUILD)/nginx-sanitize -f objs/Makefile modules >/dev/null
 
 build: $(MODULE)
 asan: $(ASAN_MODULE)
@@ -113,6 +119,8 @@ test-valgrind: $(MODULE) browser-deps
 # go to files in each test's prefix, which every .t checks.
 test-ubsan: $(UBSAN_MODULE) browser-deps
 	DP_MODULE=$(UBSAN_MODULE) DP_UBSAN=1 prove -j2 -I t/lib t/
+test-sanitize: $(SANITIZE_MODULE) browser-deps
+	DP_MODULE=$(SANITIZE_MODULE) DP_ASAN=1 DP_UBSAN=1 prove -j2 -I t/lib t/
 
 # libFuzzer harnesses (t/fuzz/*.cpp) over the core, built by clang with
 # ASan + UBSan. fuzz-smoke (in make test) replays the seed corpus and runs a
@@ -170,7 +178,7 @@ test-deb: $(DEB) $(BUILD)/.test-deps
 	lintian --fail-on error,warning $(DEB)
 	t/deb/smoke.sh $(DEB)
 
-test: unit fuzz-smoke integration test-asan test-ubsan test-deb
+test: unit fuzz-smoke integration test-sanitize test-deb
 
 # Start nginx in the foreground with conf.example; the prefix is this folder.
 run: $(MODULE)

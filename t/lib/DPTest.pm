@@ -194,12 +194,15 @@ sub suppressions {
 
 sub env_prefix {
     my ($self) = @_;
+    my @env;
     # UBSan writes its reports next to the error log, where finish() looks.
-    return ("UBSAN_OPTIONS=print_stacktrace=1:log_path=$self->{dir}/ubsan") if $ENV{DP_UBSAN};
-    return () unless $ENV{DP_ASAN};
-    my $lib = `gcc -print-file-name=libasan.so`;
-    chomp $lib;
-    return ("LD_PRELOAD=$lib", 'ASAN_OPTIONS=detect_leaks=0');
+    push @env, "UBSAN_OPTIONS=print_stacktrace=1:log_path=$self->{dir}/ubsan" if $ENV{DP_UBSAN};
+    if ($ENV{DP_ASAN}) {
+        my $lib = `gcc -print-file-name=libasan.so`;
+        chomp $lib;
+        push @env, "LD_PRELOAD=$lib", 'ASAN_OPTIONS=detect_leaks=0';
+    }
+    return @env;
 }
 
 # nginx -t: returns (exit status, output).

@@ -39,6 +39,7 @@ struct Harness {
     MemoryStore store;
     Settings settings;
     ClientAddr addr;
+    std::string content_type;  // of the bodies call() sends (empty: none)
     Harness() {
         addr.len = 4, addr.bytes[0] = 127, addr.bytes[3] = 1;
         settings.operator_token_hash = sha256(kOperatorToken);
@@ -51,6 +52,7 @@ struct Harness {
         req.path = path.substr(0, path.find('?'));
         if (path.find('?') != std::string::npos) req.query = path.substr(path.find('?') + 1);
         req.body = body;
+        req.content_type = content_type;
         req.now_ms = now;
         req.authorization = auth;
         req.device_key = key;
