@@ -22,20 +22,7 @@ my $keys = "alice " . sha256_hex($alice) . "\n";
 my $rdir = DPTest->new->dir;
 my $rport = DPTest::free_port();
 my $redis_pid;
-sub start_redis {
-    open my $fh, '>', "$rdir/redis.conf" or die;
-    print $fh "port $rport\nbind 127.0.0.1\ndir $rdir\nappendonly yes\nappendfsync always\nsave \"\"\n"
-        . "daemonize no\nlogfile $rdir/redis.log\n";
-    close $fh;
-    $redis_pid = fork // die;
-    if (!$redis_pid) { exec $REDIS, "$rdir/redis.conf"; exit 1 }
-    for (1 .. 100) {
-        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$rport", Timeout => 1);
-        return if $s;
-        sleep 0.05;
-    }
-    die "redis-server did not start";
-}
+sub start_redis { $redis_pid = DPTest::start_redis($rdir, $rport) }
 sub kill_redis {
     kill 'KILL', $redis_pid;
     waitpid $redis_pid, 0;

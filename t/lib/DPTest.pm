@@ -445,4 +445,21 @@ sub finish {
     }
 }
 
+# A real redis-server on loopback for fleet tests (AOF on, appendfsync
+# always), in $dir on $port; returns its pid once it accepts connections.
+sub start_redis {
+    my ($dir, $port) = @_;
+    open my $fh, '>', "$dir/redis.conf" or die;
+    print $fh "port $port\nbind 127.0.0.1\ndir $dir\nappendonly yes\nappendfsync always\nsave \"\"\n"
+        . "daemonize no\nlogfile $dir/redis.log\n";
+    close $fh;
+    my $pid = fork // die;
+    if (!$pid) { exec '/usr/bin/redis-server', "$dir/redis.conf"; exit 1 }
+    for (1 .. 100) {
+        return $pid if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 1);
+        select undef, undef, undef, 0.05;
+    }
+    die "redis-server did not start";
+}
+
 1;
