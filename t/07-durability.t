@@ -213,7 +213,7 @@ ok(!$c->start(may_fail => 1), 'nginx does not start on a corrupt state file');
 
 # A full zone: 503 zone_full, nothing else breaks, expired records make room.
 my $f = DPTest->new;
-$f->standard(zone => 'zone=pairing:32k', device_keys => $keys, http => 'device_pairing_max_pairings 100000; device_pairing_mailbox_ttl 2s;');
+$f->standard(zone => 'zone=pairing:64k', device_keys => $keys, http => 'device_pairing_max_pairings 100000; device_pairing_mailbox_ttl 2s;');
 $f->start;
 my $ftoken = $f->pair_device(refresh => 0);
 my ($created, $last) = (0, undef);

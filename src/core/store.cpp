@@ -302,7 +302,10 @@ bool count_mailbox(Store& store, const MailboxRecord* mailbox, uint32_t now_s) {
 int64_t Store::swap_poll_mark(const Digest& key, int64_t now_ms) {
     uint64_t prefix;
     memcpy(&prefix, key.data(), sizeof(prefix));
-    PollMark& mark = raw_shared().poll_marks[prefix % kPollMarks];
+    size_t count = 0;
+    PollMark* marks = poll_marks(&count);
+    if (!count) return 0;
+    PollMark& mark = marks[prefix % count];
     prefix |= 1;  // never the empty mark
     const int64_t last = mark.key_prefix == prefix ? mark.at_ms : 0;
     mark = PollMark{prefix, now_ms};

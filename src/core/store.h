@@ -186,13 +186,13 @@ struct alignas(64) CounterSlot {
 };
 
 // When an OAuth device code was last polled on this host, for slow_down:
-// a direct-mapped table (a collision forgets a mark, which only lets a poll
-// through early), never journalled or replicated (pacing is per host).
+// a direct-mapped table sized with the zone (a collision forgets a mark,
+// which only lets a poll through early), never journalled or replicated
+// (pacing is per host).
 struct PollMark {
     uint64_t key_prefix;  // the first 8 bytes of the request's key; 0: empty
     int64_t at_ms;
 };
-constexpr size_t kPollMarks = 4096;
 
 struct SharedState {
     OtpState otp;
@@ -221,7 +221,6 @@ struct SharedState {
     uint32_t superseded;
     uint32_t predecessor_pid;
     CounterSlot counters[kCounterSlots];
-    PollMark poll_marks[kPollMarks];
 };
 
 template <typename T>
@@ -383,6 +382,8 @@ class Store {
     // This process's slot, and the slots (outside any lock: atomics).
     virtual size_t counter_slot() { return 0; }
     virtual CounterSlot* counter_slots() { return raw_shared().counters; }
+    // The poll marks' table (swap_poll_mark) and its size; none: no pacing.
+    virtual PollMark* poll_marks(size_t* count) = 0;
     // Bytes one record of a kind really takes (the zone: its slab chunk).
     virtual size_t footprint(Kind kind) { return record_size(kind); }
 

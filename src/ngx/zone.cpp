@@ -408,12 +408,20 @@ ngx_int_t lay_out(ZoneCtx* ctx, ngx_shm_zone_t* shm_zone) {
     ctx->shpool = reinterpret_cast<ngx_slab_pool_t*>(shm_zone->shm.addr);
     // The gate's table rides in the header's allocation: a page-rounded
     // chunk of its own would cost a small zone a page of records.
-    const size_t record_bytes = shm_zone->shm.size - sizeof(SharedZone);
+    // So do the OAuth poll marks: one per 512 bytes of zone (a pending
+    // device authorization's record), at most 16 384; none in a zone under
+    // 256k, whose pages are better spent on records (no slow_down there).
+    const size_t marks = shm_zone->shm.size < 256 * 1024 ? 0 : std::min<size_t>(shm_zone->shm.size / 512, 16384);
+    const size_t record_bytes = shm_zone->shm.size - sizeof(SharedZone) - marks * sizeof(dp::PollMark);
     const uint64_t capacity = dp::DigestTable::capacity_for(record_bytes);
-    ctx->sh = static_cast<SharedZone*>(ngx_slab_calloc(ctx->shpool, sizeof(SharedZone) + capacity * sizeof(dp::DigestSlot)));
+    const size_t table_bytes = ngx_align(capacity * sizeof(dp::DigestSlot), alignof(dp::PollMark));
+    ctx->sh = static_cast<SharedZone*>(
+        ngx_slab_calloc(ctx->shpool, sizeof(SharedZone) + table_bytes + marks * sizeof(dp::PollMark)));
     if (!ctx->sh) return NGX_ERROR;
     ctx->sh->by_digest.slots = reinterpret_cast<dp::DigestSlot*>(ctx->sh + 1);
     ctx->sh->by_digest.capacity = capacity;
+    ctx->sh->poll_marks_offset = sizeof(SharedZone) + table_bytes;
+    ctx->sh->poll_marks_count = marks;
     // The zone's name on what it writes: fleet feed entries, and the
     // journal's owner (a binary upgrade runs two zones on one state=).
     dp::Bytes origin = dp::random_bytes(sizeof ctx->sh->state.fleet_origin);
@@ -475,6 +483,11 @@ ngx_int_t take_over(ZoneStore& store, ZoneCtx* ctx, ZoneCtx* old, uint32_t now_s
 // The zone's life: reuse it on a reload, or lay it out and fill it (from
 // the zone it replaces, or from state=), then index it. The OTP and its
 // banner are made when the configuration starts (init_module), not here.
+dp::PollMark* ZoneStore::poll_marks(size_t* count) {
+    *count = zone_->sh->poll_marks_count;
+    return reinterpret_cast<dp::PollMark*>(reinterpret_cast<u_char*>(zone_->sh) + zone_->sh->poll_marks_offset);
+}
+
 ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* data) noexcept {
     auto* ctx = static_cast<ZoneCtx*>(shm_zone->data);
     ngx_log_t* log = shm_zone->shm.log;

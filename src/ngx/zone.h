@@ -24,6 +24,10 @@ struct SharedZone {
     ngx_rbtree_node_t index_sentinels[kIndexCount];
     ngx_queue_t expiry[dp::kKindCount];
     dp::DigestTableState by_digest;  // the gate's lookups: devices and revoked tokens
+    // OAuth poll pacing (dp::PollMark), after the digest table in the same
+    // allocation: an offset from this header, and how many.
+    size_t poll_marks_offset;
+    size_t poll_marks_count;
     dp::SharedState state;
     // The readers-writer protocol beside the slab mutex (see ZoneStore).
     ngx_atomic_t writer;                      // pid of the process writing, 0: none
@@ -84,6 +88,7 @@ class ZoneStore final : public dp::Store {
     void do_remove(dp::RecordHeader* record) override;
     void requeue(dp::RecordHeader* record) override;
     dp::SharedState& raw_shared() override { return zone_->sh->state; }
+    dp::PollMark* poll_marks(size_t* count) override;
     void report_full(dp::Kind kind) override;
     size_t footprint(dp::Kind kind) override;
     size_t counter_slot() override { return (size_t)ngx_process_slot; }

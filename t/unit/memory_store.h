@@ -124,6 +124,10 @@ class MemoryStore final : public Store {
     }
     CounterSlot* counter_slots() override { return shared_.counters; }
     size_t counter_slot() override { return process_slot; }
+    PollMark* poll_marks(size_t* count) override {
+        *count = poll_marks_.size();
+        return poll_marks_.data();
+    }
     SharedState& raw_shared() override {
         must_hold_lock("shared state");
         return shared_;
@@ -153,6 +157,7 @@ class MemoryStore final : public Store {
     uint64_t queued_ = 0;
     std::map<Digest, std::vector<uint8_t>> records_[kKindCount];
     SharedState shared_{};
+    std::vector<PollMark> poll_marks_ = std::vector<PollMark>(1024);
     int locked_ = 0;
     int reading_ = 0;
 };
