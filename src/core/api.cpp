@@ -4,6 +4,7 @@
 
 #include "core/codes.h"
 #include "core/devices.h"
+#include "core/dpop.h"
 #include "core/identity.h"
 #include "core/mailbox.h"
 #include "core/oauth.h"
@@ -86,10 +87,11 @@ Response api_handle(Store& store, const Settings& settings, const RouteMatch& ro
     Call call{store, settings, req, addr, Principal(), route.param};
     const RouteSpec& spec = *route.spec;
     if (spec.auth == RouteAuth::Bearer) {
-        call.who = authenticate_bearer(&store, settings, req.authorization, addr, call.now_s());
+        call.who = authenticate_bearer(&store, settings, req.authorization, addr, call.now_s(), &req);
         if (call.who.status != Principal::Ok) {
             if (spec.route == Route::DeviceRotate && call.who.reason == Principal::Revoked)
                 if (std::optional<Response> again = rotation_retry(call)) return *std::move(again);
+            if (call.who.dpop_failure) return dpop_refusal((DpopFailure)call.who.dpop_failure, req, settings, false);
             Response refused = unauthorized(call.who, false);
             if (call.who.expired_now) refused.audit.push_back(expired_event(call.who));
             return refused;

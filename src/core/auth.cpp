@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/call.h"
+#include "core/dpop.h"
 
 namespace dp {
 
@@ -93,18 +94,39 @@ const char* Principal::method_name() const {
     return "";
 }
 
+namespace {
+
+// The DPoP side of a token's use (RFC 9449 7): refused with the reason kept
+// for the answer, or accepted with the proof's facts; counted when DPoP was
+// involved at all.
+Principal with_dpop(Principal p, Store& store, const Settings& settings, const Request* req, uint32_t now_s) {
+    if (p.status != Principal::Ok || (!p.bound && !p.dpop_scheme && (!req || req->dpop_mode != DpopMode::Required)))
+        return p;
+    static const Request none;
+    const DpopFailure f = check_token_use(store, req ? *req : none, settings, p, now_s);
+    count_dpop(store, f);
+    if (f != DpopFailure::None) {
+        p.status = Principal::Invalid;
+        p.dpop_failure = (uint8_t)f;
+    }
+    return p;
+}
+
+}  // namespace
+
 Principal authenticate_bearer(Store* store, const Settings& settings, std::string_view authorization,
-                              const ClientAddr& addr, uint32_t now_s) {
+                              const ClientAddr& addr, uint32_t now_s, const Request* req) {
     Principal p;
     bool malformed;
-    std::string_view token = bearer_token(authorization, &malformed);
+    std::string_view token = bearer_token(authorization, &malformed, &p.dpop_scheme);
     if (token.empty()) {
         p.status = malformed ? Principal::Invalid : Principal::Missing;
         return p;
     }
     Digest hash = sha256(token);
     if (settings.operator_token_hash && ct_equal(hash, *settings.operator_token_hash)) {
-        p.status = Principal::Ok;
+        p.status = p.dpop_scheme ? Principal::Invalid : Principal::Ok;  // the token file's token is never bound
+        p.dpop_failure = p.dpop_scheme ? (uint8_t)DpopFailure::Unbound : 0;
         p.method = Principal::OperatorToken;
         p.role = Role::Owner;
         strcpy(p.device_id, "operator");
@@ -113,15 +135,19 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
     }
     p.status = Principal::Invalid;
     if (!store) return p;
+    bool step_seen = false;
     {
         StoreReadLock lock(*store);  // every worker's gate reads at once; only writers wait
         auto* d = as<DeviceRecord>(store->find(Kind::Device, hash));
         if (d && ct_equal(d->h.key, hash.data(), 32)) {
             fill_device(p, d);
+            if (auto jkt = device_binding(*store, d)) {
+                p.bound = true;
+                p.bound_jkt = *jkt;
+            }
             if (!token_expired(d, settings, now_s)) {
                 p.status = Principal::Ok;
-                if (d->last_seen_s >= seen_mark(settings, now_s)) return p;
-                // A new step: written below, under the write lock.
+                step_seen = d->last_seen_s < seen_mark(settings, now_s);  // a new step: written below
             }
         } else {
             auto* gone = store->find(Kind::Revoked, hash);
@@ -130,6 +156,10 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
             return p;
         }
     }
+    // A bound token's proof (a signature check) outside any lock.
+    p = with_dpop(p, *store, settings, req, now_s);
+    if (p.status == Principal::Ok && !step_seen) return p;
+    if (p.status != Principal::Ok && p.dpop_failure) return p;
     StoreLock lock(*store);
     if (p.status == Principal::Ok) {
         p.seen_written = write_last_seen(*store, hash, addr, seen_mark(settings, now_s));
@@ -173,6 +203,7 @@ void retire_device(Store& store, const RecordHeader* device, RevokedFlags why, u
     if (why != kRevokedRotated) {
         const std::string id = device_id_text(as<DeviceRecord>(device)->id);
         if (const RecordHeader* approval = store.find(Kind::Approval, approval_key(id))) store.remove(approval);
+        if (const RecordHeader* binding = store.find(Kind::Binding, binding_key(id))) store.remove(binding);
     }
     store.remove(device);
     // Without room for it the token is still gone; it is just refused as unknown.
@@ -199,6 +230,14 @@ Principal authenticate_device_key(const Settings& settings, std::string_view key
 }
 
 const Response& unauthorized(const Principal& p, bool device_key) {
+    if (!device_key && p.dpop_failure) {
+        static const std::vector<Response> dpop = [] {
+            std::vector<Response> all;
+            for (size_t f = 0; f < (size_t)DpopFailure::Count; f++) all.push_back(dpop_unauthorized((DpopFailure)f));
+            return all;
+        }();
+        return dpop[p.dpop_failure < dpop.size() ? p.dpop_failure : 0];
+    }
     // Built once: the gate answers these on its reject path.
     static const Response answers[2][2] = {
         {build_unauthorized(false, false), build_unauthorized(false, true)},

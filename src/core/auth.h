@@ -22,6 +22,15 @@ struct Principal {
     char device_id[24] = {};     // "dev_<16 hex>", "operator", or empty
     char device_name[24] = {};   // the paired device's name (valid UTF-8), "operator", or empty
     const std::string* account = nullptr;  // device key's account
+    // DPoP (RFC 9449): the credential came as "DPoP <token>"; the token is
+    // bound (to bound_jkt); a proof by that key was checked (jkt, base64url,
+    // for $device_pairing_dpop_jkt); or why the token's use was refused.
+    bool dpop_scheme = false;
+    bool bound = false;
+    Digest bound_jkt{};
+    bool dpop_checked = false;
+    char jkt[44] = {};
+    uint8_t dpop_failure = 0;  // a DpopFailure
 
     const char* method_name() const;
     const char* role_name() const;  // "owner", "device", or "account" for a device key
@@ -33,8 +42,11 @@ struct Principal {
 // minute. A device token past settings' idle timeout or lifetime is retired
 // on the spot (its record becomes a Revoked one: gone from the list and the
 // count) and refused with reason Expired.
+// With a request, a DPoP-bound token is checked against its proof (and a
+// DPoP credential with a token that is not bound is refused): see
+// check_token_use. Without one, a bound token is refused.
 Principal authenticate_bearer(Store* store, const Settings& settings, std::string_view authorization,
-                              const ClientAddr& addr, uint32_t now_s);
+                              const ClientAddr& addr, uint32_t now_s, const Request* req = nullptr);
 Principal authenticate_device_key(const Settings& settings, std::string_view key);
 
 // Problem answers for a failed credential check (RFC 6750 header included).

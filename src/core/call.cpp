@@ -60,14 +60,19 @@ Result<Json> body_object(const Request& req, bool empty_ok) {
     return root;
 }
 
-std::string_view bearer_token(std::string_view authorization, bool* malformed) {
+std::string_view bearer_token(std::string_view authorization, bool* malformed, bool* dpop_scheme) {
     *malformed = false;
+    if (dpop_scheme) *dpop_scheme = false;
     if (authorization.empty()) return {};
-    if (authorization.size() < 8 || strncasecmp(authorization.data(), "Bearer ", 7) != 0) {
+    size_t skip = 7;
+    if (dpop_scheme && authorization.size() >= 6 && strncasecmp(authorization.data(), "DPoP ", 5) == 0) {
+        *dpop_scheme = true;
+        skip = 5;
+    } else if (authorization.size() < 8 || strncasecmp(authorization.data(), "Bearer ", 7) != 0) {
         *malformed = true;
         return {};
     }
-    std::string_view token = authorization.substr(7);
+    std::string_view token = authorization.substr(skip);
     while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
     while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
     if (token.empty()) *malformed = true;

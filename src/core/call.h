@@ -60,7 +60,8 @@ Result<Json> body_object(const Request& req, bool empty_ok = false);
 // "Authorization: Bearer <token>": the token, or empty (malformed set when
 // the header is present but not a bearer credential).
 // The token of "Bearer TOKEN" (a view into authorization), or empty.
-std::string_view bearer_token(std::string_view authorization, bool* malformed);
+// With dpop_scheme, "DPoP <token>" (RFC 9449 7.1) is accepted too and said.
+std::string_view bearer_token(std::string_view authorization, bool* malformed, bool* dpop_scheme = nullptr);
 
 // The public base URL: device_pairing_url, or scheme://Host of the request;
 // a Host that is not a valid host[:port] is a 400 and builds nothing.

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/devices.h"
+#include "core/dpop.h"
 #include "core/limiter.h"
 #include "core/qr.h"
 
@@ -221,7 +222,7 @@ Response approved(const CodeRequestRecord* r, const std::string* token) {
     return json_response(200, body);
 }
 
-Response status_of(Call& call, const std::string& request_id) {
+Response status_of(Call& call, const std::string& request_id, const std::optional<Digest>& binding) {
     const uint32_t now = call.now_s();
     StoreLock lock(call.store);
     auto* r = as<CodeRequestRecord>(call.store.find(Kind::CodeRequest, key_of("request", request_id)));
@@ -248,7 +249,8 @@ Response status_of(Call& call, const std::string& request_id) {
     }
     const Bytes raw = random_bytes(32);
     Result<IssuedDevice> device = issue_device(call.store, call.settings, Role::Device, PairMethod::Code,
-                                               std::string(r->requester, r->requester_len), call.addr, now, raw);
+                                               std::string(r->requester, r->requester_len), call.addr, now, raw,
+                                               binding);
     if (!device) return device.error();
     CodeRequestRecord* delivered = update_record(call.store, r);
     delivered->status = CodeStatus::Delivered;
@@ -263,16 +265,23 @@ Response status_of(Call& call, const std::string& request_id) {
     return resp;
 }
 
+// The status call that delivers the token binds it to its DPoP proof's key.
+Response status_with_binding(Call& call, const std::string& request_id) {
+    auto binding = issuance_binding(call);
+    if (!binding) return binding.error();
+    return status_of(call, request_id, *binding);
+}
+
 }  // namespace
 
-Response code_status(Call& call) { return status_of(call, call.param); }
+Response code_status(Call& call) { return status_with_binding(call, call.param); }
 
 Response code_status_post(Call& call) {
     Result<Json> body = body_object(call.req);
     if (!body) return body.error();
     auto id = json_string_member(body->get(), "requestId");
     if (!id || id->empty() || id->size() > 128) return bad_request("\"requestId\" must be the request's id");
-    return status_of(call, *id);
+    return status_with_binding(call, *id);
 }
 
 Response code_pending(Call& call) {

@@ -11,12 +11,15 @@
 
 #include <cerrno>
 #include <cstring>
+#include <unordered_map>
 
 #include <openssl/hmac.h>
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/obj_mac.h>
+#include <openssl/core_names.h>
+#include <openssl/param_build.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -337,6 +340,58 @@ bool ed25519_verify(std::string_view public_raw, std::string_view message,
         return false;
     return EVP_DigestVerify(ctx.get(), (const unsigned char*)signature.data(), 64,
                             (const unsigned char*)message.data(), message.size()) == 1;
+}
+
+namespace {
+
+struct EcdsaSigDeleter {
+    void operator()(ECDSA_SIG* s) const { ECDSA_SIG_free(s); }
+};
+
+// A P-256 key from its raw point, kept per thread by that point: a bound
+// device proves with the same key on every request, and building an
+// EVP_PKEY from parameters costs about as much as the verification.
+EVP_PKEY* p256_key(std::string_view public_raw) {
+    using Cache = std::unordered_map<std::string, std::unique_ptr<EVP_PKEY, PkeyDeleter>>;
+    thread_local Cache cache;
+    auto it = cache.find(std::string(public_raw));
+    if (it != cache.end()) return it->second.get();
+    if (!p256_public_key_ok(public_raw)) return nullptr;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char*)"P-256", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void*)public_raw.data(), public_raw.size()),
+        OSSL_PARAM_construct_end()};
+    std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+    EVP_PKEY* key = nullptr;
+    if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+        EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
+        return nullptr;
+    if (cache.size() >= 1024) cache.clear();  // bounded: many keys only cost the build again
+    return cache.emplace(std::string(public_raw), std::unique_ptr<EVP_PKEY, PkeyDeleter>(key)).first->second.get();
+}
+
+}  // namespace
+
+bool es256_verify(std::string_view public_raw, std::string_view message, std::string_view signature) {
+    if (signature.size() != 64) return false;
+    EVP_PKEY* key = p256_key(public_raw);
+    if (!key) return false;
+    // JWS carries R || S (RFC 7518 3.4); OpenSSL verifies DER.
+    std::unique_ptr<ECDSA_SIG, EcdsaSigDeleter> sig(ECDSA_SIG_new());
+    BIGNUM* r = BN_bin2bn((const unsigned char*)signature.data(), 32, nullptr);
+    BIGNUM* s = BN_bin2bn((const unsigned char*)signature.data() + 32, 32, nullptr);
+    if (!sig || !r || !s || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
+        BN_free(r);
+        BN_free(s);
+        return false;
+    }
+    unsigned char der[80];
+    unsigned char* out = der;
+    const int der_len = i2d_ECDSA_SIG(sig.get(), &out);
+    if (der_len <= 0 || der_len > (int)sizeof der) return false;
+    std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+    if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, sha256_md(), nullptr, key) != 1) return false;
+    return EVP_DigestVerify(ctx.get(), der, (size_t)der_len, (const unsigned char*)message.data(), message.size()) == 1;
 }
 
 std::string ed25519_device_id(std::string_view public_raw) {

@@ -81,4 +81,8 @@ class Ed25519Identity {
 
 std::string ed25519_device_id(std::string_view public_raw);
 
+// ECDSA P-256 with SHA-256 (JWS "ES256"): the key as 65 raw bytes
+// (0x04 || X || Y), the signature as R || S (64 bytes).
+bool es256_verify(std::string_view public_raw, std::string_view message, std::string_view signature);
+
 }  // namespace dp

@@ -6,6 +6,8 @@
 #include <optional>
 #include <vector>
 
+#include "core/dpop.h"
+
 namespace dp {
 
 namespace {
@@ -67,7 +69,7 @@ std::string device_token_text(const Bytes& raw) { return "dp_tok_" + base64url_e
 
 Result<IssuedDevice> issue_device(Store& store, const Settings& settings, Role role, PairMethod method,
                                   const std::string& name, const ClientAddr& addr, uint32_t now_s,
-                                  const Bytes& raw) {
+                                  const Bytes& raw, const std::optional<Digest>& dpop_jkt) {
     // Signal's model: past the cap the owner revokes first; nothing is evicted.
     if (settings.max_devices && store.shared().devices >= settings.max_devices) {
         store.count(Counter::DeviceLimit);
@@ -88,7 +90,8 @@ Result<IssuedDevice> issue_device(Store& store, const Settings& settings, Role r
         copy_name(d, name);
     });
     if (!d) return zone_full();
-    return IssuedDevice{token, device_id_text(d->id)};
+    if (dpop_jkt && !bind_device(store, d, *dpop_jkt, now_s)) return zone_full();
+    return IssuedDevice{token, device_id_text(d->id), dpop_jkt};
 }
 
 Approver approver_of(const Principal& who) {
@@ -118,11 +121,15 @@ std::string granted_scope(Store& store, const std::string& device_id) {
     return r ? std::string(r->scope, std::min<size_t>(r->scope_len, sizeof(r->scope))) : std::string();
 }
 
+std::string binding_note(const std::optional<Digest>& jkt) {
+    return jkt ? "dpop jkt=" + base64url_encode(std::string_view((const char*)jkt->data(), 32)) : std::string();
+}
+
 AuditEvent paired_event(Store& store, const IssuedDevice& device, Role role, PairMethod method) {
     store.count(method == PairMethod::Otp ? Counter::PairedOtp
                 : method == PairMethod::OAuth ? Counter::PairedOAuth
                                               : Counter::PairedCode);
-    return AuditEvent{"paired", device.id, role_name(role), pair_method_name(method), "", ""};
+    return AuditEvent{"paired", device.id, role_name(role), pair_method_name(method), "", binding_note(device.dpop_jkt)};
 }
 
 // Pages of devices in id order: ?limit=N (default 100, at most 1000) and
@@ -179,6 +186,7 @@ Response device_list(Call& call) {
         json_t* entry = json_array_get(list.get(), json_array_size(list.get()) - 1);
         json_object_set_new(entry, "approvedBy", approved_by[i].empty() ? json_null() : json_string(approved_by[i].c_str()));
         if (d.method == PairMethod::OAuth) json_object_set_new(entry, "scope", json_string(scopes[i].c_str()));
+        json_object_set_new(entry, "dpopBound", json_boolean(d.h.flags & kDeviceDpopBound));
     }
     Json answer(json_checked(json_pack("{s:O}", "devices", list.get())));
     json_object_set_new(answer.get(), "next_cursor",
@@ -190,7 +198,8 @@ Response device_list(Call& call) {
 Response zone_stats(Call& call) {
     json_t* kinds = json_object();
     static const char* const names[kKindCount] = {"devices", "limiters", "mailboxes", "codeRequests", "nonces",
-                                                  "accountCounters", "revokedTokens", "approvals"};
+                                                  "accountCounters", "revokedTokens", "approvals", "bindings",
+                                                  "dpopProofs"};
     StoreLock lock(call.store);
     for (size_t k = 0; k < kKindCount; k++)  // counters: no walk over a million records
         json_object_set_new(kinds, names[k], json_checked(json_integer((json_int_t)call.store.shared().records[k])));
@@ -299,6 +308,12 @@ std::optional<Response> rotation_retry(Call& call) {
 Response device_rotate(Call& call) {
     if (call.who.method != Principal::DeviceToken)
         return bad_request("only a device token rotates; the operator token is the gateway's token file");
+    // A bound device proved its key to get here (that proof binds the new
+    // token too); an unbound one's proof binds its new token to that key.
+    Result<std::optional<Digest>> binding =
+        call.who.dpop_checked ? Result<std::optional<Digest>>(std::optional<Digest>(call.who.bound_jkt))
+                              : issuance_binding(call);
+    if (!binding) return binding.error();
     bool malformed;
     const std::string_view old_token = bearer_token(call.req.authorization, &malformed);
     const Digest old_key = sha256(old_token);
@@ -316,16 +331,19 @@ Response device_rotate(Call& call) {
         memcpy(reinterpret_cast<char*>(d) + sizeof(RecordHeader),
                reinterpret_cast<const char*>(&copy) + sizeof(RecordHeader), sizeof(DeviceRecord) - sizeof(RecordHeader));
         d->h.created_s = copy.h.created_s;
+        d->h.flags = copy.h.flags;  // a bound device stays bound
         d->h.expires_s = token_end_of_life(call.settings, now);
         d->last_seen_s = now;
     });
     if (!d) return zone_full();
+    if (*binding && !bind_device(call.store, d, **binding, now)) return zone_full();
     retire_device(call.store, current, kRevokedRotated, now, [&](RevokedRecord* gone) {
         gone->rotated_s = now;
         memcpy(gone->sealed_token, sealed.data(), 32);
     });
     Response r = rotated_answer(token, call.who.device_id);
     r.audit.push_back(device_event("rotated", d, call.who));
+    r.audit.back().detail = binding_note(*binding);
     call.store.count(Counter::Rotations);
     return durable(std::move(r));
 }

@@ -13,13 +13,15 @@ std::string device_token_text(const Bytes& raw);
 struct IssuedDevice {
     std::string token;
     std::string id;  // "dev_" + hex
+    std::optional<Digest> dpop_jkt;  // the key its token is bound to (RFC 9449), if any
 };
 // Issues a device token (from raw, or fresh random bytes) and its record;
 // the store lock is held by the caller. Errors: 409 device_limit when
 // settings.max_devices are paired, zone_full.
 Result<IssuedDevice> issue_device(Store& store, const Settings& settings, Role role, PairMethod method,
                                   const std::string& name, const ClientAddr& addr, uint32_t now_s,
-                                  const Bytes& raw = random_bytes(32));
+                                  const Bytes& raw = random_bytes(32),
+                                  const std::optional<Digest>& dpop_jkt = std::nullopt);
 // A token issued now ends its life here (0: device_pairing_token_lifetime off).
 uint32_t token_end_of_life(const Settings& settings, uint32_t issued_s);
 // The audit event of a pairing, counted for the metrics.

@@ -86,6 +86,18 @@ std::optional<Bytes> base64_decode_strict(std::string_view text) {
     return out;
 }
 
+std::optional<Bytes> base64url_decode(std::string_view text) {
+    if (text.size() % 4 == 1) return std::nullopt;
+    std::string standard(text);
+    for (char& c : standard) {
+        if (c == '+' || c == '/' || c == '=') return std::nullopt;
+        if (c == '-') c = '+';
+        if (c == '_') c = '/';
+    }
+    standard.append((4 - standard.size() % 4) % 4, '=');
+    return base64_decode_strict(standard);
+}
+
 std::string hex_encode(std::string_view raw) {
     static const char digits[] = "0123456789abcdef";
     std::string out;

@@ -19,6 +19,8 @@ std::optional<Bytes> base64_decode_strict(std::string_view text);
 
 // RFC 4648 section 5 without padding: used for tokens and ids in URLs.
 std::string base64url_encode(std::string_view raw);
+// Strict: no padding, only the URL-safe alphabet, zero trailing bits.
+std::optional<Bytes> base64url_decode(std::string_view text);
 
 std::string hex_encode(std::string_view raw);
 std::optional<Bytes> hex_decode(std::string_view text);

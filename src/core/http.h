@@ -14,6 +14,11 @@
 
 namespace dp {
 
+// device_pairing_dpop of the location: bind at issuance when a proof comes
+// (On), ignore proofs at issuance (Off), or require them (Required: no
+// token without a proof, and the gate refuses tokens that are not bound).
+enum class DpopMode : uint8_t { On, Off, Required };
+
 struct Request {
     std::string method;
     std::string path;
@@ -27,6 +32,9 @@ struct Request {
     std::string host;           // Host header, for URLs when no public URL is set
     std::string scheme = "http";
     int64_t now_ms = 0;
+    std::vector<std::string> dpop;  // every DPoP header's value (RFC 9449 4.1)
+    DpopMode dpop_mode = DpopMode::On;
+    uint64_t host_id = 0;           // this host's name in its DPoP nonces
 
     // Value of one query argument, or empty.
     std::string query_arg(std::string_view name) const;

@@ -4,6 +4,8 @@
 #include <initializer_list>
 #include <vector>
 
+#include "core/dpop.h"
+
 namespace dp {
 
 namespace {
@@ -102,6 +104,14 @@ std::string metrics_text(Store& store, uint32_t now_s) {
     counters(out, store, "device_pairing_replica_rebuilds_total",
              "Fleet mode: rebuilds of this host's replica from Redis (a reconnect, a gap in the feed, or a reply or "
              "record it could not read).", nullptr, {{nullptr, Counter::FleetRebuilds}});
+    {
+        std::vector<Sample> dpop;  // one series per outcome, in DpopFailure's order
+        for (size_t f = 0; f < (size_t)DpopFailure::Count; f++)
+            dpop.push_back({dpop_failure_name((DpopFailure)f), store.counted((Counter)((size_t)Counter::DpopAccepted + f))});
+        family(out, "device_pairing_dpop_checks_total", "counter",
+               "DPoP proofs checked (RFC 9449) at issuance, the gate and bearer routes, by result: accepted or why "
+               "refused.", "result", dpop);
+    }
     family(out, "device_pairing_replica_out_of_step", "gauge",
            "Fleet mode: 1 while this host's replica is not following Redis's feed (device_pairing_redis_stale "
            "applies), else 0.", nullptr, {{nullptr, out_of_step}});

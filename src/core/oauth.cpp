@@ -4,6 +4,7 @@
 
 #include "core/codes.h"
 #include "core/devices.h"
+#include "core/dpop.h"
 
 namespace dp {
 
@@ -112,12 +113,12 @@ Response oauth_metadata(Call& call) {
     Result<std::string> base = base_url(call.settings, call.req);
     if (!base) return base.error();
     return json_response(
-        200, json_pack("{s:s, s:s, s:s, s:s, s:[s], s:[s], s:[s], s:[]}", "issuer", base->c_str(),
+        200, json_pack("{s:s, s:s, s:s, s:s, s:[s], s:[s], s:[s], s:[], s:[s,s]}", "issuer", base->c_str(),
                        "device_authorization_endpoint", (*base + "/oauth/device_authorization").c_str(),
                        "token_endpoint", (*base + "/oauth/token").c_str(), "revocation_endpoint",
                        (*base + "/oauth/revoke").c_str(), "grant_types_supported", kDeviceCodeGrant,
                        "token_endpoint_auth_methods_supported", "none", "revocation_endpoint_auth_methods_supported",
-                       "none", "response_types_supported"));
+                       "none", "response_types_supported", "dpop_signing_alg_values_supported", "ES256", "EdDSA"));
 }
 
 Response oauth_device_authorization(Call& call) {
@@ -150,11 +151,12 @@ namespace {
 
 // The approved request becomes a device: the token is answered once (a
 // device code is exchanged once), the grant is kept with the device.
-Response exchange(Call& call, const CodeRequestRecord* r, const Settings::OAuthClient& client) {
+Response exchange(Call& call, const CodeRequestRecord* r, const Settings::OAuthClient& client,
+                  const std::optional<Digest>& binding) {
     const uint32_t now = call.now_s();
     const std::string scope(r->meta, r->meta_len);
-    Result<IssuedDevice> device =
-        issue_device(call.store, call.settings, Role::Device, PairMethod::OAuth, client.name, call.addr, now);
+    Result<IssuedDevice> device = issue_device(call.store, call.settings, Role::Device, PairMethod::OAuth, client.name,
+                                               call.addr, now, random_bytes(32), binding);
     if (!device) {
         const Response& refused = device.error();
         return refused.status == 409 ? oauth_error(400, "access_denied", "this gateway has as many devices as it "
@@ -166,7 +168,7 @@ Response exchange(Call& call, const CodeRequestRecord* r, const Settings::OAuthC
     delivered->delivered_s = now;
     if (!record_approval(call.store, device->id, r->approver, now, client.id, scope))
         return oauth_error(503, "temporarily_unavailable", "the pairing state is full");
-    Json body(json_pack("{s:s, s:s}", "access_token", device->token.c_str(), "token_type", "Bearer"));
+    Json body(json_pack("{s:s, s:s}", "access_token", device->token.c_str(), "token_type", binding ? "DPoP" : "Bearer"));
     if (call.settings.token_lifetime_s)
         json_object_set_new(body.get(), "expires_in", json_integer(call.settings.token_lifetime_s));
     if (!scope.empty()) json_object_set_new(body.get(), "scope", json_string(scope.c_str()));
@@ -196,6 +198,9 @@ Response oauth_token(Call& call) {
     if (!client) return oauth_error(400, "invalid_client", client_id.empty() ? "client_id is missing" : "unknown client_id");
     const std::string device_code = member(*form, "device_code");
     if (device_code.empty()) return oauth_error(400, "invalid_request", "device_code is missing");
+    // RFC 9449 5: a proof with the token request binds the token to its key.
+    auto binding = issuance_binding(call);
+    if (!binding) return binding.error();
     const Digest key = device_code_key(call.settings, device_code);
     const uint32_t now = call.now_s();
 
@@ -215,7 +220,7 @@ Response oauth_token(Call& call) {
                            : oauth_error(400, "access_denied", "an owner rejected the request");
         case CodeStatus::Approved:
             if (expired) return oauth_error(400, "expired_token", "the device_code has expired");
-            return exchange(call, r, *client);
+            return exchange(call, r, *client, *binding);
         case CodeStatus::Pending: break;
     }
     if (code_request_dead(call.store, r, now))

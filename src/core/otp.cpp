@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/devices.h"
+#include "core/dpop.h"
 #include "core/limiter.h"
 #include "core/qr.h"
 
@@ -115,6 +116,8 @@ Response pair_otp(Call& call) {
     std::string name =
         json_string_member(body->get(), "name").value_or(user_agent_summary(call.req.user_agent));
 
+    auto binding = issuance_binding(call);  // a DPoP proof binds the token to its key
+    if (!binding) return binding.error();
     const int64_t now = call.req.now_ms;
     Digest presented = guessable_key(call.settings, "otp", *code);
     StoreLock lock(call.store);
@@ -125,7 +128,8 @@ Response pair_otp(Call& call) {
     const bool live = otp.expires_ms > now && !otp.burned;
     if (live && ct_equal(otp.hash, presented.data(), 32)) {
         Result<IssuedDevice> device =
-            issue_device(call.store, call.settings, Role::Owner, PairMethod::Otp, name, call.addr, to_s(now));
+            issue_device(call.store, call.settings, Role::Owner, PairMethod::Otp, name, call.addr, to_s(now),
+                         random_bytes(32), *binding);
         if (!device) return device.error();
         call.store.otp_for_update().expires_ms = 0;  // single use
         limiter.succeeded();

@@ -17,19 +17,24 @@ size_t record_size(Kind kind) {
         case Kind::AccountCount: return sizeof(AccountCountRecord);
         case Kind::Revoked: return sizeof(RevokedRecord);
         case Kind::Approval: return sizeof(ApprovalRecord);
+        case Kind::Binding: return sizeof(BindingRecord);
+        case Kind::DpopJti: return sizeof(DpopJtiRecord);
         case Kind::Count: break;
     }
     return 0;
 }
 
-bool anonymous_kind(Kind kind) { return kind == Kind::CodeRequest || kind == Kind::Nonce; }
+bool anonymous_kind(Kind kind) { return kind == Kind::CodeRequest || kind == Kind::Nonce || kind == Kind::DpopJti; }
 
 bool Store::within_quota(Kind kind) {
     if (kind == Kind::Device) return true;
     const size_t total = total_bytes(), size = footprint(kind), free = free_bytes();
     if (!anonymous_kind(kind)) return free >= size + total / kDeviceReserveDivisor;
     const size_t used = raw_shared().records[(size_t)kind] * size;
-    return used + size <= total / kAnonymousShareDivisor && free >= size + total / kAnonymousReserveDivisor;
+    // A DPoP proof is only remembered after its signature checked out for a
+    // bound token: a larger share than what any client can make.
+    const size_t share = total / (kind == Kind::DpopJti ? kDpopShareDivisor : kAnonymousShareDivisor);
+    return used + size <= share && free >= size + total / kAnonymousReserveDivisor;
 }
 
 std::string_view index_field(Index index, const RecordHeader* record) {
@@ -193,9 +198,10 @@ void Store::commit() noexcept {
         const std::string_view now = current_view(c);
         c.after.assign(now.data(), now.size());  // within the capacity capture reserved
     }
-    // Changed and changed back, or rewritten as it was: nothing to keep.
+    // Changed and changed back, or rewritten as it was, or the host's own:
+    // nothing to keep.
     changes.erase(std::remove_if(changes.begin(), changes.end(),
-                                 [](const RecordChange& c) { return c.after == c.before; }),
+                                 [](const RecordChange& c) { return c.after == c.before || local_kind(c.kind); }),
                   changes.end());
     for (RecordChange& c : changes)
         if (c.kind != Kind::Count) c.seq = ++raw_shared().journal_seq;

@@ -16,7 +16,9 @@
 
 namespace dp {
 
-enum class Kind : uint8_t { Device, Limiter, Mailbox, CodeRequest, Nonce, AccountCount, Revoked, Approval, Count };
+enum class Kind : uint8_t {
+    Device, Limiter, Mailbox, CodeRequest, Nonce, AccountCount, Revoked, Approval, Binding, DpopJti, Count
+};
 constexpr size_t kKindCount = (size_t)Kind::Count;
 
 enum class Role : uint8_t { Owner = 1, Device = 2 };
@@ -46,6 +48,9 @@ struct DeviceRecord {
     uint8_t addr[16];
     char name[20];
 };
+
+// A device record's flags.
+enum DeviceFlags : uint8_t { kDeviceDpopBound = 1 };  // its BindingRecord holds the key its token is bound to
 
 // Failed-attempt counter of one client address for one guessable secret.
 struct LimiterRecord {
@@ -151,6 +156,21 @@ struct ApprovalRecord {
     char scope[kMaxScopeLen];
 };
 
+// A DPoP-bound device's key (RFC 9449): the RFC 7638 thumbprint (SHA-256)
+// of the public key its token is bound to, found by the device's id
+// (binding_key: a rotation keeps it, or binds anew); it leaves with the device.
+struct BindingRecord {
+    RecordHeader h;
+    uint8_t jkt[32];
+};
+
+// A DPoP proof this host accepted, by its key's thumbprint and jti, kept
+// for the proof's window: a replay is refused. Local to the host: never
+// journalled, snapshotted or sent to Redis (see local_kind).
+struct DpopJtiRecord {
+    RecordHeader h;
+};
+
 // Live mailboxes of one account, so the per-account cap costs one lookup.
 // Derived state: rebuilt from the mailboxes when a state file is loaded.
 struct AccountCountRecord {
@@ -177,6 +197,9 @@ enum class Counter : uint8_t {
     GateAccepted, GateMissing, GateInvalid, GateRevoked, GateExpired,
     Revocations, Rotations, Renames, ZoneFull, DeviceLimit,
     FleetRebuilds,  // fleet mode: the replica rebuilt from Redis (a reconnect, a gap, a reply it could not read)
+    // DPoP checks: accepted, then one per refusal (in DpopFailure's order).
+    DpopAccepted, DpopMissing, DpopMultiple, DpopMalformed, DpopHeader, DpopSignature, DpopRequest, DpopTime,
+    DpopTokenHash, DpopKey, DpopReplay, DpopNonce, DpopFull, DpopUnbound,
     Count
 };
 constexpr size_t kCounterCount = (size_t)Counter::Count;
@@ -227,7 +250,8 @@ template <typename T>
 constexpr bool kShmSafe = std::is_standard_layout_v<T> && std::is_trivially_copyable_v<T>;
 static_assert(kShmSafe<DeviceRecord> && kShmSafe<LimiterRecord> && kShmSafe<MailboxRecord> &&
               kShmSafe<CodeRequestRecord> && kShmSafe<NonceRecord> && kShmSafe<AccountCountRecord> &&
-              kShmSafe<RevokedRecord> && kShmSafe<ApprovalRecord> && kShmSafe<SharedState>);
+              kShmSafe<RevokedRecord> && kShmSafe<ApprovalRecord> && kShmSafe<BindingRecord> &&
+              kShmSafe<DpopJtiRecord> && kShmSafe<SharedState>);
 static_assert(offsetof(DeviceRecord, h) == 0 && offsetof(MailboxRecord, h) == 0);
 
 size_t record_size(Kind kind);
@@ -236,9 +260,13 @@ size_t record_size(Kind kind);
 // nonces) may each hold at most this share of the zone, and never the room
 // kept for the rest: paired devices, limiters and mailboxes always find room.
 constexpr size_t kAnonymousShareDivisor = 8;    // each anonymous kind: 1/8 of the zone
+constexpr size_t kDpopShareDivisor = 2;         // the DPoP replay cache: 1/2 of the zone
 constexpr size_t kAnonymousReserveDivisor = 4;  // they leave 1/4 of the zone free
 constexpr size_t kDeviceReserveDivisor = 16;    // limiters and mailboxes leave 1/16 free for devices
 bool anonymous_kind(Kind kind);
+// Kinds a host keeps for itself: the DPoP replay cache. Their changes reach
+// no change log (journal, Redis) and no snapshot.
+inline bool local_kind(Kind kind) { return kind == Kind::DpopJti; }
 
 // Lookups by a record's field other than its key, kept by the store.
 enum class Index : uint8_t { DeviceId, CodeHash };
@@ -440,7 +468,7 @@ class StoreLock {
 // Records of every kind but devices expire; expiry is bounded work from the
 // head of each kind's queue (expire_some), never a walk.
 inline bool expiring_kind(Kind kind) {
-    return kind != Kind::Device && kind != Kind::AccountCount && kind != Kind::Approval;
+    return kind != Kind::Device && kind != Kind::AccountCount && kind != Kind::Approval && kind != Kind::Binding;
 }
 
 // True when a record's new bytes (image, of the same kind and key) leave

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "core/devices.h"
+#include "core/dpop.h"
 #include "ngx/access.h"
 #include "ngx/console.h"
 #include "ngx/content.h"
@@ -45,9 +46,17 @@ dp::Principal check(ngx_http_request_t* r, ngx_uint_t mode, bool* device_key) {
     if (zone) store.emplace(zone);
     std::string_view value = auth ? std::string_view((const char*)auth->value.data, auth->value.len)
                                   : std::string_view();
+    // DPoP needs the request's method, URL and proofs: built only when the
+    // credential is "DPoP <token>" or the location requires DPoP (a bound
+    // token sent as Bearer is refused without them).
+    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_device_pairing_module));
+    std::optional<dp::Request> req;
+    if (!*device_key && (lcf->dpop == (ngx_uint_t)dp::DpopMode::Required ||
+                         (value.size() > 5 && ngx_strncasecmp((u_char*)value.data(), (u_char*)"dpop ", 5) == 0)))
+        req.emplace(build_request(r));
     dp::Principal p = *device_key ? dp::authenticate_device_key(*scf->settings, header_value(r, "x-device-key"))
                                   : dp::authenticate_bearer(store ? &*store : nullptr, *scf->settings, value,
-                                                            client_addr(r), (uint32_t)ngx_time());
+                                                            client_addr(r), (uint32_t)ngx_time(), req ? &*req : nullptr);
     if (!store) return p;
     store->count(decision_counter(p));
     if (p.expired_now) write_audit(r, {dp::expired_event(p)});
@@ -64,6 +73,7 @@ const char* refusal_reason(const dp::Principal& p, bool device_key) {
         case dp::Principal::Expired: return "the token expired";
         case dp::Principal::Unknown: break;
     }
+    if (p.dpop_failure) return dp::dpop_failure_name((dp::DpopFailure)p.dpop_failure);
     return "unknown or malformed token";
 }
 
@@ -80,6 +90,16 @@ ngx_int_t deny(ngx_http_request_t* r, RequestCtx* ctx, const dp::Principal& p, b
         e->value.data = (u_char*)h.second.data();  // the answer is static
         r->headers_out.www_authenticate = e;
     }
+    if (p.dpop_failure == (uint8_t)dp::DpopFailure::Nonce) {  // a fresh nonce of this host to sign with
+        const std::string nonce = dp::dpop_nonce(*srv_conf(r)->settings, zone_id(zone_of(r)), ngx_time());
+        ngx_table_elt_t* e = static_cast<ngx_table_elt_t*>(ngx_list_push(&r->headers_out.headers));
+        u_char* v = static_cast<u_char*>(ngx_pnalloc(r->pool, nonce.size()));
+        if (!e || !v) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        e->hash = 1;
+        ngx_str_set(&e->key, "DPoP-Nonce");
+        e->value.len = nonce.size();
+        e->value.data = ngx_cpymem(v, nonce.data(), nonce.size()) - nonce.size();
+    }
     ctx->denial = &answer;
     ctx->denied_in = loc_conf(r);
     ctx->denied_status = (ngx_uint_t)answer.status;
@@ -90,12 +110,13 @@ ngx_int_t deny(ngx_http_request_t* r, RequestCtx* ctx, const dp::Principal& p, b
     return answer.status;
 }
 
-// A credential header: Authorization (nginx points at it) or X-DEVICE-KEY
-// (the length is checked before any compare).
+// A credential header: Authorization (nginx points at it), X-DEVICE-KEY or
+// a DPoP proof (the length is checked before any compare).
 bool is_credential(ngx_http_request_t* r, const ngx_table_elt_t& h) {
     static const ngx_str_t kDeviceKey = ngx_string("x-device-key");
     return &h == r->headers_in.authorization ||
            (h.key.len == kDeviceKey.len && ngx_strncasecmp(h.key.data, kDeviceKey.data, kDeviceKey.len) == 0) ||
+           (h.key.len == 4 && ngx_strncasecmp(h.key.data, (u_char*)"dpop", 4) == 0) ||
            (h.key.len == sizeof("authorization") - 1 &&
             ngx_strncasecmp(h.key.data, (u_char*)"authorization", sizeof("authorization") - 1) == 0);
 }
@@ -184,6 +205,8 @@ ngx_int_t variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uintptr_
             case 3: text = p.role_name(); break;
             case 4: text = p.device_name; break;
             case 5: text = granted_scope(r, ctx); break;
+            case 6: text = p.jkt; break;
+            case 7: text = p.dpop_checked ? "1" : nullptr; break;
         }
     }
     if (!text || !*text) {
@@ -301,7 +324,8 @@ ngx_int_t check_handler(ngx_http_request_t* r) noexcept {
 ngx_int_t add_variables(ngx_conf_t* cf) noexcept {
     static ngx_str_t names[] = {ngx_string("device_pairing_device_id"), ngx_string("device_pairing_account"),
                                 ngx_string("device_pairing_auth_method"), ngx_string("device_pairing_role"),
-                                ngx_string("device_pairing_device_name"), ngx_string("device_pairing_scope")};
+                                ngx_string("device_pairing_device_name"), ngx_string("device_pairing_scope"),
+                                ngx_string("device_pairing_dpop_jkt"), ngx_string("device_pairing_dpop")};
     for (uintptr_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         ngx_http_variable_t* var = ngx_http_add_variable(cf, &names[i], NGX_HTTP_VAR_NOCACHEABLE);
         if (!var) return NGX_ERROR;

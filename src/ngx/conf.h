@@ -58,6 +58,8 @@ struct SrvConf {
     AuditLog* audit;            // null: off
     ngx_array_t* oauth_clients; // device_pairing_oauth_client: OAuthClientConf (unset: inherited)
     time_t oauth_interval;      // device_pairing_oauth_interval
+    time_t dpop_window;         // device_pairing_dpop_window
+    ngx_flag_t dpop_nonce;      // device_pairing_dpop_nonce
     bool identity_created;      // this configuration made the identity key: an audit event at start
     ngx_http_core_srv_conf_t* core;  // its server{}: listen addresses and names for the start-up URL
     dp::Settings* settings;  // built in merge; destroyed by a pool cleanup
@@ -80,6 +82,7 @@ struct LocConf {
     ngx_uint_t check;              // device_pairing_check: a content handler for auth_request
     ngx_flag_t pass_credentials;   // keep Authorization / X-DEVICE-KEY for the upstream
     ngx_flag_t metrics;            // device_pairing_metrics: the Prometheus exposition
+    ngx_uint_t dpop;               // device_pairing_dpop: a dp::DpopMode
 };
 
 SrvConf* srv_conf(ngx_http_request_t* r);

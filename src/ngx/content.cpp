@@ -46,24 +46,6 @@ bool collect_body(ngx_http_request_t* r, std::string* out, size_t limit, bool* t
 }
 
 // What the core sees of the request line and headers.
-dp::Request build_request(ngx_http_request_t* r) {
-    dp::Request req;
-    req.method = to_string(r->method_name);
-    req.path = to_string(r->uri);
-    req.query = to_string(r->args);
-    if (r->headers_in.authorization) req.authorization = to_string(r->headers_in.authorization->value);
-    req.device_key = header_value(r, "x-device-key");
-    if (r->headers_in.user_agent) req.user_agent = to_string(r->headers_in.user_agent->value);
-    if (r->headers_in.host) req.host = to_string(r->headers_in.host->value);
-    if (r->headers_in.content_type) req.content_type = to_string(r->headers_in.content_type->value);
-    req.content_length = r->headers_in.content_length_n;
-#if (NGX_HTTP_SSL)
-    if (r->connection->ssl) req.scheme = "https";
-#endif
-    req.now_ms = now_ms();
-    return req;
-}
-
 ngx_int_t internal_error(ngx_http_request_t* r) {
     try {
         return send_response(r, dp::internal_error());
@@ -133,6 +115,33 @@ dp::ClientAddr client_addr(ngx_http_request_t* r) {
     }
 #endif
     return a;
+}
+
+dp::Request build_request(ngx_http_request_t* r) {
+    dp::Request req;
+    req.method = to_string(r->method_name);
+    req.path = to_string(r->uri);
+    req.query = to_string(r->args);
+    if (r->headers_in.authorization) req.authorization = to_string(r->headers_in.authorization->value);
+    req.device_key = header_value(r, "x-device-key");
+    if (r->headers_in.user_agent) req.user_agent = to_string(r->headers_in.user_agent->value);
+    if (r->headers_in.host) req.host = to_string(r->headers_in.host->value);
+    if (r->headers_in.content_type) req.content_type = to_string(r->headers_in.content_type->value);
+    req.content_length = r->headers_in.content_length_n;
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) req.scheme = "https";
+#endif
+    req.now_ms = now_ms();
+    // DPoP (RFC 9449): every proof header (two is a refusal, so all are
+    // kept), the location's mode, and this host's name for its nonces.
+    find_in_list<ngx_table_elt_t>(&r->headers_in.headers, [&](ngx_table_elt_t& e) {
+        if (e.key.len == 4 && ngx_strncasecmp(e.key.data, (u_char*)"dpop", 4) == 0) req.dpop.push_back(to_string(e.value));
+        return false;
+    });
+    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_device_pairing_module));
+    req.dpop_mode = (dp::DpopMode)lcf->dpop;
+    if (ZoneCtx* zone = zone_of(r)) req.host_id = zone_id(zone);
+    return req;
 }
 
 std::string header_value(ngx_http_request_t* r, const char* lowercase_name) {

@@ -229,7 +229,7 @@ class FleetFollower {
         seen_.seal();
         for (size_t k = 0; k < dp::kKindCount; k++) {
             const dp::Kind kind = (dp::Kind)k;
-            if (kind == dp::Kind::AccountCount) continue;  // derived from the mailboxes
+            if (kind == dp::Kind::AccountCount || dp::local_kind(kind)) continue;  // derived, or this host's own
             dp::Digest last{};
             bool first = true;
             size_t visited;

@@ -56,6 +56,14 @@ ngx_conf_enum_t qr_color_schemes[] = {
     {ngx_null_string, 0},
 };
 
+// device_pairing_dpop: DPoP-bound tokens (RFC 9449).
+ngx_conf_enum_t dpop_modes[] = {
+    {ngx_string("on"), (ngx_uint_t)dp::DpopMode::On},
+    {ngx_string("off"), (ngx_uint_t)dp::DpopMode::Off},
+    {ngx_string("required"), (ngx_uint_t)dp::DpopMode::Required},
+    {ngx_null_string, 0},
+};
+
 ngx_command_t commands[] = {
     {ngx_string("device_pairing_approvers"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_enum_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, approvers), approver_roles},
@@ -107,6 +115,12 @@ ngx_command_t commands[] = {
      oauth_client_directive, NGX_HTTP_SRV_CONF_OFFSET, 0, nullptr},
     {ngx_string("device_pairing_oauth_interval"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_sec_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, oauth_interval), nullptr},
+    {ngx_string("device_pairing_dpop"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_enum_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, dpop), dpop_modes},
+    {ngx_string("device_pairing_dpop_window"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_sec_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, dpop_window), nullptr},
+    {ngx_string("device_pairing_dpop_nonce"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_FLAG,
+     ngx_conf_set_flag_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, dpop_nonce), nullptr},
     {ngx_string("device_pairing_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, metrics_directive,
      NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, metrics), nullptr},
     ngx_null_command,
@@ -154,6 +168,8 @@ void* create_srv_conf(ngx_conf_t* cf) noexcept {
     conf->audit = static_cast<AuditLog*>(NGX_CONF_UNSET_PTR);
     conf->oauth_clients = static_cast<ngx_array_t*>(NGX_CONF_UNSET_PTR);
     conf->oauth_interval = NGX_CONF_UNSET;
+    conf->dpop_window = NGX_CONF_UNSET;
+    conf->dpop_nonce = NGX_CONF_UNSET;
     return conf;
 }
 
@@ -258,6 +274,12 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
     ngx_conf_merge_ptr_value(conf->audit, prev->audit, nullptr);
     ngx_conf_merge_ptr_value(conf->oauth_clients, prev->oauth_clients, nullptr);
     ngx_conf_merge_sec_value(conf->oauth_interval, prev->oauth_interval, 5);
+    ngx_conf_merge_sec_value(conf->dpop_window, prev->dpop_window, 60);
+    ngx_conf_merge_value(conf->dpop_nonce, prev->dpop_nonce, 0);
+    if (conf->dpop_window < 1 || conf->dpop_window > 3600) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing_dpop_window must be from 1s to 1h");
+        return (char*)NGX_CONF_ERROR;
+    }
     if (conf->oauth_interval < 1 || conf->oauth_interval > 300) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing_oauth_interval must be from 1s to 5m");
         return (char*)NGX_CONF_ERROR;
@@ -285,6 +307,8 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
         s->token_lifetime_s = (uint32_t)conf->token_lifetime;
         s->max_devices = conf->max_devices;
         s->oauth_interval_s = (uint32_t)conf->oauth_interval;
+        s->dpop_window_s = (uint32_t)conf->dpop_window;
+        s->dpop_nonce = conf->dpop_nonce == 1;
         if (conf->oauth_clients)
             for (ngx_uint_t i = 0; i < conf->oauth_clients->nelts; i++) {
                 const OAuthClientConf& c = static_cast<OAuthClientConf*>(conf->oauth_clients->elts)[i];
@@ -331,6 +355,7 @@ void* create_loc_conf(ngx_conf_t* cf) noexcept {
     conf->check = NGX_CONF_UNSET_UINT;
     conf->pass_credentials = NGX_CONF_UNSET;
     conf->metrics = NGX_CONF_UNSET;
+    conf->dpop = NGX_CONF_UNSET_UINT;
     return conf;
 }
 
@@ -342,6 +367,7 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
     ngx_conf_merge_uint_value(conf->check, prev->check, kAuthOff);
     ngx_conf_merge_value(conf->pass_credentials, prev->pass_credentials, 0);
     ngx_conf_merge_value(conf->metrics, prev->metrics, 0);
+    ngx_conf_merge_uint_value(conf->dpop, prev->dpop, (ngx_uint_t)dp::DpopMode::On);
     return NGX_CONF_OK;
 }
 

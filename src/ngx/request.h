@@ -56,6 +56,8 @@ RequestCtx* request_ctx(ngx_http_request_t* r);  // created on first use; null o
 RequestCtx* find_ctx(ngx_http_request_t* r);     // existing one (after redirects too), or null
 
 dp::ClientAddr client_addr(ngx_http_request_t* r);
+// What the core sees of a request (no body).
+dp::Request build_request(ngx_http_request_t* r);
 std::string header_value(ngx_http_request_t* r, const char* lowercase_name);
 
 }  // namespace dpngx

@@ -29,6 +29,7 @@ SnapshotWriter::SnapshotWriter(const SnapshotInfo& info) : buf_(kMagic, sizeof(k
 
 void SnapshotWriter::add(const RecordHeader* h) {
     if (h->kind == Kind::AccountCount) return;  // derived: rebuilt from the mailboxes on load
+    if (local_kind(h->kind)) return;            // the host's own (the DPoP replay cache)
     size_t size = record_size(h->kind);
     put(buf_, (uint8_t)h->kind);
     put(buf_, (uint16_t)size);

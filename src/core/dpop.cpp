@@ -1,0 +1,340 @@
+#include "core/dpop.h"
+
+#include <cstring>
+
+#include "core/json.h"
+
+namespace dp {
+
+namespace {
+
+const char* const kFailureNames[] = {"accepted", "missing",   "multiple", "malformed", "header", "signature", "request",
+                                     "time",     "token_hash", "key",     "replay",    "nonce",  "full",      "unbound"};
+static_assert(sizeof(kFailureNames) / sizeof(kFailureNames[0]) == (size_t)DpopFailure::Count);
+
+bool unreserved(char c) {
+    return isalnum((unsigned char)c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    c = (char)tolower((unsigned char)c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+// RFC 3986 5.2.4.
+std::string remove_dot_segments(std::string_view in) {
+    std::string out;
+    while (!in.empty()) {
+        if (in.rfind("../", 0) == 0) in.remove_prefix(3);
+        else if (in.rfind("./", 0) == 0) in.remove_prefix(2);
+        else if (in.rfind("/./", 0) == 0) in.remove_prefix(2);
+        else if (in == "/.") in = "/";
+        else if (in.rfind("/../", 0) == 0 || in == "/..") {
+            in = in.size() == 3 ? std::string_view("/") : in.substr(3);
+            const size_t slash = out.rfind('/');
+            out.erase(slash == std::string::npos ? 0 : slash);
+        } else if (in == "." || in == "..") in = {};
+        else {
+            const size_t next = in.find('/', 1);
+            const size_t n = next == std::string_view::npos ? in.size() : next;
+            out.append(in.substr(0, n));
+            in.remove_prefix(n);
+        }
+    }
+    return out;
+}
+
+const json_t* member_of(const json_t* o, const char* name, json_type type) {
+    const json_t* v = json_object_get(o, name);
+    return v && json_typeof(v) == type ? v : nullptr;
+}
+
+std::string b64_member(const json_t* o, const char* name, size_t bytes) {
+    const json_t* v = member_of(o, name, JSON_STRING);
+    if (!v) return {};
+    auto raw = base64url_decode(json_string_value(v));
+    return raw && raw->size() == bytes ? *raw : std::string();
+}
+
+// The proof's public key in the form its verifier takes, for its alg.
+std::optional<std::string> public_key(const json_t* jwk, const std::string& alg) {
+    const json_t* kty = member_of(jwk, "kty", JSON_STRING);
+    const json_t* crv = member_of(jwk, "crv", JSON_STRING);
+    if (!kty || !crv) return std::nullopt;
+    if (alg == "ES256" && !strcmp(json_string_value(kty), "EC") && !strcmp(json_string_value(crv), "P-256")) {
+        const std::string x = b64_member(jwk, "x", 32), y = b64_member(jwk, "y", 32);
+        if (x.empty() || y.empty()) return std::nullopt;
+        return "\x04" + x + y;
+    }
+    if (alg == "EdDSA" && !strcmp(json_string_value(kty), "OKP") && !strcmp(json_string_value(crv), "Ed25519")) {
+        const std::string x = b64_member(jwk, "x", 32);
+        if (x.empty() || !ed25519_public_key_ok(x)) return std::nullopt;
+        return x;
+    }
+    return std::nullopt;
+}
+
+std::string nonce_payload(uint64_t t, uint64_t host_id) {
+    std::string p(16, '\0');
+    for (int i = 0; i < 8; i++) {
+        p[i] = (char)(t >> (56 - 8 * i));
+        p[8 + i] = (char)(host_id >> (56 - 8 * i));
+    }
+    return p;
+}
+
+std::string nonce_mac(const Settings& settings, const std::string& payload) {
+    const Digest mac = hmac_labeled(settings.secret_key, "dpop-nonce", payload);
+    return std::string((const char*)mac.data(), 16);
+}
+
+}  // namespace
+
+const char* dpop_failure_name(DpopFailure f) { return kFailureNames[(size_t)f < (size_t)DpopFailure::Count ? (size_t)f : 0]; }
+
+std::optional<std::string> normalize_http_uri(std::string_view uri) {
+    const size_t colon = uri.find("://");
+    if (colon == std::string_view::npos) return std::nullopt;
+    std::string scheme(uri.substr(0, colon));
+    for (char& c : scheme) c = (char)tolower((unsigned char)c);
+    if (scheme != "http" && scheme != "https") return std::nullopt;
+    std::string_view rest = uri.substr(colon + 3);
+    rest = rest.substr(0, rest.find_first_of("?#"));
+    const size_t slash = rest.find('/');
+    std::string authority(rest.substr(0, slash));
+    const std::string_view path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+    if (authority.empty() || authority.find('@') != std::string::npos) return std::nullopt;
+    for (char& c : authority) c = (char)tolower((unsigned char)c);
+    const std::string default_port = scheme == "http" ? ":80" : ":443";
+    if (authority.size() > default_port.size() &&
+        authority.compare(authority.size() - default_port.size(), default_port.size(), default_port) == 0 &&
+        authority.find(']', authority.size() - default_port.size()) == std::string::npos)
+        authority.erase(authority.size() - default_port.size());
+    std::string decoded;  // percent-escapes: unreserved decoded, the rest upper case
+    for (size_t i = 0; i < path.size(); i++) {
+        if (path[i] != '%') {
+            decoded += path[i];
+            continue;
+        }
+        if (i + 2 >= path.size() || hex_value(path[i + 1]) < 0 || hex_value(path[i + 2]) < 0) return std::nullopt;
+        const char c = (char)(hex_value(path[i + 1]) * 16 + hex_value(path[i + 2]));
+        if (unreserved(c)) {
+            decoded += c;
+        } else {
+            decoded += '%';
+            decoded += (char)toupper((unsigned char)path[i + 1]);
+            decoded += (char)toupper((unsigned char)path[i + 2]);
+        }
+        i += 2;
+    }
+    std::string normal_path = remove_dot_segments(decoded);
+    return scheme + "://" + authority + (normal_path.empty() ? "/" : normal_path);
+}
+
+std::optional<Digest> jwk_thumbprint(const json_t* jwk) {
+    const json_t* kty = member_of(jwk, "kty", JSON_STRING);
+    if (!kty) return std::nullopt;
+    const std::string type = json_string_value(kty);
+    const json_t* crv = member_of(jwk, "crv", JSON_STRING);
+    const json_t* x = member_of(jwk, "x", JSON_STRING);
+    if (!crv || !x) return std::nullopt;
+    // RFC 7638 3.2: the required members only, in lexicographic order, no
+    // whitespace (their values are base64url and curve names: nothing to escape).
+    std::string text;
+    if (type == "EC") {
+        const json_t* y = member_of(jwk, "y", JSON_STRING);
+        if (!y) return std::nullopt;
+        text = std::string("{\"crv\":\"") + json_string_value(crv) + "\",\"kty\":\"EC\",\"x\":\"" + json_string_value(x) +
+               "\",\"y\":\"" + json_string_value(y) + "\"}";
+    } else if (type == "OKP") {
+        text = std::string("{\"crv\":\"") + json_string_value(crv) + "\",\"kty\":\"OKP\",\"x\":\"" + json_string_value(x) + "\"}";
+    } else {
+        return std::nullopt;
+    }
+    for (char c : text)
+        if (c == '\\' || (unsigned char)c < 0x20) return std::nullopt;
+    return sha256(text);
+}
+
+DpopFailure check_proof(const Request& req, const Settings& settings, std::string_view token, DpopProof* out) {
+    if (req.dpop.empty()) return DpopFailure::Missing;
+    if (req.dpop.size() > 1) return DpopFailure::Multiple;
+    const std::string& jwt = req.dpop[0];
+    const size_t dot1 = jwt.find('.'), dot2 = dot1 == std::string::npos ? dot1 : jwt.find('.', dot1 + 1);
+    if (dot2 == std::string::npos || jwt.find('.', dot2 + 1) != std::string::npos || jwt.size() > 4096)
+        return DpopFailure::Malformed;
+    auto header_text = base64url_decode(std::string_view(jwt).substr(0, dot1));
+    auto claims_text = base64url_decode(std::string_view(jwt).substr(dot1 + 1, dot2 - dot1 - 1));
+    auto signature = base64url_decode(std::string_view(jwt).substr(dot2 + 1));
+    if (!header_text || !claims_text || !signature) return DpopFailure::Malformed;
+    std::string why;
+    Json header = parse_json_object(*header_text, &why), claims = parse_json_object(*claims_text, &why);
+    if (!header || !claims) return DpopFailure::Malformed;
+
+    // typ, alg (asymmetric, supported), a public jwk of that alg's type.
+    const json_t* typ = member_of(header.get(), "typ", JSON_STRING);
+    const json_t* alg = member_of(header.get(), "alg", JSON_STRING);
+    const json_t* jwk = member_of(header.get(), "jwk", JSON_OBJECT);
+    if (!typ || strcmp(json_string_value(typ), "dpop+jwt") != 0 || !alg || !jwk) return DpopFailure::Header;
+    const std::string alg_name = json_string_value(alg);
+    if (alg_name != "ES256" && alg_name != "EdDSA") return DpopFailure::Header;
+    if (json_object_get(jwk, "d")) return DpopFailure::Header;  // a private key
+    auto key = public_key(jwk, alg_name);
+    auto jkt = jwk_thumbprint(jwk);
+    if (!key || !jkt) return DpopFailure::Header;
+    const std::string_view signed_part = std::string_view(jwt).substr(0, dot2);
+    const bool valid = alg_name == "ES256" ? es256_verify(*key, signed_part, *signature)
+                                           : ed25519_verify(*key, signed_part, *signature);
+    if (!valid) return DpopFailure::Signature;
+
+    // The claims: this request, now, this token, this host's nonce.
+    const json_t* jti = member_of(claims.get(), "jti", JSON_STRING);
+    const json_t* htm = member_of(claims.get(), "htm", JSON_STRING);
+    const json_t* htu = member_of(claims.get(), "htu", JSON_STRING);
+    const json_t* iat = member_of(claims.get(), "iat", JSON_INTEGER);
+    if (!jti || !json_string_length(jti) || json_string_length(jti) > 256 || !htm || !htu || !iat)
+        return DpopFailure::Malformed;
+    if (req.method != json_string_value(htm)) return DpopFailure::Request;
+    Result<std::string> base = base_url(settings, req);
+    if (!base) return DpopFailure::Request;
+    auto expected = normalize_http_uri(*base + req.path), presented = normalize_http_uri(json_string_value(htu));
+    if (!expected || !presented || *expected != *presented) return DpopFailure::Request;
+    const int64_t now_s = req.now_ms / 1000, issued = json_integer_value(iat);
+    if (issued < now_s - (int64_t)settings.dpop_window_s || issued > now_s + (int64_t)settings.dpop_window_s)
+        return DpopFailure::Time;
+    const json_t* ath = json_object_get(claims.get(), "ath");
+    if (!token.empty()) {
+        const Digest token_hash = sha256(token);
+        if (!json_is_string(ath) ||
+            json_string_value(ath) != base64url_encode(std::string_view((const char*)token_hash.data(), 32)))
+            return DpopFailure::TokenHash;
+    }
+    if (settings.dpop_nonce) {
+        const json_t* nonce = member_of(claims.get(), "nonce", JSON_STRING);
+        if (!nonce || !dpop_nonce_fresh(settings, req.host_id, json_string_value(nonce), now_s)) return DpopFailure::Nonce;
+    }
+    out->jkt = *jkt;
+    out->jti = json_string_value(jti);
+    out->iat = (uint32_t)issued;
+    return DpopFailure::None;
+}
+
+DpopFailure remember_proof(Store& store, const Settings& settings, const DpopProof& proof, uint32_t now_s) {
+    const Digest key = key_of("dpop-jti", std::string((const char*)proof.jkt.data(), 32) + proof.jti);
+    const RecordHeader* seen = store.find(Kind::DpopJti, key);
+    if (seen && record_live(seen, now_s)) return DpopFailure::Replay;
+    if (seen) store.remove(seen);
+    // Kept until no proof with this iat is accepted any more.
+    const uint32_t until = std::max(proof.iat, now_s) + settings.dpop_window_s + 1;
+    if (!insert_record<DpopJtiRecord>(store, Kind::DpopJti, key, now_s, [&](DpopJtiRecord* r) { r->h.expires_s = until; }))
+        return DpopFailure::Full;
+    return DpopFailure::None;
+}
+
+std::string dpop_nonce(const Settings& settings, uint64_t host_id, int64_t now_s) {
+    const std::string payload = nonce_payload((uint64_t)now_s, host_id);
+    return base64url_encode(payload + nonce_mac(settings, payload));
+}
+
+bool dpop_nonce_fresh(const Settings& settings, uint64_t host_id, std::string_view nonce, int64_t now_s) {
+    auto raw = base64url_decode(nonce);
+    if (!raw || raw->size() != 32) return false;
+    const std::string payload = raw->substr(0, 16);
+    if (!ct_equal(nonce_mac(settings, payload).data(), raw->data() + 16, 16)) return false;
+    uint64_t t = 0, host = 0;
+    for (int i = 0; i < 8; i++) {
+        t = t << 8 | (uint8_t)payload[i];
+        host = host << 8 | (uint8_t)payload[8 + i];
+    }
+    return host == host_id && (int64_t)t <= now_s + 1 && now_s - (int64_t)t <= (int64_t)settings.dpop_window_s;
+}
+
+Result<std::optional<Digest>> issuance_binding(Call& call) {
+    const Request& req = call.req;
+    if (req.dpop_mode == DpopMode::Off) return std::optional<Digest>();
+    if (req.dpop.empty() && req.dpop_mode != DpopMode::Required) return std::optional<Digest>();
+    DpopProof proof;
+    DpopFailure f = check_proof(req, call.settings, {}, &proof);
+    if (f == DpopFailure::None) {
+        StoreLock lock(call.store);
+        f = remember_proof(call.store, call.settings, proof, call.now_s());
+    }
+    count_dpop(call.store, f);
+    if (f != DpopFailure::None) return dpop_refusal(f, req, call.settings, req.path == "/oauth/token");
+    return std::optional<Digest>(proof.jkt);
+}
+
+bool bind_device(Store& store, const DeviceRecord* device, const Digest& jkt, uint32_t now_s) {
+    const Digest key = binding_key(device_id_text(device->id));
+    if (auto* b = as<BindingRecord>(store.find(Kind::Binding, key))) {
+        memcpy(update_record(store, b)->jkt, jkt.data(), 32);
+    } else if (!insert_record<BindingRecord>(store, Kind::Binding, key, now_s,
+                                             [&](BindingRecord* r) { memcpy(r->jkt, jkt.data(), 32); })) {
+        return false;
+    }
+    update_record(store, device)->h.flags |= kDeviceDpopBound;
+    return true;
+}
+
+std::optional<Digest> device_binding(Store& store, const DeviceRecord* device) {
+    if (!(device->h.flags & kDeviceDpopBound)) return std::nullopt;
+    auto* b = as<BindingRecord>(store.find(Kind::Binding, binding_key(device_id_text(device->id))));
+    if (!b) return std::nullopt;
+    Digest jkt;
+    memcpy(jkt.data(), b->jkt, 32);
+    return jkt;
+}
+
+DpopFailure check_token_use(Store& store, const Request& req, const Settings& settings, Principal& p, uint32_t now_s) {
+    if (!p.bound) {
+        // "DPoP <token>" claims a binding the token does not have.
+        if (p.dpop_scheme || (req.dpop_mode == DpopMode::Required && p.method == Principal::DeviceToken))
+            return DpopFailure::Unbound;
+        return DpopFailure::None;
+    }
+    if (!p.dpop_scheme) return DpopFailure::Missing;  // a bound token sent as Bearer
+    bool malformed;
+    bool dpop_scheme;
+    const std::string_view token = bearer_token(req.authorization, &malformed, &dpop_scheme);
+    DpopProof proof;
+    DpopFailure f = check_proof(req, settings, token, &proof);
+    if (f != DpopFailure::None) return f;
+    if (!ct_equal(proof.jkt, p.bound_jkt)) return DpopFailure::Key;
+    {
+        StoreLock lock(store);
+        f = remember_proof(store, settings, proof, now_s);
+    }
+    if (f != DpopFailure::None) return f;
+    p.dpop_checked = true;
+    const std::string text = base64url_encode(std::string_view((const char*)proof.jkt.data(), 32));
+    memcpy(p.jkt, text.data(), std::min(text.size(), sizeof p.jkt - 1));
+    return DpopFailure::None;
+}
+
+void count_dpop(Store& store, DpopFailure f) {
+    store.count((Counter)((size_t)Counter::DpopAccepted + (size_t)f));
+}
+
+Response dpop_refusal(DpopFailure f, const Request& req, const Settings& settings, bool token_endpoint) {
+    Response r = token_endpoint ? dpop_token_error(f) : dpop_unauthorized(f);
+    if (f == DpopFailure::Nonce) r.header("DPoP-Nonce", dpop_nonce(settings, req.host_id, req.now_ms / 1000));
+    return r;
+}
+
+Response dpop_unauthorized(DpopFailure f) {
+    const bool token_error = f == DpopFailure::Missing || f == DpopFailure::Unbound;
+    const char* error = f == DpopFailure::Nonce ? "use_dpop_nonce" : token_error ? "invalid_token" : "invalid_dpop_proof";
+    Response r = problem(401, error, f == DpopFailure::Nonce ? "DPoP nonce required" : "DPoP proof refused",
+                         std::string("the DPoP check failed: ") + dpop_failure_name(f));
+    r.header("WWW-Authenticate", std::string("DPoP error=\"") + error + "\", algs=\"" + kDpopAlgs + "\"");
+    return r;
+}
+
+Response dpop_token_error(DpopFailure f) {
+    Response r = json_response(400, json_pack("{s:s, s:s}", "error", f == DpopFailure::Nonce ? "use_dpop_nonce" : "invalid_dpop_proof",
+                                              "error_description", (std::string("the DPoP proof failed: ") + dpop_failure_name(f)).c_str()));
+    return r;
+}
+
+}  // namespace dp
