@@ -30,7 +30,7 @@ JOBS       := $(shell nproc)
 MAINTAINER ?= ngx_http_device_pairing_module developers <maintainers@device-pairing.dev>
 # What building and running need (make run); the tests and the bench add theirs.
 RUN_PKGS   := nginx nginx-dev libssl-dev libjansson-dev libqrencode-dev libhiredis-dev zlib1g-dev g++ make openssl
-TEST_PKGS  := libgtest-dev perl python3 python3-cryptography chromium zbar-tools librsvg2-bin valgrind \
+TEST_PKGS  := libgtest-dev perl python3 python3-cryptography python3-jwcrypto chromium zbar-tools librsvg2-bin valgrind \
               clang-14 libfuzzer-14-dev libclang-rt-14-dev curl bsdutils dpkg-dev python3-prometheus-client \
               redis-server lintian
 BENCH_PKGS := wrk python3 redis-server

@@ -138,11 +138,17 @@ std::optional<Digest> jwk_thumbprint(const json_t* jwk) {
     const std::string type = json_string_value(kty);
     const json_t* crv = member_of(jwk, "crv", JSON_STRING);
     const json_t* x = member_of(jwk, "x", JSON_STRING);
-    if (!crv || !x) return std::nullopt;
     // RFC 7638 3.2: the required members only, in lexicographic order, no
     // whitespace (their values are base64url and curve names: nothing to escape).
     std::string text;
-    if (type == "EC") {
+    if (type == "RSA") {  // never a proof's key here, but the RFC's own example is one
+        const json_t* e = member_of(jwk, "e", JSON_STRING);
+        const json_t* n = member_of(jwk, "n", JSON_STRING);
+        if (!e || !n) return std::nullopt;
+        text = std::string("{\"e\":\"") + json_string_value(e) + "\",\"kty\":\"RSA\",\"n\":\"" + json_string_value(n) + "\"}";
+    } else if (!crv || !x) {
+        return std::nullopt;
+    } else if (type == "EC") {
         const json_t* y = member_of(jwk, "y", JSON_STRING);
         if (!y) return std::nullopt;
         text = std::string("{\"crv\":\"") + json_string_value(crv) + "\",\"kty\":\"EC\",\"x\":\"" + json_string_value(x) +
