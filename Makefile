@@ -107,10 +107,10 @@ unit: $(BUILD)/.test-deps
 	$(BUILD)/unit_tests --gtest_brief=1
 
 integration: $(MODULE) browser-deps
-	DP_MODULE=$(MODULE) prove -j2 -I t/lib t/
+	DP_MODULE=$(MODULE) prove -j4 -I t/lib t/
 
 test-asan: $(ASAN_MODULE) browser-deps
-	DP_MODULE=$(ASAN_MODULE) DP_ASAN=1 prove -j2 -I t/lib t/
+	DP_MODULE=$(ASAN_MODULE) DP_ASAN=1 prove -j4 -I t/lib t/
 
 test-valgrind: $(MODULE) browser-deps
 	DP_MODULE=$(MODULE) DP_VALGRIND=1 prove -I t/lib t/
@@ -118,9 +118,9 @@ test-valgrind: $(MODULE) browser-deps
 # The whole t/ again with an UndefinedBehaviorSanitizer build; its reports
 # go to files in each test's prefix, which every .t checks.
 test-ubsan: $(UBSAN_MODULE) browser-deps
-	DP_MODULE=$(UBSAN_MODULE) DP_UBSAN=1 prove -j2 -I t/lib t/
+	DP_MODULE=$(UBSAN_MODULE) DP_UBSAN=1 prove -j4 -I t/lib t/
 test-sanitize: $(SANITIZE_MODULE) browser-deps
-	DP_MODULE=$(SANITIZE_MODULE) DP_ASAN=1 DP_UBSAN=1 prove -j2 -I t/lib t/
+	DP_MODULE=$(SANITIZE_MODULE) DP_ASAN=1 DP_UBSAN=1 prove -j4 -I t/lib t/
 
 # libFuzzer harnesses (t/fuzz/*.cpp) over the core, built by clang with
 # ASan + UBSan. fuzz-smoke (in make test) replays the seed corpus and runs a

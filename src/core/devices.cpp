@@ -110,9 +110,9 @@ bool record_approval(Store& store, const std::string& device_id, const Approver&
     return insert_record<ApprovalRecord>(store, Kind::Approval, approval_key(device_id), now_s, [&](ApprovalRecord* r) {
                r->approver = approver;
                r->client_len = (uint8_t)std::min(client_id.size(), sizeof(r->client_id));
-               memcpy(r->client_id, client_id.data(), r->client_len);
                r->scope_len = (uint8_t)std::min(scope.size(), sizeof(r->scope));
-               memcpy(r->scope, scope.data(), r->scope_len);
+               if (r->client_len) memcpy(r->client_id, client_id.data(), r->client_len);  // an empty view may be null
+               if (r->scope_len) memcpy(r->scope, scope.data(), r->scope_len);
            }) != nullptr;
 }
 
