@@ -67,7 +67,8 @@ std::optional<std::string> public_key(const json_t* jwk, const std::string& alg)
         if (x.empty() || y.empty()) return std::nullopt;
         return "\x04" + x + y;
     }
-    if (alg == "EdDSA" && !strcmp(json_string_value(kty), "OKP") && !strcmp(json_string_value(crv), "Ed25519")) {
+    if ((alg == "EdDSA" || alg == "Ed25519") && !strcmp(json_string_value(kty), "OKP") &&
+        !strcmp(json_string_value(crv), "Ed25519")) {
         const std::string x = b64_member(jwk, "x", 32);
         if (x.empty() || !ed25519_public_key_ok(x)) return std::nullopt;
         return x;
@@ -184,7 +185,8 @@ DpopFailure check_proof(const Request& req, const Settings& settings, std::strin
     const json_t* jwk = member_of(header.get(), "jwk", JSON_OBJECT);
     if (!typ || strcmp(json_string_value(typ), "dpop+jwt") != 0 || !alg || !jwk) return DpopFailure::Header;
     const std::string alg_name = json_string_value(alg);
-    if (alg_name != "ES256" && alg_name != "EdDSA") return DpopFailure::Header;
+    // Ed25519 is EdDSA's fully-specified name (RFC 9864), which newer clients send.
+    if (alg_name != "ES256" && alg_name != "EdDSA" && alg_name != "Ed25519") return DpopFailure::Header;
     if (json_object_get(jwk, "d")) return DpopFailure::Header;  // a private key
     auto key = public_key(jwk, alg_name);
     auto jkt = jwk_thumbprint(jwk);

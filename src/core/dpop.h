@@ -12,7 +12,7 @@
 
 namespace dp {
 
-constexpr const char* kDpopAlgs = "ES256 EdDSA";  // what proofs may be signed with
+constexpr const char* kDpopAlgs = "ES256 EdDSA Ed25519";  // what proofs may be signed with (Ed25519: RFC 9864's name)
 
 // Why a proof (or a token's use of one) is refused; each is counted.
 enum class DpopFailure : uint8_t {

@@ -113,12 +113,12 @@ Response oauth_metadata(Call& call) {
     Result<std::string> base = base_url(call.settings, call.req);
     if (!base) return base.error();
     return json_response(
-        200, json_pack("{s:s, s:s, s:s, s:s, s:[s], s:[s], s:[s], s:[], s:[s,s]}", "issuer", base->c_str(),
+        200, json_pack("{s:s, s:s, s:s, s:s, s:[s], s:[s], s:[s], s:[], s:[s,s,s]}", "issuer", base->c_str(),
                        "device_authorization_endpoint", (*base + "/oauth/device_authorization").c_str(),
                        "token_endpoint", (*base + "/oauth/token").c_str(), "revocation_endpoint",
                        (*base + "/oauth/revoke").c_str(), "grant_types_supported", kDeviceCodeGrant,
                        "token_endpoint_auth_methods_supported", "none", "revocation_endpoint_auth_methods_supported",
-                       "none", "response_types_supported", "dpop_signing_alg_values_supported", "ES256", "EdDSA"));
+                       "none", "response_types_supported", "dpop_signing_alg_values_supported", "ES256", "EdDSA", "Ed25519"));
 }
 
 Response oauth_device_authorization(Call& call) {

@@ -22,7 +22,7 @@ struct ClientKey {
     std::shared_ptr<Ed25519Identity> ed;
     EVP_PKEY* ec = nullptr;
     explicit ClientKey(const std::string& a) : alg(a) {
-        if (alg == "EdDSA") ed = Ed25519Identity::generate();
+        if (alg == "EdDSA" || alg == "Ed25519") ed = Ed25519Identity::generate();
         else ec = EVP_EC_gen("P-256");
     }
     ~ClientKey() { EVP_PKEY_free(ec); }
@@ -118,7 +118,7 @@ TEST(DpopUri, NormalisedAsRfc3986Says) {
 }
 
 class DpopProofs : public ::testing::TestWithParam<const char*> {};
-INSTANTIATE_TEST_SUITE_P(Algs, DpopProofs, ::testing::Values("ES256", "EdDSA"));
+INSTANTIATE_TEST_SUITE_P(Algs, DpopProofs, ::testing::Values("ES256", "EdDSA", "Ed25519"));
 
 TEST_P(DpopProofs, EveryCheckOfSection43) {
     Settings settings;
