@@ -388,6 +388,160 @@ def oauth_rows():
     return rows
 
 
+DPOP_CONF = """
+    device_pairing_zone zone=pairing:256m;
+    device_pairing_token_file %DIR%/operator-token;
+    device_pairing_oauth_client bench "Bench";
+    device_pairing_dpop_window 3600s;
+    set_real_ip_from 127.0.0.1;
+    real_ip_header X-Forwarded-For;
+    server {
+        listen 127.0.0.1:%PORT% backlog=4096;
+        location /t { device_pairing_auth bearer; empty_gif; }
+        location /oauth/ { device_pairing on; }
+        location /api/devices { device_pairing on; }
+    }"""
+
+
+class DpopClient:
+    """A client's key and its proofs (RFC 9449), made with python3-cryptography."""
+    def __init__(self, alg):
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+        from cryptography.hazmat.primitives import serialization as ser
+        self.alg = alg
+        if alg == 'ES256':
+            self.key = ec.generate_private_key(ec.SECP256R1())
+            raw = self.key.public_key().public_bytes(ser.Encoding.X962, ser.PublicFormat.UncompressedPoint)
+            self.jwk = {'kty': 'EC', 'crv': 'P-256', 'x': b64u(raw[1:33]), 'y': b64u(raw[33:])}
+        else:
+            self.key = ed25519.Ed25519PrivateKey.generate()
+            raw = self.key.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
+            self.jwk = {'kty': 'OKP', 'crv': 'Ed25519', 'x': b64u(raw)}
+        self.header = b64u(json.dumps({'typ': 'dpop+jwt', 'alg': alg, 'jwk': self.jwk}).encode())
+
+    def proof(self, method, url, token=None, jti=None):
+        import hashlib, uuid
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        claims = {'jti': jti or uuid.uuid4().hex, 'htm': method, 'htu': url, 'iat': int(time.time())}
+        if token:
+            claims['ath'] = b64u(hashlib.sha256(token.encode()).digest())
+        signing_input = self.header + '.' + b64u(json.dumps(claims).encode())
+        if self.alg == 'ES256':
+            r, s_ = decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+            sig = r.to_bytes(32, 'big') + s_.to_bytes(32, 'big')
+        else:
+            sig = self.key.sign(signing_input.encode())
+        return signing_input + '.' + b64u(sig)
+
+
+def b64u(raw):
+    import base64
+    return base64.urlsafe_b64encode(raw).rstrip(b'=').decode()
+
+
+def bound_token(s, dpop_client, address):
+    """A device token bound to the client's key, by the OAuth device grant."""
+    import http.client
+    conn = http.client.HTTPConnection('127.0.0.1', s.port, timeout=30)
+    form = {'Content-Type': 'application/x-www-form-urlencoded', 'X-Forwarded-For': address}
+    conn.request('POST', '/oauth/device_authorization', 'client_id=bench', form)
+    da = json.loads(conn.getresponse().read())
+    operator = open(f'{s.dir}/operator-token').read().strip()
+    conn.request('POST', '/api/devices/pairing/approve', json.dumps({'code': da['user_code']}),
+                 {'Authorization': f'Bearer {operator}', 'Content-Type': 'application/json'})
+    conn.getresponse().read()
+    headers = dict(form)
+    if dpop_client:
+        headers['DPoP'] = dpop_client.proof('POST', f'http://127.0.0.1:{s.port}/oauth/token')
+    conn.request('POST', '/oauth/token', 'grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code'
+                 f'&client_id=bench&device_code={da["device_code"]}', headers)
+    answer = json.loads(conn.getresponse().read())
+    assert answer.get('token_type') == ('DPoP' if dpop_client else 'Bearer'), answer
+    return answer['access_token']
+
+
+def openssl_verify_us():
+    """One signature verification per algorithm, in µs, from openssl speed on this machine now."""
+    out = subprocess.run(['taskset', '-c', '0', 'openssl', 'speed', '-seconds', '2', 'ecdsap256', 'ed25519'],
+                         capture_output=True, text=True).stdout
+    es = re.search(r'256 bits ecdsa \(nistp256\)\s+\S+\s+\S+\s+\S+\s+([\d.]+)', out)
+    ed = re.search(r'253 bits EdDSA \(Ed25519\)\s+\S+\s+\S+\s+\S+\s+([\d.]+)', out)
+    return {'ES256': 1e6 / float(es.group(1)), 'EdDSA': 1e6 / float(ed.group(1))}
+
+
+def dpop_rows():
+    """DPoP-bound tokens at the gate: nginx CPU µs per request on one pinned
+    worker (a bearer token, then a bound one with a fresh ES256 or EdDSA
+    proof per request) against the floor and one signature verification;
+    requests/s of a bound-token gate on 2 workers; zone bytes per binding
+    and per cached proof."""
+    rows = []
+    verify = openssl_verify_us()
+    floor = Nginx('dpop_floor', 'server { listen 127.0.0.1:%PORT% backlog=4096; location /t { empty_gif; } }').start()
+    one = Nginx('dpop_1w', DPOP_CONF).start()
+    operator = open(f'{one.dir}/operator-token').read().strip()
+
+    def cpu_us(server, url, headers=(), script=None, env=None):
+        if env:
+            os.environ.update(env)
+        t0, w0 = server.cpu_ticks(), floor.cpu_ticks()
+        n, rps, p99, bad = wrk(url, headers, script=script)
+        return (server.cpu_ticks() - t0) / TICK * 1e6 / max(n, 1), rps, p99, bad
+
+    f_cpu, f_rps, _, _ = cpu_us(floor, f'http://127.0.0.1:{floor.port}/t')
+    bearer = bound_token(one, None, '192.0.2.1')
+    b_cpu, _, _, _ = cpu_us(one, f'http://127.0.0.1:{one.port}/t', [f'Authorization: Bearer {bearer}'])
+    rows.append(('floor (empty_gif), 1 pinned worker', f'{f_cpu:.1f} µs'))
+    rows.append(('gate, a bearer token (no DPoP)', f'{b_cpu:.1f} µs ({b_cpu - f_cpu:+.1f} over the floor)'))
+    count = int(SECONDS * 16000)
+    for alg, key_alg in (('ES256', 'ES256'), ('EdDSA', 'EdDSA')):
+        c = DpopClient(key_alg)
+        token = bound_token(one, c, f'192.0.2.{2 if alg == "ES256" else 3}')
+        with open(f'{one.dir}/proofs-{alg}', 'w') as fh:
+            fh.write('\n'.join(c.proof('GET', f'http://127.0.0.1:{one.port}/t', token) for _ in range(count)) + '\n')
+        used0 = one.get_json('/api/devices/stats', operator)
+        g_cpu, g_rps, g_p99, bad = cpu_us(one, f'http://127.0.0.1:{one.port}/t', script=f'{ROOT}/bench/dpop_gate.lua',
+                                          env={'DP_BENCH_PROOFS': f'{one.dir}/proofs-{alg}', 'DP_BENCH_TOKEN': token,
+                                               'DP_BENCH_THREADS': '1'})
+        used1 = one.get_json('/api/devices/stats', operator)
+        over = g_cpu - f_cpu
+        rows.append((f'gate, a DPoP-bound token with a fresh {alg} proof per request',
+                     f'{g_cpu:.1f} µs ({over:+.1f} over the floor = {over / verify[alg]:.2f} × one {alg} verification '
+                     f'of {verify[alg]:.1f} µs; {g_rps:,.0f} req/s, {bad} refused)'))
+        proofs = used1['records']['dpopProofs'] - used0['records']['dpopProofs']
+        if alg == 'ES256' and proofs > 0:
+            per_jti = ((used1['zoneBytes'] - used1['zoneFreeBytes']) - (used0['zoneBytes'] - used0['zoneFreeBytes'])) / proofs
+            rows.append(('zone bytes per cached proof (jti), slab pages used', f'{per_jti:.0f}'))
+
+    # Zone bytes per binding: 200 devices bound, against 200 not.
+    def used():
+        st = one.get_json('/api/devices/stats', operator)
+        return st['zoneBytes'] - st['zoneFreeBytes']
+    u0 = used()
+    for i in range(200):
+        bound_token(one, None, f'198.51.100.{i % 250 + 1}')
+    u1 = used()
+    c = DpopClient('ES256')
+    for i in range(200):
+        bound_token(one, c, f'203.0.113.{i % 250 + 1}')
+    u2 = used()
+    rows.append(('zone bytes per bound device over an unbound one (the binding record)', f'{((u2 - u1) - (u1 - u0)) / 200:.0f}'))
+
+    two = Nginx('dpop_2w', DPOP_CONF, workers=2, pinned=False).start()
+    c = DpopClient('ES256')
+    token = bound_token(two, c, '192.0.2.9')
+    with open(f'{two.dir}/proofs', 'w') as fh:
+        fh.write('\n'.join(c.proof('GET', f'http://127.0.0.1:{two.port}/t', token) for _ in range(int(SECONDS * 30000))) + '\n')
+    os.environ.update(DP_BENCH_PROOFS=f'{two.dir}/proofs', DP_BENCH_TOKEN=token, DP_BENCH_THREADS='2')
+    n, rps, p99, bad = wrk(f'http://127.0.0.1:{two.port}/', threads=2, conns=CONNS, script=f'{ROOT}/bench/dpop_gate.lua', cpu=None)
+    rows.append(('bound-token gate, ES256 proofs, 2 workers (unpinned), requests/s', f'{rps:,.0f} (p99 {p99:,.0f} µs, {bad} refused)'))
+    for srv in (floor, one, two):
+        srv.stop()
+    return rows
+
+
 def fleet_conf(redis_port, prefix='bench:'):
     return routes_conf(f'redis=127.0.0.1:{redis_port} redis_prefix={prefix}')
 
@@ -691,6 +845,10 @@ print(base64.b64encode(ed25519.Ed25519PrivateKey.generate().public_key().public_
         route_rows.append((label, rps, p99))
         print(f'route {label:42s} {rps:9.0f} req/s p99 {p99:7.0f} us', flush=True)
 
+    dpop = dpop_rows()
+    for label, value in dpop:
+        print(f'dpop {label:70s} {value}', flush=True)
+
     oauth = oauth_rows()
     for label, value in oauth:
         print(f'oauth {label:70s} {value}', flush=True)
@@ -741,6 +899,8 @@ print(base64.b64encode(ed25519.Ed25519PrivateKey.generate().public_key().public_
            for label, rps, p99 in route_rows]
     md += ['', '| state engine, 1 000 000 devices, state= on, one worker | value |', '|---|---:|']
     md += [f'| {label} | {value} |' for label, value in engine_rows]
+    md += ['', '| DPoP-bound tokens (RFC 9449) | value |', '|---|---:|']
+    md += [f'| {label} | {value} |' for label, value in dpop]
     md += ['', '| OAuth device grant (RFC 8628) | value |', '|---|---:|']
     md += [f'| {label} | {value} |' for label, value in oauth]
     md += ['', '| fleet mode: two hosts (2 workers each, unpinned) and one redis-server (AOF, appendfsync everysec) on this machine | value |', '|---|---:|']
