@@ -329,18 +329,6 @@ bool p256_public_key_ok(std::string_view raw) {
            EC_POINT_is_on_curve(group.get(), point.get(), bn.get()) == 1;
 }
 
-bool ed25519_verify(std::string_view public_raw, std::string_view message,
-                    std::string_view signature) {
-    if (public_raw.size() != 32 || signature.size() != 64) return false;
-    std::unique_ptr<EVP_PKEY, PkeyDeleter> key(EVP_PKEY_new_raw_public_key(
-        EVP_PKEY_ED25519, nullptr, (const unsigned char*)public_raw.data(), 32));
-    if (!key) return false;
-    std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
-    if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1)
-        return false;
-    return EVP_DigestVerify(ctx.get(), (const unsigned char*)signature.data(), 64,
-                            (const unsigned char*)message.data(), message.size()) == 1;
-}
 
 namespace {
 
@@ -348,34 +336,65 @@ struct EcdsaSigDeleter {
     void operator()(ECDSA_SIG* s) const { ECDSA_SIG_free(s); }
 };
 
-// A P-256 key from its raw point, kept per thread by that point: a bound
-// device proves with the same key on every request, and building an
-// EVP_PKEY from parameters costs about as much as the verification.
-EVP_PKEY* p256_key(std::string_view public_raw) {
-    using Cache = std::unordered_map<std::string, std::unique_ptr<EVP_PKEY, PkeyDeleter>>;
+// A public key ready to verify with, kept per thread by its raw bytes: a
+// bound device proves with the same key on every request, and building the
+// key and initialising a verification cost OpenSSL 3 about as much as the
+// verification itself. Bounded: many keys only cost the build again.
+struct VerifyKey {
+    std::unique_ptr<EVP_PKEY, PkeyDeleter> key;
+    std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> p256;  // EVP_PKEY_verify over a SHA-256 digest
+    std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ed25519;   // one-shot EVP_DigestVerify, reusable
+};
+
+VerifyKey* verify_key(std::string_view public_raw, bool p256) {
+    using Cache = std::unordered_map<std::string, VerifyKey>;
     thread_local Cache cache;
-    auto it = cache.find(std::string(public_raw));
-    if (it != cache.end()) return it->second.get();
-    if (!p256_public_key_ok(public_raw)) return nullptr;
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char*)"P-256", 0),
-        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void*)public_raw.data(), public_raw.size()),
-        OSSL_PARAM_construct_end()};
-    std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
-    EVP_PKEY* key = nullptr;
-    if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
-        EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
-        return nullptr;
-    if (cache.size() >= 1024) cache.clear();  // bounded: many keys only cost the build again
-    return cache.emplace(std::string(public_raw), std::unique_ptr<EVP_PKEY, PkeyDeleter>(key)).first->second.get();
+    std::string id(public_raw);
+    id += p256 ? 'p' : 'e';
+    auto it = cache.find(id);
+    if (it != cache.end()) return &it->second;
+    VerifyKey k;
+    if (p256) {
+        if (!p256_public_key_ok(public_raw)) return nullptr;
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char*)"P-256", 0),
+            OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void*)public_raw.data(), public_raw.size()),
+            OSSL_PARAM_construct_end()};
+        std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+        EVP_PKEY* key = nullptr;
+        if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+            EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
+            return nullptr;
+        k.key.reset(key);
+        k.p256.reset(EVP_PKEY_CTX_new(key, nullptr));
+        if (!k.p256 || EVP_PKEY_verify_init(k.p256.get()) != 1 ||
+            EVP_PKEY_CTX_set_signature_md(k.p256.get(), sha256_md()) != 1)
+            return nullptr;
+    } else {
+        if (public_raw.size() != 32) return nullptr;
+        k.key.reset(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, (const unsigned char*)public_raw.data(), 32));
+        k.ed25519.reset(EVP_MD_CTX_new());
+        if (!k.key || !k.ed25519 || EVP_DigestVerifyInit(k.ed25519.get(), nullptr, nullptr, nullptr, k.key.get()) != 1)
+            return nullptr;
+    }
+    if (cache.size() >= 1024) cache.clear();
+    return &cache.emplace(std::move(id), std::move(k)).first->second;
 }
 
 }  // namespace
 
+bool ed25519_verify(std::string_view public_raw, std::string_view message,
+                    std::string_view signature) {
+    if (signature.size() != 64) return false;
+    VerifyKey* k = verify_key(public_raw, false);
+    return k && EVP_DigestVerify(k->ed25519.get(), (const unsigned char*)signature.data(), 64,
+                                 (const unsigned char*)message.data(), message.size()) == 1;
+}
+
 bool es256_verify(std::string_view public_raw, std::string_view message, std::string_view signature) {
     if (signature.size() != 64) return false;
-    EVP_PKEY* key = p256_key(public_raw);
-    if (!key) return false;
+    VerifyKey* k = verify_key(public_raw, true);
+    if (!k) return false;
     // JWS carries R || S (RFC 7518 3.4); OpenSSL verifies DER.
     std::unique_ptr<ECDSA_SIG, EcdsaSigDeleter> sig(ECDSA_SIG_new());
     BIGNUM* r = BN_bin2bn((const unsigned char*)signature.data(), 32, nullptr);
@@ -389,9 +408,8 @@ bool es256_verify(std::string_view public_raw, std::string_view message, std::st
     unsigned char* out = der;
     const int der_len = i2d_ECDSA_SIG(sig.get(), &out);
     if (der_len <= 0 || der_len > (int)sizeof der) return false;
-    std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
-    if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, sha256_md(), nullptr, key) != 1) return false;
-    return EVP_DigestVerify(ctx.get(), der, (size_t)der_len, (const unsigned char*)message.data(), message.size()) == 1;
+    const Digest digest = sha256(message);
+    return EVP_PKEY_verify(k->p256.get(), der, (size_t)der_len, digest.data(), digest.size()) == 1;
 }
 
 std::string ed25519_device_id(std::string_view public_raw) {

@@ -1,6 +1,7 @@
 #include "core/dpop.h"
 
 #include <cstring>
+#include <unordered_map>
 
 #include "core/json.h"
 
@@ -90,6 +91,51 @@ std::string nonce_mac(const Settings& settings, const std::string& payload) {
     return std::string((const char*)mac.data(), 16);
 }
 
+// What a proof's header says, once checked: a client signs every proof
+// with the same header (typ, alg, its public jwk), so it is parsed and
+// judged once per thread and header text.
+struct ProofHeader {
+    bool valid = false;   // typ, alg and a public jwk of that alg's type
+    bool es256 = false;
+    std::string key;      // the verifier's form of the public key
+    Digest jkt{};
+};
+
+std::optional<ProofHeader> judge_header(std::string_view encoded) {
+    auto text = base64url_decode(encoded);
+    if (!text) return std::nullopt;
+    std::string why;
+    Json header = parse_json_object(*text, &why);
+    if (!header) return std::nullopt;
+    ProofHeader h;
+    const json_t* typ = member_of(header.get(), "typ", JSON_STRING);
+    const json_t* alg = member_of(header.get(), "alg", JSON_STRING);
+    const json_t* jwk = member_of(header.get(), "jwk", JSON_OBJECT);
+    if (!typ || strcmp(json_string_value(typ), "dpop+jwt") != 0 || !alg || !jwk) return h;
+    const std::string alg_name = json_string_value(alg);
+    // Ed25519 is EdDSA's fully-specified name (RFC 9864), which newer clients send.
+    if (alg_name != "ES256" && alg_name != "EdDSA" && alg_name != "Ed25519") return h;
+    if (json_object_get(jwk, "d")) return h;  // a private key
+    auto key = public_key(jwk, alg_name);
+    auto jkt = jwk_thumbprint(jwk);
+    if (!key || !jkt) return h;
+    h.valid = true;
+    h.es256 = alg_name == "ES256";
+    h.key = *key;
+    h.jkt = *jkt;
+    return h;
+}
+
+const ProofHeader* proof_header(std::string_view encoded) {
+    thread_local std::unordered_map<std::string, std::optional<ProofHeader>> cache;
+    auto it = cache.find(std::string(encoded));
+    if (it == cache.end()) {
+        if (cache.size() >= 1024) cache.clear();  // bounded: many keys only cost the parse again
+        it = cache.emplace(std::string(encoded), judge_header(encoded)).first;
+    }
+    return it->second ? &*it->second : nullptr;
+}
+
 }  // namespace
 
 const char* dpop_failure_name(DpopFailure f) { return kFailureNames[(size_t)f < (size_t)DpopFailure::Count ? (size_t)f : 0]; }
@@ -171,29 +217,18 @@ DpopFailure check_proof(const Request& req, const Settings& settings, std::strin
     const size_t dot1 = jwt.find('.'), dot2 = dot1 == std::string::npos ? dot1 : jwt.find('.', dot1 + 1);
     if (dot2 == std::string::npos || jwt.find('.', dot2 + 1) != std::string::npos || jwt.size() > 4096)
         return DpopFailure::Malformed;
-    auto header_text = base64url_decode(std::string_view(jwt).substr(0, dot1));
+    const ProofHeader* header = proof_header(std::string_view(jwt).substr(0, dot1));
+    if (!header) return DpopFailure::Malformed;
+    if (!header->valid) return DpopFailure::Header;
     auto claims_text = base64url_decode(std::string_view(jwt).substr(dot1 + 1, dot2 - dot1 - 1));
     auto signature = base64url_decode(std::string_view(jwt).substr(dot2 + 1));
-    if (!header_text || !claims_text || !signature) return DpopFailure::Malformed;
+    if (!claims_text || !signature) return DpopFailure::Malformed;
     std::string why;
-    Json header = parse_json_object(*header_text, &why), claims = parse_json_object(*claims_text, &why);
-    if (!header || !claims) return DpopFailure::Malformed;
-
-    // typ, alg (asymmetric, supported), a public jwk of that alg's type.
-    const json_t* typ = member_of(header.get(), "typ", JSON_STRING);
-    const json_t* alg = member_of(header.get(), "alg", JSON_STRING);
-    const json_t* jwk = member_of(header.get(), "jwk", JSON_OBJECT);
-    if (!typ || strcmp(json_string_value(typ), "dpop+jwt") != 0 || !alg || !jwk) return DpopFailure::Header;
-    const std::string alg_name = json_string_value(alg);
-    // Ed25519 is EdDSA's fully-specified name (RFC 9864), which newer clients send.
-    if (alg_name != "ES256" && alg_name != "EdDSA" && alg_name != "Ed25519") return DpopFailure::Header;
-    if (json_object_get(jwk, "d")) return DpopFailure::Header;  // a private key
-    auto key = public_key(jwk, alg_name);
-    auto jkt = jwk_thumbprint(jwk);
-    if (!key || !jkt) return DpopFailure::Header;
+    Json claims = parse_json_object(*claims_text, &why);
+    if (!claims) return DpopFailure::Malformed;
     const std::string_view signed_part = std::string_view(jwt).substr(0, dot2);
-    const bool valid = alg_name == "ES256" ? es256_verify(*key, signed_part, *signature)
-                                           : ed25519_verify(*key, signed_part, *signature);
+    const bool valid = header->es256 ? es256_verify(header->key, signed_part, *signature)
+                                     : ed25519_verify(header->key, signed_part, *signature);
     if (!valid) return DpopFailure::Signature;
 
     // The claims: this request, now, this token, this host's nonce.
@@ -222,7 +257,7 @@ DpopFailure check_proof(const Request& req, const Settings& settings, std::strin
         const json_t* nonce = member_of(claims.get(), "nonce", JSON_STRING);
         if (!nonce || !dpop_nonce_fresh(settings, req.host_id, json_string_value(nonce), now_s)) return DpopFailure::Nonce;
     }
-    out->jkt = *jkt;
+    out->jkt = header->jkt;
     out->jti = json_string_value(jti);
     out->iat = (uint32_t)issued;
     return DpopFailure::None;
