@@ -296,19 +296,25 @@ def routes_conf(zone_extra=''):
     }}"""
 
 
-OAUTH_CONF = """
-    device_pairing_zone zone=pairing:1024m;
+def grant_conf(zone, extra):
+    """The OAuth device grant's routes and a gated /t, client addresses from
+    X-Forwarded-For (the bench makes many clients from one address)."""
+    return f"""
+    device_pairing_zone zone=pairing:{zone};
     device_pairing_token_file %DIR%/operator-token;
     device_pairing_oauth_client bench "Bench";
-    device_pairing_oauth_interval 5s;
+    {extra}
     set_real_ip_from 127.0.0.1;
     real_ip_header X-Forwarded-For;
-    server {
+    server {{
         listen 127.0.0.1:%PORT% backlog=4096;
-        location /t { device_pairing_auth bearer; empty_gif; }
-        location /oauth/ { device_pairing on; }
-        location /api/devices { device_pairing on; }
-    }"""
+        location /t {{ device_pairing_auth bearer; empty_gif; }}
+        location /oauth/ {{ device_pairing on; }}
+        location /api/devices {{ device_pairing on; }}
+    }}"""
+
+
+OAUTH_CONF = grant_conf('1024m', 'device_pairing_oauth_interval 5s;')
 
 
 def oauth_rows():
@@ -388,19 +394,7 @@ def oauth_rows():
     return rows
 
 
-DPOP_CONF = """
-    device_pairing_zone zone=pairing:256m;
-    device_pairing_token_file %DIR%/operator-token;
-    device_pairing_oauth_client bench "Bench";
-    device_pairing_dpop_window 3600s;
-    set_real_ip_from 127.0.0.1;
-    real_ip_header X-Forwarded-For;
-    server {
-        listen 127.0.0.1:%PORT% backlog=4096;
-        location /t { device_pairing_auth bearer; empty_gif; }
-        location /oauth/ { device_pairing on; }
-        location /api/devices { device_pairing on; }
-    }"""
+DPOP_CONF = grant_conf('256m', 'device_pairing_dpop_window 3600s;')
 
 
 class DpopClient:

@@ -86,6 +86,17 @@ Request gate_request(const std::string& token, std::vector<std::string> proofs) 
     return req;
 }
 
+// POST /pair with the zone's OTP, to which a test adds its proof.
+Request pair_request(Harness& h) {
+    Request pair;
+    pair.method = "POST";
+    pair.path = "/pair";
+    pair.host = "gw.local";
+    pair.now_ms = kT0;
+    pair.body = "{\"otp\":\"" + h.new_otp(kT0) + "\"}";
+    return pair;
+}
+
 DpopFailure check(const Settings& settings, const std::string& jwt, const std::string& token = "",
                   Request req = gate_request("", {})) {
     req.dpop = {jwt};
@@ -186,12 +197,7 @@ TEST(DpopBinding, IssuanceBindsAndTheTokenNeedsItsProof) {
     ClientKey key("ES256");
     ClientKey thief("ES256");
     // POST /pair with a proof: the owner's token is bound.
-    Request pair;
-    pair.method = "POST";
-    pair.path = "/pair";
-    pair.host = "gw.local";
-    pair.now_ms = kT0;
-    pair.body = "{\"otp\":\"" + h.new_otp(kT0) + "\"}";
+    Request pair = pair_request(h);
     pair.dpop = {proof(key, {.htm = "POST", .htu = "http://gw.local/pair"})};
     Response r = api_handle(h.store, h.settings, api_route("POST", "/pair"), pair, h.addr);
     ASSERT_EQ(r.status, 200) << r.body;
@@ -232,12 +238,7 @@ TEST(DpopBinding, IssuanceBindsAndTheTokenNeedsItsProof) {
 
 TEST(DpopBinding, RequiredRefusesIssuanceWithoutAProofAndRotationBindsAnew) {
     Harness h;
-    Request pair;
-    pair.method = "POST";
-    pair.path = "/pair";
-    pair.host = "gw.local";
-    pair.now_ms = kT0;
-    pair.body = "{\"otp\":\"" + h.new_otp(kT0) + "\"}";
+    Request pair = pair_request(h);
     pair.dpop_mode = DpopMode::Required;
     Response refused = api_handle(h.store, h.settings, api_route("POST", "/pair"), pair, h.addr);
     EXPECT_EQ(refused.status, 401);
