@@ -168,8 +168,20 @@ void Store::capture(Kind kind, const uint8_t* key, const RecordHeader* before) {
     if (restoring_ || kind == Kind::AccountCount) return;  // account counters are derived
     Digest k{};
     if (key) memcpy(k.data(), key, 32);
-    for (const RecordChange& c : changes_)
-        if (c.kind == kind && c.key == k) return;
+    // Small transactions (nearly all) look through their few changes; a
+    // long one keeps a set, so a million-record load is not quadratic.
+    constexpr size_t kScanUpTo = 16;
+    auto id_of = [](Kind kd, const Digest& key_bytes) {
+        return std::string(1, (char)kd) + std::string((const char*)key_bytes.data(), 32);
+    };
+    if (changes_.size() < kScanUpTo) {
+        for (const RecordChange& c : changes_)
+            if (c.kind == kind && c.key == k) return;
+    } else {
+        if (captured_.empty())
+            for (const RecordChange& c : changes_) captured_.insert(id_of(c.kind, c.key));
+        if (captured_.count(id_of(kind, k))) return;
+    }
     // Everything this change will need is allocated here, before the record
     // changes: a failure throws with the store as it was.
     const size_t size = kind == Kind::Count ? sizeof(OtpState) : record_size(kind);
@@ -179,7 +191,8 @@ void Store::capture(Kind kind, const uint8_t* key, const RecordHeader* before) {
     else if (before)
         change.before = bytes_of(before, size);
     change.after.reserve(size);
-    changes_.reserve(changes_.size() + 1);
+    if (changes_.size() == changes_.capacity()) changes_.reserve(std::max<size_t>(8, changes_.size() * 2));  // amortised
+    if (changes_.size() >= kScanUpTo) captured_.insert(id_of(kind, k));
     changes_.push_back(std::move(change));
 }
 
@@ -194,6 +207,7 @@ void Store::commit() noexcept {
     written_ = false;
     std::vector<RecordChange> changes;
     changes.swap(changes_);
+    captured_.clear();
     for (RecordChange& c : changes) {
         const std::string_view now = current_view(c);
         c.after.assign(now.data(), now.size());  // within the capacity capture reserved
@@ -220,6 +234,7 @@ void Store::commit() noexcept {
 void Store::rollback() noexcept {
     std::vector<RecordChange> changes;
     changes.swap(changes_);
+    captured_.clear();
     for (RecordChange& c : changes) {
         const std::string_view now = current_view(c);
         c.after.assign(now.data(), now.size());

@@ -10,6 +10,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <unordered_set>
 #include <vector>
 
 #include "core/crypto.h"
@@ -432,6 +433,9 @@ class Store {
     ChangeLog* log_ = nullptr;
     bool restoring_ = false;
     std::vector<RecordChange> changes_;
+    // Which (kind, key) changes_ holds, once it is long (a state load, a
+    // resize's copy, a fleet rebuild's batch): a capture stays O(1).
+    std::unordered_set<std::string> captured_;
 };
 
 // A read: find() and shared() only, beside other reads (the gate's
