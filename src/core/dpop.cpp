@@ -17,12 +17,6 @@ bool unreserved(char c) {
     return isalnum((unsigned char)c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    c = (char)tolower((unsigned char)c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 // RFC 3986 5.2.4.
 std::string remove_dot_segments(std::string_view in) {
     std::string out;
@@ -164,8 +158,9 @@ std::optional<std::string> normalize_http_uri(std::string_view uri) {
             decoded += path[i];
             continue;
         }
-        if (i + 2 >= path.size() || hex_value(path[i + 1]) < 0 || hex_value(path[i + 2]) < 0) return std::nullopt;
-        const char c = (char)(hex_value(path[i + 1]) * 16 + hex_value(path[i + 2]));
+        const int octet = percent_escape_value(path, i);
+        if (octet < 0) return std::nullopt;
+        const char c = (char)octet;
         if (unreserved(c)) {
             decoded += c;
         } else {

@@ -109,16 +109,23 @@ std::string hex_encode(std::string_view raw) {
     return out;
 }
 
+int hex_digit_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int percent_escape_value(std::string_view text, size_t pos) {
+    if (pos + 2 >= text.size() || text[pos] != '%') return -1;
+    const int hi = hex_digit_value(text[pos + 1]), lo = hex_digit_value(text[pos + 2]);
+    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
 bool hex_decode_to(std::string_view text, uint8_t* out, size_t len) {
     if (text.size() != 2 * len) return false;
-    auto nibble = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    };
     for (size_t i = 0; i < len; i++) {
-        int hi = nibble(text[2 * i]), lo = nibble(text[2 * i + 1]);
+        int hi = hex_digit_value(text[2 * i]), lo = hex_digit_value(text[2 * i + 1]);
         if (hi < 0 || lo < 0) return false;
         out[i] = (uint8_t)(hi << 4 | lo);
     }

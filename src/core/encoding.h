@@ -24,6 +24,10 @@ std::optional<Bytes> base64url_decode(std::string_view text);
 
 std::string hex_encode(std::string_view raw);
 std::optional<Bytes> hex_decode(std::string_view text);
+// The value of a hex digit (either case), or -1.
+int hex_digit_value(char c);
+// The byte a "%XX" escape at text[pos] stands for, or -1 when it is not one.
+int percent_escape_value(std::string_view text, size_t pos);
 // Exactly len bytes from 2 * len hex digits into out; false otherwise.
 bool hex_decode_to(std::string_view text, uint8_t* out, size_t len);
 

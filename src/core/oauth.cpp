@@ -10,23 +10,15 @@ namespace dp {
 
 namespace {
 
-int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 std::optional<std::string> form_decode(std::string_view text) {
     std::string out;
     for (size_t i = 0; i < text.size(); i++) {
         if (text[i] == '+') {
             out += ' ';
         } else if (text[i] == '%') {
-            if (i + 2 >= text.size()) return std::nullopt;
-            const int hi = hex_digit(text[i + 1]), lo = hex_digit(text[i + 2]);
-            if (hi < 0 || lo < 0) return std::nullopt;
-            out += (char)(hi * 16 + lo);
+            const int octet = percent_escape_value(text, i);
+            if (octet < 0) return std::nullopt;
+            out += (char)octet;
             i += 2;
         } else {
             out += text[i];
