@@ -31,10 +31,15 @@ Response unavailable(const char* detail) {
 
 Response forbidden(const char* detail) { return problem(403, "forbidden", "Forbidden", detail); }
 
-bool media_type_can_hold_json(const std::string& content_type) {
+std::string media_type(const std::string& content_type) {
     std::string type = content_type.substr(0, content_type.find(';'));
     while (!type.empty() && type.back() == ' ') type.pop_back();
     for (char& c : type) c = (char)tolower((unsigned char)c);
+    return type;
+}
+
+bool media_type_can_hold_json(const std::string& content_type) {
+    const std::string type = media_type(content_type);
     // Clients send JSON as it comes: curl -d (form-urlencoded), fetch with a
     // string (text/plain), or no type at all. Only types that cannot be JSON
     // text are refused.

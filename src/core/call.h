@@ -51,6 +51,8 @@ Response forbidden(const char* detail);
 // (and was undone), or this worker's zone was retired by a resize.
 Response unavailable(const char* detail);
 
+// A Content-Type's media type: without parameters, in lower case.
+std::string media_type(const std::string& content_type);
 // False for media types that cannot carry JSON text (multipart, binary).
 bool media_type_can_hold_json(const std::string& content_type);
 // The body as one JSON object, whatever text type it came as (415 for a

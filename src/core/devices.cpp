@@ -116,9 +116,14 @@ bool record_approval(Store& store, const std::string& device_id, const Approver&
            }) != nullptr;
 }
 
-std::string granted_scope(Store& store, const std::string& device_id) {
-    auto* r = as<ApprovalRecord>(store.find(Kind::Approval, approval_key(device_id)));
+namespace {
+std::string scope_of(const ApprovalRecord* r) {
     return r ? std::string(r->scope, std::min<size_t>(r->scope_len, sizeof(r->scope))) : std::string();
+}
+}  // namespace
+
+std::string granted_scope(Store& store, const std::string& device_id) {
+    return scope_of(as<ApprovalRecord>(store.find(Kind::Approval, approval_key(device_id))));
 }
 
 std::string binding_note(const std::optional<Digest>& jkt) {
@@ -162,8 +167,7 @@ Response device_list(Call& call) {
             page.push_back(*as<DeviceRecord>(h));
             auto* approval = as<ApprovalRecord>(call.store.find(Kind::Approval, approval_key(device_id_text(page.back().id))));
             approved_by.push_back(approval ? approver_text(approval->approver) : "");
-            scopes.push_back(approval ? std::string(approval->scope, std::min<size_t>(approval->scope_len, sizeof(approval->scope)))
-                                      : std::string());
+            scopes.push_back(scope_of(approval));
         });
     }
     const bool more = page.size() > (size_t)limit;

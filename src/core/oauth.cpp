@@ -35,10 +35,7 @@ Response grant_off() {
 
 // The form of an OAuth request, or the invalid_request answer.
 Result<std::map<std::string, std::string>> read_form(const Request& req) {
-    std::string type = req.content_type.substr(0, req.content_type.find(';'));
-    while (!type.empty() && type.back() == ' ') type.pop_back();
-    for (char& c : type) c = (char)tolower((unsigned char)c);
-    if (type != "application/x-www-form-urlencoded")
+    if (media_type(req.content_type) != "application/x-www-form-urlencoded")
         return oauth_error(400, "invalid_request", "the body must be application/x-www-form-urlencoded");
     std::string why;
     auto form = parse_form(req.body, &why);
