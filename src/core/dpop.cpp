@@ -1,6 +1,7 @@
 #include "core/dpop.h"
 
 #include <cstring>
+#include <memory>
 #include <unordered_map>
 
 #include "core/json.h"
@@ -121,13 +122,36 @@ std::optional<ProofHeader> judge_header(std::string_view encoded) {
 }
 
 const ProofHeader* proof_header(std::string_view encoded) {
-    thread_local std::unordered_map<std::string, std::optional<ProofHeader>> cache;
-    auto it = cache.find(std::string(encoded));
+    // Keyed by views of the owned texts: a hit builds no string.
+    struct Entry {
+        std::string text;
+        std::optional<ProofHeader> header;
+    };
+    thread_local std::unordered_map<std::string_view, std::unique_ptr<Entry>> cache;
+    auto it = cache.find(encoded);
     if (it == cache.end()) {
         if (cache.size() >= 1024) cache.clear();  // bounded: many keys only cost the parse again
-        it = cache.emplace(std::string(encoded), judge_header(encoded)).first;
+        auto entry = std::make_unique<Entry>(Entry{std::string(encoded), judge_header(encoded)});
+        const std::string_view key = entry->text;
+        it = cache.emplace(key, std::move(entry)).first;
     }
-    return it->second ? &*it->second : nullptr;
+    return it->second->header ? &*it->second->header : nullptr;
+}
+
+// The normalised URI a proof must name for this request: the same location
+// is asked for again and again, so the last answer is kept.
+std::optional<std::string> expected_htu(const Settings& settings, const Request& req) {
+    Result<std::string> base = base_url(settings, req);
+    if (!base) return std::nullopt;
+    thread_local std::string last_uri;
+    thread_local std::optional<std::string> last_normal;
+    std::string uri = std::move(*base);
+    uri += req.path;
+    if (uri != last_uri) {
+        last_normal = normalize_http_uri(uri);
+        last_uri = std::move(uri);
+    }
+    return last_normal;
 }
 
 }  // namespace
@@ -234,9 +258,7 @@ DpopFailure check_proof(const Request& req, const Settings& settings, std::strin
     if (!jti || !json_string_length(jti) || json_string_length(jti) > 256 || !htm || !htu || !iat)
         return DpopFailure::Malformed;
     if (req.method != json_string_value(htm)) return DpopFailure::Request;
-    Result<std::string> base = base_url(settings, req);
-    if (!base) return DpopFailure::Request;
-    auto expected = normalize_http_uri(*base + req.path), presented = normalize_http_uri(json_string_value(htu));
+    auto expected = expected_htu(settings, req), presented = normalize_http_uri(json_string_value(htu));
     if (!expected || !presented || *expected != *presented) return DpopFailure::Request;
     const int64_t now_s = req.now_ms / 1000, issued = json_integer_value(iat);
     if (issued < now_s - (int64_t)settings.dpop_window_s || issued > now_s + (int64_t)settings.dpop_window_s)

@@ -34,13 +34,41 @@ std::string encode(std::string_view raw, const char* alphabet, bool pad) {
     return out;
 }
 
-int std_value(char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
+// Each byte's 6-bit value in an alphabet, -1 for a byte outside it.
+struct DecodeTable {
+    int8_t value[256];
+    explicit DecodeTable(const char* alphabet) {
+        for (int8_t& v : value) v = -1;
+        for (int i = 0; i < 64; i++) value[(unsigned char)alphabet[i]] = (int8_t)i;
+    }
+};
+
+// One decoder for both alphabets: padding, when the form has it, is one or
+// two '=' at the end only; the bits a short last group drops must be zero
+// (one canonical text per value).
+std::optional<Bytes> decode(std::string_view text, const DecodeTable& table, bool padded) {
+    size_t len = text.size();
+    if (padded) {
+        if (len % 4 != 0) return std::nullopt;
+        for (int pads = 0; pads < 2 && len > 0 && text[len - 1] == '='; pads++) len--;
+    }
+    if (len % 4 == 1) return std::nullopt;
+    Bytes out;
+    out.reserve(len / 4 * 3 + 2);
+    uint32_t bits = 0;
+    int held = 0;
+    for (size_t i = 0; i < len; i++) {
+        const int v = table.value[(unsigned char)text[i]];
+        if (v < 0) return std::nullopt;
+        bits = (bits << 6 | (uint32_t)v) & 0xffffff;
+        held += 6;
+        if (held >= 8) {
+            held -= 8;
+            out += (char)(bits >> held);
+        }
+    }
+    if (bits & ((1u << held) - 1)) return std::nullopt;
+    return out;
 }
 
 int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
@@ -58,44 +86,13 @@ std::string base64_encode(std::string_view raw) { return encode(raw, kStd, true)
 std::string base64url_encode(std::string_view raw) { return encode(raw, kUrl, false); }
 
 std::optional<Bytes> base64_decode_strict(std::string_view text) {
-    if (text.size() % 4 != 0) return std::nullopt;
-    Bytes out;
-    out.reserve(text.size() / 4 * 3);
-    for (size_t i = 0; i < text.size(); i += 4) {
-        bool last = i + 4 == text.size();
-        int v[4];
-        int pads = 0;
-        for (int k = 0; k < 4; k++) {
-            char c = text[i + k];
-            if (c == '=' && last && k >= 2) {
-                v[k] = 0;
-                pads++;
-                continue;
-            }
-            if (pads) return std::nullopt;  // data after padding
-            v[k] = std_value(c);
-            if (v[k] < 0) return std::nullopt;
-        }
-        uint32_t n = v[0] << 18 | v[1] << 12 | v[2] << 6 | v[3];
-        out += (char)(n >> 16);
-        if (pads < 2) out += (char)(n >> 8);
-        if (pads < 1) out += (char)n;
-        // Canonical form: the bits dropped by padding must be zero.
-        if ((pads == 1 && (n & 0xff)) || (pads == 2 && (n & 0xffff))) return std::nullopt;
-    }
-    return out;
+    static const DecodeTable table(kStd);
+    return decode(text, table, true);
 }
 
 std::optional<Bytes> base64url_decode(std::string_view text) {
-    if (text.size() % 4 == 1) return std::nullopt;
-    std::string standard(text);
-    for (char& c : standard) {
-        if (c == '+' || c == '/' || c == '=') return std::nullopt;
-        if (c == '-') c = '+';
-        if (c == '_') c = '/';
-    }
-    standard.append((4 - standard.size() % 4) % 4, '=');
-    return base64_decode_strict(standard);
+    static const DecodeTable table(kUrl);
+    return decode(text, table, false);
 }
 
 std::string hex_encode(std::string_view raw) {

@@ -21,6 +21,16 @@ TEST(Base64, StrictStandardOnly) {
     for (int i = 0; i < 256; i++) all += (char)i;
     EXPECT_EQ(*base64_decode_strict(base64_encode(all)), all);
     EXPECT_EQ(base64url_encode("\xfb\xff"), "-_8");
+    EXPECT_EQ(*base64url_decode("-_8"), "\xfb\xff");
+    EXPECT_EQ(*base64url_decode(base64url_encode(all)), all);
+    EXPECT_EQ(*base64_decode_strict("aGk="), "hi");
+    EXPECT_EQ(*base64_decode_strict("aA=="), "h");
+    EXPECT_FALSE(base64url_decode("-_8="));     // no padding in the URL form
+    EXPECT_FALSE(base64url_decode("+/8"));      // standard alphabet
+    EXPECT_FALSE(base64url_decode("-_9"));      // non-zero trailing bits
+    EXPECT_FALSE(base64url_decode("aGVsb"));    // a length no byte string has
+    EXPECT_FALSE(base64_decode_strict("a==="));  // three pads
+    EXPECT_FALSE(base64_decode_strict("===="));
 }
 
 TEST(Encoding, HexAndTime) {
