@@ -1,12 +1,14 @@
 
-local a, k = 6, 0  -- the next transaction's first ARGV, its keys after KEYS[k]
+-- KEYS: the feed, the sequence, then each transaction's records and its
+-- accounts' sets of live mailboxes. ARGV: origin, feed length cap, count.
+local a, k = 4, 2  -- the next transaction's first ARGV, its keys after KEYS[k]
 local results, fields = {0}, {'o', ARGV[1]}
 local now_ms
-for t = 1, tonumber(ARGV[5]) do
+for t = 1, tonumber(ARGV[3]) do
   local n, cap, guards = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local kv = a + 3         -- per key: before, after, expiry
-  local gv = kv + 3 * n    -- per guard: set, member, expiry
-  a = gv + 3 * guards
+  local gv = kv + 3 * n    -- per guard: member, expiry (its set: KEYS[k + n + 1 + g])
+  a = gv + 2 * guards
   local outcome = 1
   for i = 1, n do
     if (redis.call('GET', KEYS[k + i]) or '') ~= ARGV[kv + 3 * (i - 1)] then
@@ -19,12 +21,12 @@ for t = 1, tonumber(ARGV[5]) do
   -- sorted set scored by expiry.
   if outcome == 1 and cap > 0 then
     for g = 0, guards - 1 do
-      if ARGV[gv + 2 + 3 * g] ~= '0' then
+      if ARGV[gv + 1 + 2 * g] ~= '0' then
         if not now_ms then
           local time = redis.call('TIME')
           now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
         end
-        local set = ARGV[gv + 3 * g]
+        local set = KEYS[k + n + 1 + g]
         redis.call('ZREMRANGEBYSCORE', set, '-inf', now_ms)
         if redis.call('ZCARD', set) >= cap then
           outcome = 2
@@ -47,7 +49,7 @@ for t = 1, tonumber(ARGV[5]) do
       fields[#fields + 1] = after
     end
     for g = 0, guards - 1 do
-      local set, member, expires = ARGV[gv + 3 * g], ARGV[gv + 1 + 3 * g], ARGV[gv + 2 + 3 * g]
+      local set, member, expires = KEYS[k + n + 1 + g], ARGV[gv + 2 * g], ARGV[gv + 1 + 2 * g]
       if expires ~= '0' then
         redis.call('ZADD', set, expires, member)
         if redis.call('PEXPIRETIME', set) < tonumber(expires) then redis.call('PEXPIREAT', set, expires) end
@@ -57,11 +59,11 @@ for t = 1, tonumber(ARGV[5]) do
     end
   end
   results[t + 1] = outcome
-  k = k + n
+  k = k + n + guards
 end
 if #fields > 2 then
-  local seq = redis.call('INCR', ARGV[3])
-  redis.call('XADD', ARGV[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', unpack(fields))
+  local seq = redis.call('INCR', KEYS[2])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-1', unpack(fields))
   results[1] = seq
 end
 return results

@@ -14,7 +14,7 @@ ident() { printf '%s' "$1" | sed 's/[^A-Za-z0-9]/_/g'; }
 {
     echo "// Generated from src/assets by src/assets/embed.sh: edit the assets, not this file."
     echo "#pragma once"
-    for f in pair.css pair.js pair-body.html commit.lua; do
+    for f in pair.css pair.js pair-body.html commit.lua migrate.lua; do
         echo "inline constexpr unsigned char kAsset_$(ident "$f")[] = {"
         od -An -v -tx1 "$dir/$f" | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'
         echo "0};"

@@ -71,13 +71,24 @@ void FleetKeySet::clear() {
     for (auto& keys : keys_) std::vector<Digest>().swap(keys);  // the memory goes too
 }
 
-std::string fleet_scan_pattern(std::string_view prefix) {
+namespace {
+std::string glob_literal(std::string_view text) {  // a prefix is taken literally, glob characters too
     std::string p;
-    for (char c : prefix) {  // a prefix is taken literally, glob characters too
+    for (char c : text) {
         if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') p += '\\';
         p += c;
     }
-    return p + "r:*";
+    return p;
+}
+}  // namespace
+
+std::vector<std::string> fleet_migration(std::string_view old_prefix, std::string_view new_prefix, std::string_view cursor) {
+    return {"EVAL", reinterpret_cast<const char*>(kAsset_migrate_lua), "0", std::string(old_prefix),
+            std::string(new_prefix), std::string(cursor), glob_literal(old_prefix) + "*"};
+}
+
+std::string fleet_scan_pattern(std::string_view prefix) {
+    return glob_literal(prefix) + "r:*";
 }
 std::string fleet_otp_key(std::string_view prefix) { return str(prefix, kOtpName); }
 std::string fleet_seq_key(std::string_view prefix) { return str(prefix, "seq"); }
@@ -128,14 +139,14 @@ FleetTransaction fleet_transaction(std::string_view prefix, const std::vector<Re
         if (image.size() != sizeof(MailboxRecord)) continue;
         MailboxRecord m;
         memcpy(&m, image.data(), sizeof m);
-        guards.push_back(fleet_account_key(prefix, m.account_hash));
+        t.guard_keys.push_back(fleet_account_key(prefix, m.account_hash));
         guards.push_back(t.keys[i]);
         guards.push_back(change.after.empty() ? "0" : std::to_string((uint64_t)m.h.expires_s * 1000));
     }
     t.args.reserve(3 + 3 * changes.size() + guards.size());
     t.args.push_back(std::to_string(changes.size()));
     t.args.push_back(std::to_string(account_cap));
-    t.args.push_back(std::to_string(guards.size() / 3));
+    t.args.push_back(std::to_string(t.guard_keys.size()));
     for (const RecordChange& change : changes) {
         t.args.push_back(fleet_image(change.kind, change.before));
         t.args.push_back(fleet_image(change.kind, change.after));
@@ -160,20 +171,23 @@ FleetTransaction fleet_transaction(std::string_view prefix, const std::vector<Re
 
 std::vector<std::string> fleet_commit(std::string_view prefix, std::string_view script_sha, std::string_view origin,
                                       const std::vector<const FleetTransaction*>& batch) {
-    size_t keys = 0, args = 0;
+    size_t keys = 2, args = 0;
     for (const FleetTransaction* t : batch) {
-        keys += t->keys.size();
+        keys += t->keys.size() + t->guard_keys.size();
         args += t->args.size();
     }
     std::vector<std::string> argv;
-    argv.reserve(3 + keys + 5 + args);
+    argv.reserve(3 + keys + 3 + args);
     argv.push_back("EVALSHA");
     argv.push_back(std::string(script_sha));
     argv.push_back(std::to_string(keys));
-    for (const FleetTransaction* t : batch) argv.insert(argv.end(), t->keys.begin(), t->keys.end());
-    argv.push_back(std::string(origin));
     argv.push_back(fleet_feed_key(prefix));
     argv.push_back(fleet_seq_key(prefix));
+    for (const FleetTransaction* t : batch) {
+        argv.insert(argv.end(), t->keys.begin(), t->keys.end());
+        argv.insert(argv.end(), t->guard_keys.begin(), t->guard_keys.end());
+    }
+    argv.push_back(std::string(origin));
     argv.push_back(std::to_string(kFeedMaxLen));
     argv.push_back(std::to_string(batch.size()));
     for (const FleetTransaction* t : batch) argv.insert(argv.end(), t->args.begin(), t->args.end());

@@ -32,6 +32,10 @@ std::string fleet_otp_key(std::string_view prefix);
 std::string fleet_seq_key(std::string_view prefix);
 std::string fleet_feed_key(std::string_view prefix);
 std::string fleet_epoch_key(std::string_view prefix);
+// One step of moving a fleet's keys from the layout before hash tags
+// (old_prefix) to the tagged one (src/assets/migrate.lua): an EVAL whose
+// reply is the next cursor ("0": done). Start with cursor "0".
+std::vector<std::string> fleet_migration(std::string_view old_prefix, std::string_view new_prefix, std::string_view cursor);
 
 // A Redis reply as the follower reads it, independent of hiredis: views
 // into the reply the glue received (valid while its callback runs).
@@ -62,14 +66,15 @@ std::string fleet_image(Kind kind, std::string_view bytes);
 
 // One EVALSHA commits a batch of transactions, each checked and applied on
 // its own, in order (as if sent one after another): a worker sends the
-// transactions that arrived while its last batch was in flight. KEYS: every
-// transaction's records in turn. ARGV: origin, stream key, seq key, stream
-// length cap, the number of transactions, then each one's FleetTransaction
-// args. Returns {seq (0: nothing committed), one outcome per transaction}:
-// kCommitted, kCapReached (a new mailbox would pass its account's cap
-// fleet-wide), or {0, the current image of each of its keys...} when one of
-// them no longer holds its before image. All committed transactions share
-// one feed entry.
+// transactions that arrived while its last batch was in flight. Every key
+// it touches is in KEYS (and, with the prefix's hash tag, in one slot): the
+// feed, the sequence, then each transaction's records and its accounts' sets.
+// ARGV: origin, stream length cap, the number of transactions, then each
+// one's FleetTransaction args. Returns {seq (0: nothing committed), one
+// outcome per transaction}: kCommitted, kCapReached (a new mailbox would pass
+// its account's cap fleet-wide), or {0, the current image of each of its
+// keys...} when one of them no longer holds its before image. All committed
+// transactions share one feed entry.
 extern const char* const kCommitScript;
 constexpr long long kCommitted = 1, kCapReached = 2;
 std::string fleet_script_sha();  // its SHA-1, as EVALSHA names it
@@ -79,10 +84,11 @@ constexpr size_t kMaxBatch = 64;        // transactions in one EVALSHA
 // One transaction's part of a batch. args: the number of keys, the
 // per-account cap of live pairings new mailboxes check (0: none), the number
 // of account guards; per key: before image, after image ("" = absent),
-// expiry in Unix ms (0: none); per guard: the account's set of live
-// mailboxes, the mailbox's key, its expiry in Unix ms (0: it is removed).
+// expiry in Unix ms (0: none); per guard (its set in guard_keys): the
+// mailbox's key, its expiry in Unix ms (0: it is removed).
 struct FleetTransaction {
-    std::vector<std::string> keys;  // the record keys, in change order
+    std::vector<std::string> keys;        // the record keys, in change order
+    std::vector<std::string> guard_keys;  // per guard, the account's set of live mailboxes
     std::vector<std::string> args;
 };
 FleetTransaction fleet_transaction(std::string_view prefix, const std::vector<RecordChange>& changes,

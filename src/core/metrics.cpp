@@ -48,10 +48,12 @@ std::string metrics_text(Store& store, uint32_t now_s) {
             pending += r->status == CodeStatus::Pending && r->code_expires_s > now_s;
         });
     }
-    const uint64_t out_of_step = [&] {
+    uint64_t out_of_step, link_up;
+    {
         StoreReadLock lock(store);
-        return store.shared().fleet_out_of_step_ms != 0;
-    }();
+        out_of_step = store.shared().fleet_out_of_step_ms != 0;
+        link_up = store.shared().fleet_link_up != 0;
+    }
     uint32_t oldest_seen = 0;
     std::string after;
     for (size_t visited = kSlice; visited == kSlice;) {
@@ -104,6 +106,9 @@ std::string metrics_text(Store& store, uint32_t now_s) {
     counters(out, store, "device_pairing_replica_rebuilds_total",
              "Fleet mode: rebuilds of this host's replica from Redis (a reconnect, a gap in the feed, or a reply or "
              "record it could not read).", nullptr, {{nullptr, Counter::FleetRebuilds}});
+    counters(out, store, "device_pairing_redis_master_changes_total",
+             "Fleet mode with redis_sentinel=: times the sentinels named another master (a failover).", nullptr,
+             {{nullptr, Counter::FleetMasterChanges}});
     {
         std::vector<Sample> dpop;  // one series per outcome, in DpopFailure's order
         for (size_t f = 0; f < (size_t)DpopFailure::Count; f++)
@@ -115,6 +120,9 @@ std::string metrics_text(Store& store, uint32_t now_s) {
     family(out, "device_pairing_replica_out_of_step", "gauge",
            "Fleet mode: 1 while this host's replica is not following Redis's feed (device_pairing_redis_stale "
            "applies), else 0.", nullptr, {{nullptr, out_of_step}});
+    family(out, "device_pairing_redis_link_up", "gauge",
+           "Fleet mode: 1 while this host's link to the Redis master (worker 0's feed) is up, else 0.", nullptr,
+           {{nullptr, link_up}});
     family(out, "device_pairing_devices", "gauge", "Paired devices, by role.", "role",
            {{"owner", owners}, {"device", devices - owners}});
     family(out, "device_pairing_pending_codes", "gauge", "Pairing-code requests waiting for an owner's decision.",

@@ -198,6 +198,7 @@ enum class Counter : uint8_t {
     GateAccepted, GateMissing, GateInvalid, GateRevoked, GateExpired,
     Revocations, Rotations, Renames, ZoneFull, DeviceLimit,
     FleetRebuilds,  // fleet mode: the replica rebuilt from Redis (a reconnect, a gap, a reply it could not read)
+    FleetMasterChanges,  // fleet mode with sentinels: the master they name changed
     // DPoP checks: accepted, then one per refusal (in DpopFailure's order).
     DpopAccepted, DpopMissing, DpopMultiple, DpopMalformed, DpopHeader, DpopSignature, DpopRequest, DpopTime,
     DpopTokenHash, DpopKey, DpopReplay, DpopNonce, DpopFull, DpopUnbound,
@@ -234,6 +235,8 @@ struct SharedState {
     int64_t fleet_out_of_step_ms;  // since when the feed has not been read (0: in step)
     uint8_t fleet_origin[8];       // this host's name on the feed entries it makes
     uint32_t fleet_resync;         // a commit's outcome is unknown: the follower rebuilds the replica
+    uint32_t fleet_link_up;        // worker 0's feed link is up (to the master, with sentinels)
+    char fleet_master[64];         // with sentinels: the master they named last ("host:port"), for its changes
     // A reload moved (or added) state=: the zone's whole state was written at
     // the new path, covering changes up to moved_at_seq. Workers configured
     // for an older path (their ZoneCtx's epoch) may no longer journal there.

@@ -8,8 +8,11 @@ extern "C" {
 #include <ngx_http.h>
 }
 
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "core/redis_ha.h"
 #include "core/settings.h"
 
 extern "C" ngx_module_t ngx_http_device_pairing_module;
@@ -17,14 +20,27 @@ extern "C" ngx_module_t ngx_http_device_pairing_module;
 namespace dpngx {
 
 // redis=HOST:PORT | redis=unix:PATH, redis_prefix=, redis_db=
+// What makes a fleet highly available (issue: Sentinel, WAIT, AUTH); made
+// with new and deleted with the configuration's pool.
+struct FleetHa {
+    std::vector<dp::RedisAddress> sentinels;   // redis_sentinel=: ask these for the master
+    std::string master_name;                   // redis_master=
+    std::optional<dp::RedisCredentials> auth;  // redis_auth=FILE, read when the configuration is
+    std::optional<dp::RedisCredentials> sentinel_auth;  // redis_sentinel_auth=FILE
+    int replicas = 0;                          // redis_replicas=: WAIT for this many after each batch
+    ngx_msec_t replicas_timeout = 1000;        // redis_replicas_timeout=: WAIT's bound
+};
+
 struct FleetConf {
     ngx_str_t text;         // as configured, for log lines
-    char* host_z;           // null-terminated, for hiredis
+    char* host_z;           // null-terminated, for hiredis (redis=; empty with sentinels)
     ngx_int_t port;
     ngx_str_t unix_path;
     char* unix_path_z;
-    ngx_str_t prefix;
+    ngx_str_t prefix;       // with its hash tag (dp: -> dp:{fleet}:)
+    ngx_str_t untagged_prefix;  // as configured when the tag was added (its keys are moved once); else empty
     ngx_int_t db;
+    FleetHa* ha;
 };
 
 // device_pairing_audit_log: one of nginx's open files, or a syslog peer.

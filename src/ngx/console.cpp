@@ -43,6 +43,17 @@ void write_audit_at_start(AuditLog* log, const dp::AuditEvent& event, ngx_log_t*
     if (log) write_line(log, dp::audit_line(event, now_ms(), dp::ClientAddr(), ""), error_log);
 }
 
+void write_audit_everywhere(MainConf* mcf, const dp::AuditEvent& event, ngx_log_t* error_log) {
+    auto** srvs = static_cast<SrvConf**>(mcf->pairing_srvs.elts);
+    std::vector<AuditLog*> written;  // servers may share one log
+    for (ngx_uint_t i = 0; i < mcf->pairing_srvs.nelts; i++) {
+        AuditLog* log = srvs[i]->audit;
+        if (!log || log == NGX_CONF_UNSET_PTR || std::find(written.begin(), written.end(), log) != written.end()) continue;
+        written.push_back(log);
+        write_audit_at_start(log, event, error_log);
+    }
+}
+
 ngx_int_t metrics_handler(ngx_http_request_t* r) noexcept {
     try {
         if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) return NGX_HTTP_NOT_ALLOWED;

@@ -7,6 +7,7 @@
 
 #include "core/otp.h"
 #include "ngx/banner.h"
+#include "ngx/console.h"
 #include "ngx/fleet_writer.h"
 
 namespace dpngx {
@@ -22,11 +23,16 @@ class FleetFollower {
    public:
     FleetFollower(ZoneCtx* zone, ngx_cycle_t* cycle, FleetWriter* writer)
         : zone_(zone), writer_(writer), link_(zone->fleet, cycle->log, "feed"), prefix_(to_string(zone->fleet->prefix)) {
-        link_.on_up = [this] { connected(); };
+        link_.on_up = [this] {
+            set_link_up(true);
+            connected();
+        };
         link_.on_down = [this] {
             state_ = State::Down;
+            set_link_up(false);
             set_out_of_step(zone_, true);
         };
+        link_.on_master = [this](const dp::RedisAddress& master) { master_named(master); };
         resync_timer_.handler = [](ngx_event_t* ev) noexcept {
             auto* follower = static_cast<FleetFollower*>(ev->data);
             if (follower->state_ == State::OutOfStep) follower->enter(State::ReadingSeq);
@@ -49,11 +55,12 @@ class FleetFollower {
     // (device_pairing_redis_stale applies, and the metrics show it) and a
     // rebuild starts after a pause. Down: the link is down; its reconnect
     // decides (connected()).
-    enum class State { Down, ReadingSeq, Scanning, Fetching, ReadingOtp, Following, OutOfStep };
+    enum class State { Down, ReadingSeq, Migrating, Scanning, Fetching, ReadingOtp, Following, OutOfStep };
     static const char* name(State s) {
         switch (s) {
             case State::Down: return "the link is down";
             case State::ReadingSeq: return "reading the feed's sequence";
+            case State::Migrating: return "moving the keys to their hash-tagged names";
             case State::Scanning: return "scanning the records";
             case State::Fetching: return "reading the records";
             case State::ReadingOtp: return "reading the OTP";
@@ -61,6 +68,35 @@ class FleetFollower {
             case State::OutOfStep: return "out of step";
         }
         return "";
+    }
+
+    void set_link_up(bool up) {
+        ZoneStore store(zone_);
+        dp::StoreLock lock(store);
+        store.shared_for_persistence().fleet_link_up = up;
+    }
+
+    // The sentinels named the master: a change from the one named before
+    // (kept in the zone, so a reload does not count one) is a failover, for
+    // the error log, the metrics and the audit log.
+    void master_named(const dp::RedisAddress& master) {
+        const std::string now = master.text();
+        std::string before;
+        {
+            ZoneStore store(zone_);
+            dp::StoreLock lock(store);
+            char* named = store.shared_for_persistence().fleet_master;
+            before.assign(named, strnlen(named, sizeof store.shared().fleet_master));
+            if (before == now) return;
+            memset(named, 0, sizeof store.shared().fleet_master);
+            memcpy(named, now.data(), std::min(now.size(), sizeof store.shared().fleet_master - 1));
+        }
+        if (before.empty()) return;  // the first one this zone knows
+        ZoneStore(zone_).count(dp::Counter::FleetMasterChanges);
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "device_pairing: the sentinels name a new redis master for "
+                      "\"%s\": %s (was %s)", zone_->fleet->ha->master_name.c_str(), now.c_str(), before.c_str());
+        write_audit_everywhere(zone_->mcf, dp::AuditEvent{"redis_master_changed", "", "", "", "", before + " -> " + now},
+                               ngx_cycle->log);
     }
 
     // A new worker of a reload finds the replica the old one kept in step:
@@ -95,6 +131,9 @@ class FleetFollower {
                 seen_.clear();
                 argv = {"GET", dp::fleet_seq_key(prefix_)};
                 break;
+            case State::Migrating:
+                argv = dp::fleet_migration(to_string(zone_->fleet->untagged_prefix), prefix_, cursor_);
+                break;
             case State::Scanning:
                 argv = {"SCAN", cursor_, "MATCH", dp::fleet_scan_pattern(prefix_), "COUNT", std::to_string(kScanCount)};
                 break;
@@ -125,6 +164,12 @@ class FleetFollower {
         link_.send(argv, [this, sent](redisReply* reply) {
             if (!reply || state_ != sent) return;  // the link failed: its reconnect decides
             bool ok = false;
+            if (sent == State::Migrating && reply->type == REDIS_REPLY_ERROR) {  // e.g. an ACL without EVAL
+                ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis %V: the keys of the layout before "
+                              "hash tags (%V...) could not be moved: %*s; the fleet starts from what the tagged names "
+                              "hold", &zone_->fleet->text, &zone_->fleet->untagged_prefix, (size_t)reply->len, reply->str);
+                return enter(State::ReadingSeq);
+            }
             try {
                 ok = reply->type != REDIS_REPLY_ERROR && step(reply);
             } catch (const std::exception& e) {
@@ -141,7 +186,19 @@ class FleetFollower {
             case State::ReadingSeq:
                 if (!dp::parse_feed_sequence(view_of(reply), &start_seq_)) return false;
                 cursor_ = "0";
+                // No tagged sequence yet: a fleet of an earlier version may
+                // hold its keys under the untagged names; moved once.
+                if (start_seq_ == 0 && zone_->fleet->untagged_prefix.len && !migrated_) {
+                    migrated_ = true;
+                    enter(State::Migrating);
+                    return true;
+                }
                 enter(State::Scanning);
+                return true;
+            case State::Migrating:
+                if (reply->type != REDIS_REPLY_STRING) return false;
+                cursor_.assign(reply->str, reply->len);
+                enter(cursor_ == "0" ? State::ReadingSeq : State::Migrating);
                 return true;
             case State::Scanning:
                 if (!dp::parse_scan(view_of(reply), &cursor_, &keys_)) return false;
@@ -289,6 +346,7 @@ class FleetFollower {
     dp::FleetKeySet seen_;
     bool otp_checked_ = false;
     bool connected_before_ = false;
+    bool migrated_ = false;  // the untagged keys were moved (or found none) once by this worker
     ngx_event_t resync_timer_{};
 };
 FleetFollower* follower;

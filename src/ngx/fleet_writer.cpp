@@ -90,7 +90,13 @@ void FleetWriter::send_batch() {
     std::vector<const dp::FleetTransaction*> txs;
     for (const Queued& q : *batch) txs.push_back(&q.tx);
     const std::vector<std::string> argv = dp::fleet_commit(prefix_, dp::fleet_script_sha(), origin_of(zone_), txs);
-    if (!link_.send(argv, [this, batch](redisReply* reply) { answered(*batch, reply); }, /*while_connecting=*/true)) {
+    // redis_replicas=N: a WAIT right behind the script, on the same
+    // connection (one per batch); the committed transactions are answered
+    // when it confirms.
+    const FleetHa* ha = zone_->fleet->ha;
+    auto replication = ha && ha->replicas ? std::make_shared<Replication>() : nullptr;
+    if (!link_.send(argv, [this, batch, replication](redisReply* reply) { answered(*batch, reply, replication.get()); },
+                    /*while_connecting=*/true)) {
         std::move(queued_.begin(), queued_.end(), std::back_inserter(*batch));
         queued_.clear();
         for (Queued& q : *batch) q.done(Outcome::NotSent, {});
@@ -98,11 +104,17 @@ void FleetWriter::send_batch() {
     }
     batch_in_flight_ = true;
     keep_worker(true);
+    if (replication &&
+        !link_.send({"WAIT", std::to_string(ha->replicas), std::to_string(ha->replicas_timeout)},
+                    [this, batch, replication](redisReply* reply) { replicated(*batch, *replication, reply); }, true))
+        replication->unsent = true;
 }
 
 // batch_in_flight_ stays set while the answers run: what they send (a
-// request run again) waits for the next batch.
-void FleetWriter::answered(std::vector<Queued>& batch, redisReply* reply) {
+// request run again) waits for the next batch. With a WAIT behind the
+// script, the committed transactions wait for it (replication); the rest
+// (refused: nothing was written) are answered now.
+void FleetWriter::answered(std::vector<Queued>& batch, redisReply* reply, Replication* replication) {
     const bool valid = is_array(reply) && reply->elements == batch.size() + 1 && is_int(reply->element[0]);
     if (!valid && reply && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis commit: %*s", (size_t)reply->len,
@@ -113,17 +125,45 @@ void FleetWriter::answered(std::vector<Queued>& batch, redisReply* reply) {
     for (size_t i = 0; i < batch.size(); i++) {
         const redisReply* outcome = valid ? reply->element[i + 1] : nullptr;
         Images images;
-        if (!outcome)
+        if (!outcome) {
             batch[i].done(Outcome::Unknown, images);
-        else if (is_int(outcome))
-            batch[i].done(outcome->integer == dp::kCapReached ? Outcome::CapReached : Outcome::Committed, images);
-        else {
+        } else if (is_int(outcome) && outcome->integer == dp::kCapReached) {
+            batch[i].done(Outcome::CapReached, images);
+        } else if (is_int(outcome)) {
+            if (replication && !replication->unsent)
+                replication->committed.push_back(i);
+            else
+                batch[i].done(replication ? Outcome::Unknown : Outcome::Committed, images);
+        } else {
             const std::vector<std::string>& keys = batch[i].tx.keys;
             for (size_t k = 0; is_array(outcome) && k < keys.size() && k + 1 < outcome->elements; k++)
                 images.emplace_back(keys[k], text_of(outcome->element[k + 1]));
             batch[i].done(Outcome::Conflict, images);
         }
     }
+    if (!replication || replication->committed.empty()) end_batch();
+}
+
+// WAIT's answer: the committed transactions are durable on the replicas
+// asked for, or of unknown outcome (503; the replica is rebuilt).
+void FleetWriter::replicated(std::vector<Queued>& batch, const Replication& replication, redisReply* reply) {
+    if (replication.committed.empty()) return;  // the script's answer ended the batch
+    const bool confirmed = dp::wait_confirmed(view_of(reply), zone_->fleet->ha->replicas);
+    if (!confirmed && reply) {
+        const std::string said = is_int(reply) ? std::to_string(reply->integer) + " replicas acknowledged"
+                                               : std::string(text_of(reply).empty() ? "no answer" : text_of(reply));
+        if (ngx_time() - last_wait_log_ >= kDownLogEveryS) {
+            last_wait_log_ = ngx_time();
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis WAIT %d within %M ms: %s; the writes "
+                          "were answered 503 (their outcome is unknown)", zone_->fleet->ha->replicas,
+                          zone_->fleet->ha->replicas_timeout, said.c_str());
+        }
+    }
+    for (size_t i : replication.committed) batch[i].done(confirmed ? Outcome::Committed : Outcome::Unknown, {});
+    end_batch();
+}
+
+void FleetWriter::end_batch() {
     batch_in_flight_ = false;
     if (!queued_.empty())
         send_batch();

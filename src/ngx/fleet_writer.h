@@ -44,9 +44,18 @@ class FleetWriter final : public DurableWriter {
         Done done;
     };
 
+    // A batch's WAIT (redis_replicas=): which of its transactions committed
+    // and wait for it; unsent: the WAIT could not be queued.
+    struct Replication {
+        std::vector<size_t> committed;
+        bool unsent = false;
+    };
+
     bool send(const std::vector<dp::RecordChange>& changes, uint32_t account_cap, Done done);
     void send_batch();
-    void answered(std::vector<Queued>& batch, redisReply* reply);
+    void answered(std::vector<Queued>& batch, redisReply* reply, Replication* replication);
+    void replicated(std::vector<Queued>& batch, const Replication& replication, redisReply* reply);
+    void end_batch();
     void finish(ngx_http_request_t* r, Outcome outcome, const Images& images);
 
     ZoneCtx* zone_;
@@ -56,6 +65,7 @@ class FleetWriter final : public DurableWriter {
     std::vector<dp::RecordChange> background_;
     std::vector<Queued> queued_;  // waiting for the batch in flight to be answered
     bool batch_in_flight_ = false;
+    time_t last_wait_log_ = 0;
 };
 
 }  // namespace dpngx

@@ -408,8 +408,52 @@ bool parse_redis_target(ngx_conf_t* cf, ngx_str_t* arg, FleetConf* fleet) {
     return fleet->host_z != nullptr;
 }
 
+// redis_auth=FILE: read now, by the master (root): the workers never open
+// it. Refused when anyone but its owner may read or write it.
+bool read_redis_credentials(ngx_conf_t* cf, ngx_str_t* arg, size_t name_len, std::optional<dp::RedisCredentials>* out) {
+    ngx_str_t path = {arg->len - name_len, arg->data + name_len};
+    if (path.len == 0 || ngx_conf_full_name(cf->cycle, &path, 0) != NGX_OK) return false;
+    const std::string file = to_string(path);
+    const int fd = open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "cannot read \"%V\"", &path);
+        if (fd >= 0) close(fd);
+        return false;
+    }
+    if (!S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+        close(fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" may be read by others (mode %04o): it holds a Redis password; "
+                           "chmod 600 it", &path, (unsigned)(st.st_mode & 07777));
+        return false;
+    }
+    std::string text;
+    char buf[512];
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0 && text.size() < 4096;) text.append(buf, (size_t)n);
+    close(fd);
+    std::string error;
+    *out = dp::parse_redis_credentials(text, &error);
+    if (!*out) ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s", &path, error.c_str());
+    return out->has_value();
+}
+
+// redis_sentinel=HOST:PORT,HOST:PORT,...
+bool parse_sentinels(ngx_conf_t* cf, ngx_str_t* arg, FleetHa* ha) {
+    std::string_view list((const char*)arg->data + 15, arg->len - 15);
+    while (!list.empty()) {
+        const size_t comma = list.find(',');
+        dp::RedisAddress a;
+        if (!dp::parse_redis_address(list.substr(0, comma), &a)) return false;
+        ha->sentinels.push_back(a);
+        list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    }
+    return !ha->sentinels.empty();
+}
+
 // device_pairing_zone zone=NAME:SIZE [state=PATH] [compact=SIZE]
-//                     [redis=HOST:PORT|unix:PATH [redis_prefix=P] [redis_db=N]]
+//                     [redis=HOST:PORT|unix:PATH | redis_sentinel=H:P,... redis_master=NAME]
+//                     [redis_prefix=P] [redis_db=N] [redis_auth=FILE] [redis_sentinel_auth=FILE]
+//                     [redis_replicas=N] [redis_replicas_timeout=TIME]
 char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
     auto* mcf = static_cast<MainConf*>(conf);
     if (mcf->zone) return (char*)"is duplicate";
@@ -420,7 +464,62 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
     ngx_str_t prefix = ngx_string("dp:");
     ngx_int_t db = 0;
     bool fleet_options = false;
+    // Made now, kept only in fleet mode (deleted with the pool either way).
+    auto* ha = new (std::nothrow) FleetHa();
+    ngx_pool_cleanup_t* ha_cln = ha ? ngx_pool_cleanup_add(cf->pool, 0) : nullptr;
+    if (!ha_cln) {
+        delete ha;
+        return (char*)NGX_CONF_ERROR;
+    }
+    ha_cln->handler = [](void* p) { delete static_cast<FleetHa*>(p); };
+    ha_cln->data = ha;
     for (ngx_uint_t i = 1; i < cf->args->nelts; i++) {
+        const auto starts = [&](const char* name) {
+            return value[i].len >= ngx_strlen(name) && ngx_strncmp(value[i].data, name, ngx_strlen(name)) == 0;
+        };
+        if (starts("redis_sentinel=")) {
+            if (!parse_sentinels(cf, &value[i], ha)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid \"%V\", expected redis_sentinel=HOST:PORT,HOST:PORT,...",
+                                   &value[i]);
+                return (char*)NGX_CONF_ERROR;
+            }
+            continue;
+        }
+        if (starts("redis_master=")) {
+            ha->master_name.assign((const char*)value[i].data + 13, value[i].len - 13);
+            if (ha->master_name.empty()) return (char*)"has an empty redis_master=";
+            continue;
+        }
+        if (starts("redis_auth=")) {
+            if (!read_redis_credentials(cf, &value[i], 11, &ha->auth)) return (char*)NGX_CONF_ERROR;
+            fleet_options = true;
+            continue;
+        }
+        if (starts("redis_sentinel_auth=")) {
+            if (!read_redis_credentials(cf, &value[i], 20, &ha->sentinel_auth)) return (char*)NGX_CONF_ERROR;
+            continue;
+        }
+        if (starts("redis_replicas=")) {
+            ha->replicas = (int)ngx_atoi(value[i].data + 15, value[i].len - 15);
+            if (ha->replicas < 0 || ha->replicas > 16) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid \"%V\", expected redis_replicas=0..16", &value[i]);
+                return (char*)NGX_CONF_ERROR;
+            }
+            fleet_options = true;
+            continue;
+        }
+        if (starts("redis_replicas_timeout=")) {
+            ngx_str_t t = {value[i].len - 23, value[i].data + 23};
+            const ngx_msec_t ms = ngx_parse_time(&t, 0);
+            // Below the link's watchdog (kReplyTimeoutMs), which would drop a link waiting longer.
+            if (ms == (ngx_msec_t)NGX_ERROR || ms < 1 || ms > 2000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid \"%V\", expected a time from 1ms to 2s", &value[i]);
+                return (char*)NGX_CONF_ERROR;
+            }
+            ha->replicas_timeout = ms;
+            fleet_options = true;
+            continue;
+        }
         if (ngx_strncmp(value[i].data, "redis=", 6) == 0) {
             fleet = static_cast<FleetConf*>(ngx_pcalloc(cf->pool, sizeof(FleetConf)));
             if (!fleet) return (char*)NGX_CONF_ERROR;
@@ -496,8 +595,34 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" must have \"zone=NAME:SIZE\"", &cmd->name);
         return (char*)NGX_CONF_ERROR;
     }
+    if (!ha->sentinels.empty() != !ha->master_name.empty()) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "redis_sentinel= and redis_master= go together");
+        return (char*)NGX_CONF_ERROR;
+    }
+    if (!ha->sentinels.empty()) {
+        if (fleet) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "redis= and redis_sentinel= exclude each other: the sentinels name the master");
+            return (char*)NGX_CONF_ERROR;
+        }
+        fleet = static_cast<FleetConf*>(ngx_pcalloc(cf->pool, sizeof(FleetConf)));
+        if (!fleet) return (char*)NGX_CONF_ERROR;
+        const std::string text = "master \"" + ha->master_name + "\" of the sentinels";
+        fleet->text.data = (u_char*)conf_cstring(cf, (const u_char*)text.data(), text.size());
+        if (!fleet->text.data) return (char*)NGX_CONF_ERROR;
+        fleet->text.len = text.size();
+    } else if (ha->sentinel_auth) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "redis_sentinel_auth= needs redis_sentinel=");
+        return (char*)NGX_CONF_ERROR;
+    }
     if (fleet_options && !fleet) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "redis_prefix= and redis_db= need redis=");
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "redis_prefix=, redis_db=, redis_auth= and redis_replicas= need redis= or "
+                           "redis_sentinel=");
+        return (char*)NGX_CONF_ERROR;
+    }
+    if (prefix.len && ngx_strlchr(prefix.data, prefix.data + prefix.len, '{') &&
+        !dp::has_hash_tag(std::string_view((const char*)prefix.data, prefix.len))) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "redis_prefix=%V has a \"{\" but no hash tag (\"{name}\"): every key "
+                           "must carry one", &prefix);
         return (char*)NGX_CONF_ERROR;
     }
     if (fleet && state.len) {
@@ -505,8 +630,14 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
         return (char*)NGX_CONF_ERROR;
     }
     if (fleet) {
-        fleet->prefix = prefix;
+        // Every key carries one hash tag (one Redis Cluster slot): dp: -> dp:{fleet}:
+        const std::string tagged = dp::fleet_key_prefix(std::string_view((const char*)prefix.data, prefix.len));
+        fleet->prefix.data = (u_char*)conf_cstring(cf, (const u_char*)tagged.data(), tagged.size());
+        if (!fleet->prefix.data) return (char*)NGX_CONF_ERROR;
+        fleet->prefix.len = tagged.size();
+        if (tagged.size() != prefix.len) fleet->untagged_prefix = prefix;
         fleet->db = db;
+        fleet->ha = ha;
     }
     auto* ctx = static_cast<ZoneCtx*>(ngx_pcalloc(cf->pool, sizeof(ZoneCtx)));
     if (!ctx) return (char*)NGX_CONF_ERROR;

@@ -1,19 +1,25 @@
 // The hiredis adapter: one connection to Redis on nginx's event loop
 // (hiredis's async API driven by an ngx_connection_t of our own, level-
 // triggered), reconnecting with backoff, dropping a link that stops
-// answering, and queuing a preamble (SELECT, SCRIPT LOAD) ahead of every
-// connection's commands. Fleet mode's writer and follower each hold one.
+// answering, and queuing a preamble (AUTH, SELECT, ROLE, SCRIPT LOAD) ahead
+// of every connection's commands. With sentinels (redis_sentinel=) it first
+// asks them for the master, in turn, and asks again after any disconnect,
+// timeout, READONLY, LOADING or MASTERDOWN, or a ROLE that is not master
+// (the Redis Sentinel client protocol). Fleet mode's writer and follower
+// each hold one.
 #pragma once
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/fleet.h"
+#include "core/redis_ha.h"
 #include "ngx/conf.h"
 
 namespace dpngx {
@@ -22,6 +28,7 @@ constexpr ngx_msec_t kReplyTimeoutMs = 3000;   // a link silent this long with w
 constexpr ngx_msec_t kFeedBlockMs = 1000;      // XREAD BLOCK: the feed is read at least once a second
 constexpr ngx_msec_t kFirstRetryMs = 100;
 constexpr ngx_msec_t kMaxRetryMs = 5000;
+constexpr ngx_msec_t kMaxSentinelRetryMs = 1000;  // a failover is being waited out: ask again soon
 constexpr time_t kDownLogEveryS = 60;
 
 using Reply = std::function<void(redisReply*)>;  // null: the link failed before a reply
@@ -33,6 +40,8 @@ inline std::string_view text_of(const redisReply* r) {
                                                                                    : std::string_view();
 }
 
+inline dp::ReplyView view_of(const redisReply* r);
+
 // One connection to Redis on the event loop, reconnecting with backoff.
 class RedisLink {
    public:
@@ -41,15 +50,25 @@ class RedisLink {
         init_timer(&watchdog_, [](ngx_event_t* ev) noexcept { static_cast<RedisLink*>(ev->data)->check(); });
     }
     std::function<void()> on_up, on_down;
-    std::vector<std::string> preamble;  // sent first on every connection (after SELECT)
+    std::function<void(const dp::RedisAddress&)> on_master;  // the sentinels named the master (each time)
+    std::vector<std::string> preamble;  // sent first on every connection (after AUTH, SELECT, ROLE)
 
-    bool up() const { return ac_ && connected_; }
+    bool up() const { return ac_ && connected_ && !asking_sentinel_; }
     bool up_or_connecting() const { return ac_ != nullptr; }
 
     void open() {
         if (ac_ || closing_) return;
-        ac_ = conf_->unix_path.len ? redisAsyncConnectUnix(conf_->unix_path_z)
-                                   : redisAsyncConnect(conf_->host_z, (int)conf_->port);
+        asking_sentinel_ = sentinel_mode() && !master_;
+        const FleetHa* ha = conf_->ha;
+        if (asking_sentinel_) {
+            const dp::RedisAddress& s = ha->sentinels[sentinel_];
+            ac_ = redisAsyncConnect(s.host.c_str(), s.port);
+        } else if (sentinel_mode()) {
+            ac_ = redisAsyncConnect(master_->host.c_str(), master_->port);
+        } else {
+            ac_ = conf_->unix_path.len ? redisAsyncConnectUnix(conf_->unix_path_z)
+                                       : redisAsyncConnect(conf_->host_z, (int)conf_->port);
+        }
         if (!ac_ || ac_->err) {
             if (ac_) redisAsyncFree(ac_);
             ac_ = nullptr;
@@ -87,19 +106,52 @@ class RedisLink {
         redisAsyncSetDisconnectCallback(ac_, [](const redisAsyncContext* ac, int) {
             auto* link = static_cast<RedisLink*>(ac->data);
             link->ac_ = nullptr;
-            link->failed(ac->errstr[0] ? ac->errstr : "disconnected");
+            const std::string why = !link->drop_reason_.empty() ? link->drop_reason_
+                                    : ac->errstr[0]               ? ac->errstr
+                                                                  : "disconnected";
+            link->drop_reason_.clear();
+            link->failed(why.c_str());
         });
         started_ = last_reply_ = ngx_current_msec;
         if (!watchdog_.timer_set) ngx_add_timer(&watchdog_, kReplyTimeoutMs / 3);
         // Queued now, sent first once connected.
-        if (conf_->db) send({"SELECT", std::to_string(conf_->db)}, [](redisReply*) {}, true);
-        if (!preamble.empty()) send(preamble, [](redisReply*) {}, true);
+        if (asking_sentinel_) {
+            if (ha->sentinel_auth) send_now(dp::auth_command(*ha->sentinel_auth), checked("AUTH"));
+            send_now({"SENTINEL", "get-master-addr-by-name", ha->master_name},
+                     [this](redisReply* r) { if (r) sentinel_answered(r); });
+            return;
+        }
+        if (ha && ha->auth) send_now(dp::auth_command(*ha->auth), checked("AUTH"));
+        if (conf_->db) send_now({"SELECT", std::to_string(conf_->db)}, checked("SELECT"));
+        if (sentinel_mode()) send_now({"ROLE"}, [this](redisReply* r) { if (r) role_answered(r); });
+        if (!preamble.empty()) send_now(preamble, [](redisReply*) {});
+        // What came while the sentinels were asked goes now, behind the preamble.
+        std::vector<std::pair<std::vector<std::string>, Reply>> held;
+        held.swap(held_);
+        for (auto& [argv, done] : held)
+            if (!send_now(argv, done)) done(nullptr);
+    }
+
+    // The address this link writes to, for log lines.
+    std::string target() const {
+        if (sentinel_mode()) return master_ ? "master " + master_->text() : "the sentinels";
+        return std::string((const char*)conf_->text.data, conf_->text.len);
     }
 
     // Sends a command; false (and done is not called) when the link is down.
     // while_connecting: queued behind the preamble on a link not yet up.
     bool send(const std::vector<std::string>& argv, Reply done, bool while_connecting = false) {
         if (!ac_ || (!connected_ && !while_connecting)) return false;
+        if (asking_sentinel_) {  // held for the master's connection
+            if (!while_connecting) return false;
+            held_.emplace_back(argv, std::move(done));
+            return true;
+        }
+        return send_now(argv, std::move(done));
+    }
+
+    bool send_now(const std::vector<std::string>& argv, Reply done) {
+        if (!ac_) return false;
         std::vector<const char*> ptrs;
         std::vector<size_t> lens;
         for (const std::string& a : argv) {
@@ -117,6 +169,7 @@ class RedisLink {
 
     void close() {
         closing_ = true;
+        fail_held();
         if (retry_.timer_set) ngx_del_timer(&retry_);
         if (watchdog_.timer_set) ngx_del_timer(&watchdog_);
         if (ac_) {
@@ -146,6 +199,65 @@ class RedisLink {
         } catch (const std::exception& e) {
             ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0, "device_pairing: redis reply: %s", e.what());
         }
+        // Not the master (any more): READONLY, LOADING, MASTERDOWN.
+        const auto* r = static_cast<redisReply*>(reply);
+        if (link && r && r->type == REDIS_REPLY_ERROR && dp::error_means_rediscover(std::string_view(r->str, r->len)))
+            link->drop(std::string(r->str, std::min<size_t>(r->len, 200)), true);
+    }
+
+    bool sentinel_mode() const { return conf_->ha && !conf_->ha->sentinels.empty(); }
+
+    void fail_held() {
+        std::vector<std::pair<std::vector<std::string>, Reply>> held;
+        held.swap(held_);
+        for (auto& h : held) h.second(nullptr);
+    }
+
+    // A reply callback that logs an error reply (AUTH refused, SELECT not
+    // allowed) and drops the link: nothing after it can work.
+    Reply checked(const char* what) {
+        return [this, what](redisReply* r) {
+            if (!r || r->type != REDIS_REPLY_ERROR) return;
+            ngx_log_error(NGX_LOG_ERR, log_, 0, "device_pairing: redis %s refused %s (%s link): %*s", target().c_str(),
+                          what, role_, (size_t)std::min<size_t>(r->len, 200), r->str);
+            drop(std::string(what) + " refused", false);
+        };
+    }
+
+    // Closes this connection from a reply callback (hiredis frees it when
+    // the callback returns; its disconnect callback then runs failed()).
+    // ask_sentinels: the master is looked up again before the next connect.
+    void drop(std::string why, bool ask_sentinels) {
+        if (!ac_) return;
+        if (ask_sentinels) master_.reset();
+        drop_reason_ = std::move(why);
+        redisAsyncFree(ac_);
+    }
+
+    void sentinel_answered(redisReply* reply) {
+        const auto master = dp::parse_sentinel_master(view_of(reply));
+        const dp::RedisAddress& s = conf_->ha->sentinels[sentinel_];
+        if (!master) {
+            return drop("sentinel " + s.text() + " does not name master \"" + conf_->ha->master_name + "\"" +
+                            (reply->type == REDIS_REPLY_ERROR ? ": " + std::string(reply->str, std::min<size_t>(reply->len, 200)) : ""),
+                        true);
+        }
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log_, 0, "device_pairing redis: sentinel %s names %s (%s link)", s.text().c_str(),
+                       master->text().c_str(), role_);
+        master_ = master;
+        sentinels_tried_ = 0;
+        if (on_master) on_master(*master);
+        switching_ = true;  // to the master, at once
+        drop("", false);
+    }
+
+    void role_answered(redisReply* reply) {
+        if (dp::reply_says_master(view_of(reply))) return;
+        const std::string what = reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, std::min<size_t>(reply->len, 200))
+                                                                  : "not the master (a replica)";
+        ngx_log_error(NGX_LOG_WARN, log_, 0, "device_pairing: redis %s: ROLE: %s (%s link); asking the sentinels again",
+                      target().c_str(), what.c_str(), role_);
+        drop("ROLE: " + what, true);
     }
 
     void watch(ngx_event_t* ev, bool on) {
@@ -173,31 +285,53 @@ class RedisLink {
     }
 
     void connected() {
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log_, 0, "device_pairing redis %V: %s link up", &conf_->text, role_);
         connected_ = true;
+        if (asking_sentinel_) return;  // not up: it only asks for the master
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log_, 0, "device_pairing redis %s: %s link up", target().c_str(), role_);
+        announced_ = true;
         backoff_ = kFirstRetryMs;
         if (down_since_) {
-            ngx_log_error(NGX_LOG_NOTICE, log_, 0, "device_pairing: redis %V is reachable again (%s link)",
-                          &conf_->text, role_);
+            ngx_log_error(NGX_LOG_NOTICE, log_, 0, "device_pairing: redis %s is reachable again (%s link)",
+                          target().c_str(), role_);
             down_since_ = 0;
         }
         if (on_up) on_up();
     }
 
     void failed(const char* why) {
-        const bool was_up = connected_;
-        connected_ = false;
+        const bool was_up = announced_;
+        connected_ = announced_ = false;
         if (closing_) return;  // this worker let it go (exit, reload): nothing failed
+        const bool exiting = ngx_exiting || ngx_terminate || ngx_quit;
+        if (switching_) {  // the sentinels named the master: connect to it now
+            switching_ = false;
+            if (!exiting && !retry_.timer_set) ngx_add_timer(&retry_, 1);
+            return;
+        }
+        std::string reason = why;
+        if (asking_sentinel_) {
+            reason = "sentinel " + conf_->ha->sentinels[sentinel_].text() + ": " + reason;
+            sentinel_ = dp::next_sentinel(sentinel_, conf_->ha->sentinels.size());
+            if (++sentinels_tried_ < conf_->ha->sentinels.size()) {  // the next one, at once
+                ngx_log_error(NGX_LOG_INFO, log_, 0, "device_pairing: %s (%s link); asking the next", reason.c_str(), role_);
+                if (!exiting && !retry_.timer_set) ngx_add_timer(&retry_, 1);
+                return;
+            }
+            sentinels_tried_ = 0;
+            fail_held();  // no sentinel named a master: what waited fails, as on a link that is down
+        } else if (sentinel_mode()) {
+            master_.reset();  // any disconnect or timeout: ask the sentinels again
+        }
         if (!down_since_) down_since_ = ngx_time();
         if (ngx_time() - last_down_log_ >= kDownLogEveryS) {
             last_down_log_ = ngx_time();
             ngx_log_error(NGX_LOG_ERR, log_, 0, "device_pairing: redis %V unreachable (%s link): %s",
-                          &conf_->text, role_, why);
+                          &conf_->text, role_, reason.c_str());
         }
         if (was_up && on_down) on_down();
-        if (ngx_exiting || ngx_terminate || ngx_quit) return;
+        if (exiting) return;
         if (!retry_.timer_set) ngx_add_timer(&retry_, backoff_);
-        backoff_ = std::min(backoff_ * 2, kMaxRetryMs);
+        backoff_ = std::min(backoff_ * 2, sentinel_mode() ? kMaxSentinelRetryMs : kMaxRetryMs);
     }
 
     // A link that stopped answering (a partition, a stopped server) is
@@ -222,6 +356,13 @@ class RedisLink {
     redisAsyncContext* ac_ = nullptr;
     ngx_connection_t* conn_ = nullptr;
     bool connected_ = false, closing_ = false;
+    bool announced_ = false;        // on_up ran for this connection
+    bool asking_sentinel_ = false;  // this connection asks a sentinel for the master
+    bool switching_ = false;        // dropped to connect to the master the sentinels named
+    size_t sentinel_ = 0, sentinels_tried_ = 0;
+    std::optional<dp::RedisAddress> master_;  // the master the sentinels named last (sentinel mode)
+    std::string drop_reason_;
+    std::vector<std::pair<std::vector<std::string>, Reply>> held_;  // sent while the sentinels are asked
     size_t pending_ = 0;
     ngx_msec_t started_ = 0, last_reply_ = 0, backoff_ = kFirstRetryMs;
     time_t down_since_ = 0, last_down_log_ = 0;

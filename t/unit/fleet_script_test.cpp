@@ -85,12 +85,12 @@ class FleetScript : public ::testing::Test {
     // One record changed from before to after (no expiry unless given).
     static FleetTransaction change(const std::string& key, const std::string& before, const std::string& after,
                                    uint64_t expires_ms = 0) {
-        return FleetTransaction{{key}, {"1", "0", "0", before, after, std::to_string(expires_ms)}};
+        return FleetTransaction{{key}, {}, {"1", "0", "0", before, after, std::to_string(expires_ms)}};
     }
     // A new mailbox of an account, under a cap.
     static FleetTransaction mint(const std::string& key, const std::string& account, uint32_t cap) {
         const std::string expires = std::to_string(now_ms() + 60000);
-        return FleetTransaction{{key}, {"1", std::to_string(cap), "1", "", "mailbox", expires, account, key, expires}};
+        return FleetTransaction{{key}, {account}, {"1", std::to_string(cap), "1", "", "mailbox", expires, key, expires}};
     }
     static uint64_t now_ms() {
         return (uint64_t)std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -131,7 +131,7 @@ TEST_F(FleetScript, AStaleTransactionIsRefusedAloneAndChangesNothing) {
     const FleetTransaction made = change("dp:r:1:x", "", "now");
     ASSERT_EQ(commit({&made})->element[1]->integer, kCommitted);
     // Two records in one transaction, one of them stale: neither is written.
-    const FleetTransaction stale{{"dp:r:1:y", "dp:r:1:x"}, {"2", "0", "0", "", "new y", "0", "then", "new x", "0"}};
+    const FleetTransaction stale{{"dp:r:1:y", "dp:r:1:x"}, {}, {"2", "0", "0", "", "new y", "0", "then", "new x", "0"}};
     const FleetTransaction fresh = change("dp:r:1:z", "", "zed");
     const FleetTransaction after_stale = change("dp:r:1:y", "new y", "newer y");
     ReplyPtr r = commit({&stale, &fresh, &after_stale});
@@ -168,7 +168,7 @@ TEST_F(FleetScript, TheAccountCapCountsTheBatchsOwnMailboxes) {
     EXPECT_GT(command({"PTTL", "dp:a:alice"})->integer, 0) << "an account's set lives as long as its last mailbox";
 
     // One taken (removed with its guard): its place is free in the same batch.
-    const FleetTransaction taken{{"dp:r:2:m1"}, {"1", "0", "1", "mailbox", "", "0", "dp:a:alice", "dp:r:2:m1", "0"}};
+    const FleetTransaction taken{{"dp:r:2:m1"}, {"dp:a:alice"}, {"1", "0", "1", "mailbox", "", "0", "dp:r:2:m1", "0"}};
     r = commit({&taken, &m3});
     EXPECT_EQ(r->element[1]->integer, kCommitted);
     EXPECT_EQ(r->element[2]->integer, kCommitted);

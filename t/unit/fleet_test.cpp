@@ -38,10 +38,10 @@ struct RedisModel {
     // its keys' current images in current[t].
     std::vector<long long> commit(const std::vector<std::string>& argv, std::vector<std::vector<std::string>>* current) {
         const size_t all_keys = std::stoul(argv[2]);
-        auto key = [&](size_t i) -> const std::string& { return argv[3 + i]; };
+        auto key = [&](size_t i) -> const std::string& { return argv[3 + i]; };  // KEYS[i + 1]
         const size_t args = 3 + all_keys;  // ARGV[1] is argv[args]
-        const size_t txs = std::stoul(argv[args + 4]);
-        size_t a = args + 5, k = 0;
+        const size_t txs = std::stoul(argv[args + 2]);
+        size_t a = args + 3, k = 2;  // KEYS[1], KEYS[2]: the feed and the sequence
         std::vector<long long> outcomes;
         bool any = false;
         current->assign(txs, {});
@@ -49,7 +49,7 @@ struct RedisModel {
             const size_t n = std::stoul(argv[a]), guards = std::stoul(argv[a + 2]);
             const uint64_t cap = std::stoull(argv[a + 1]);
             const size_t kv = a + 3, gv = kv + 3 * n;
-            a = gv + 3 * guards;
+            a = gv + 2 * guards;
             long long outcome = kCommitted;
             for (size_t i = 0; i < n; i++) {
                 if (get(key(k + i)) != argv[kv + 3 * i]) {
@@ -59,8 +59,8 @@ struct RedisModel {
                 }
             }
             for (size_t g = 0; outcome == kCommitted && cap && g < guards; g++) {
-                auto& live = accounts[argv[gv + 3 * g]];
-                if (argv[gv + 2 + 3 * g] == "0") continue;
+                auto& live = accounts[key(k + n + g)];
+                if (argv[gv + 1 + 2 * g] == "0") continue;
                 for (auto it = live.begin(); it != live.end();) it = it->second <= now_ms ? live.erase(it) : std::next(it);
                 if (live.size() >= cap) outcome = kCapReached;
             }
@@ -74,16 +74,16 @@ struct RedisModel {
                         values[key(k + i)] = after;
                 }
                 for (size_t g = 0; g < guards; g++) {
-                    const uint64_t expires = std::stoull(argv[gv + 2 + 3 * g]);
-                    auto& live = accounts[argv[gv + 3 * g]];
+                    const uint64_t expires = std::stoull(argv[gv + 1 + 2 * g]);
+                    auto& live = accounts[key(k + n + g)];
                     if (expires)
-                        live[argv[gv + 1 + 3 * g]] = expires;
+                        live[argv[gv + 2 * g]] = expires;
                     else
-                        live.erase(argv[gv + 1 + 3 * g]);
+                        live.erase(argv[gv + 2 * g]);
                 }
             }
             outcomes.push_back(outcome);
-            k += n;
+            k += n + guards;
         }
         seq += any;
         return outcomes;
@@ -213,32 +213,34 @@ TEST(Fleet, AMailboxMadeOrTakenGuardsItsAccount) {
     FleetTransaction t = fleet_transaction("dp:", log.changes, 16);
     size_t n = log.changes.size();
     ASSERT_EQ(t.args[2], "1");
-    ASSERT_EQ(t.args.size(), 3 + 3 * n + 3);
+    ASSERT_EQ(t.args.size(), 3 + 3 * n + 2);
     const std::string account = fleet_account_key("dp:", key_of("account", "alice").data());
-    EXPECT_EQ(t.args[3 + 3 * n], account);
+    EXPECT_EQ(t.guard_keys, std::vector<std::string>{account}) << "the set is a key (KEYS), not an argument";
     size_t mailbox = 0;
     while (log.changes[mailbox].kind != Kind::Mailbox) mailbox++;
-    EXPECT_EQ(t.args[4 + 3 * n], t.keys[mailbox]);
-    EXPECT_EQ(t.args[5 + 3 * n], std::to_string((uint64_t)(to_s(kT0) + h.settings.mailbox_ttl_s) * 1000));
+    EXPECT_EQ(t.args[3 + 3 * n], t.keys[mailbox]);
+    EXPECT_EQ(t.args[4 + 3 * n], std::to_string((uint64_t)(to_s(kT0) + h.settings.mailbox_ttl_s) * 1000));
 
     log.changes.clear();
     ASSERT_EQ(h.call("DELETE", "/api/v1/device-pairing/" + field(minted, "pairing_id"), "", kT0, "", "ka").status, 204);
     t = fleet_transaction("dp:", log.changes, 16);
     n = log.changes.size();
     ASSERT_EQ(t.args[2], "1");
-    EXPECT_EQ(t.args[3 + 3 * n], account);
-    EXPECT_EQ(t.args[5 + 3 * n], "0");
+    EXPECT_EQ(t.guard_keys, std::vector<std::string>{account});
+    EXPECT_EQ(t.args[4 + 3 * n], "0");
 }
 
-// A batch: the keys of every transaction, then the feed's names, the count,
-// and each transaction's args in the same order.
+// A batch: every key it touches in KEYS (the feed, the sequence, then each
+// transaction's records and accounts' sets), then the origin, the feed's
+// cap, the count, and each transaction's args in the same order.
 TEST(Fleet, ABatchLaysOutItsTransactionsInOrder) {
-    const FleetTransaction a{{"k1", "k2"}, {"2", "0", "0", "b1", "a1", "0", "b2", "a2", "0"}};
-    const FleetTransaction b{{"k3"}, {"1", "5", "0", "b3", "a3", "7"}};
+    const FleetTransaction a{{"k1", "k2"}, {}, {"2", "0", "0", "b1", "a1", "0", "b2", "a2", "0"}};
+    const FleetTransaction b{{"k3"}, {"set3"}, {"1", "5", "1", "b3", "a3", "7", "k3", "7"}};
     const std::vector<std::string> argv = fleet_commit("dp:", "sha", "origin", {&a, &b});
     const std::vector<std::string> expected = {
-        "EVALSHA", "sha", "3", "k1", "k2", "k3", "origin", fleet_feed_key("dp:"), fleet_seq_key("dp:"),
-        std::to_string(kFeedMaxLen), "2", "2", "0", "0", "b1", "a1", "0", "b2", "a2", "0", "1", "5", "0", "b3", "a3", "7"};
+        "EVALSHA", "sha", "6", fleet_feed_key("dp:"), fleet_seq_key("dp:"), "k1", "k2", "k3", "set3", "origin",
+        std::to_string(kFeedMaxLen), "2", "2", "0", "0", "b1", "a1", "0", "b2", "a2", "0", "1", "5", "1", "b3", "a3", "7",
+        "k3", "7"};
     EXPECT_EQ(argv, expected);
 }
 

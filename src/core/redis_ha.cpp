@@ -1,0 +1,108 @@
+#include "core/redis_ha.h"
+
+#include <cctype>
+
+namespace dp {
+
+std::optional<RedisCredentials> parse_redis_credentials(std::string_view text, std::string* error) {
+    if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+    if (text.find('\n') != std::string_view::npos) {
+        *error = "more than one line; expected PASSWORD or USER PASSWORD";
+        return std::nullopt;
+    }
+    RedisCredentials c;
+    const size_t space = text.find(' ');
+    if (space == std::string_view::npos) {
+        c.password = std::string(text);
+    } else {
+        c.user = std::string(text.substr(0, space));
+        c.password = std::string(text.substr(space + 1));
+        if (c.user.empty() || c.password.find(' ') != std::string::npos) {
+            *error = "expected PASSWORD or USER PASSWORD on one line";
+            return std::nullopt;
+        }
+    }
+    if (c.password.empty()) {
+        *error = "no password";
+        return std::nullopt;
+    }
+    for (char ch : text)
+        if ((unsigned char)ch < 0x20 || ch == 0x7f) {
+            *error = "a control character";
+            return std::nullopt;
+        }
+    return c;
+}
+
+std::vector<std::string> auth_command(const RedisCredentials& credentials) {
+    if (credentials.user.empty()) return {"AUTH", credentials.password};
+    return {"AUTH", credentials.user, credentials.password};
+}
+
+std::string RedisAddress::text() const {
+    return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+bool parse_redis_address(std::string_view text, RedisAddress* out) {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size() || text.size() - colon > 6)
+        return false;
+    std::string_view host = text.substr(0, colon);
+    if (host.front() == '[') {
+        if (host.size() < 3 || host.back() != ']') return false;
+        host = host.substr(1, host.size() - 2);
+    } else if (host.find(':') != std::string_view::npos) {
+        return false;  // IPv6 needs its brackets
+    }
+    int port = 0;
+    for (char c : text.substr(colon + 1)) {
+        if (!isdigit((unsigned char)c)) return false;
+        port = port * 10 + (c - '0');
+    }
+    if (port < 1 || port > 65535) return false;
+    out->host = std::string(host);
+    out->port = port;
+    return true;
+}
+
+std::optional<RedisAddress> parse_sentinel_master(const ReplyView& reply) {
+    if (reply.type != ReplyView::Array || reply.elements.size() != 2 || reply.elements[0].type != ReplyView::String ||
+        reply.elements[1].type != ReplyView::String || reply.elements[0].text.empty())
+        return std::nullopt;
+    std::string_view host = reply.elements[0].text;
+    RedisAddress a;
+    const std::string text = host.find(':') != std::string_view::npos ? "[" + std::string(host) + "]" : std::string(host);
+    if (!parse_redis_address(text + ":" + std::string(reply.elements[1].text), &a)) return std::nullopt;
+    return a;
+}
+
+bool reply_says_master(const ReplyView& reply) {
+    return reply.type == ReplyView::Array && !reply.elements.empty() && reply.elements[0].type == ReplyView::String &&
+           reply.elements[0].text == "master";
+}
+
+bool error_means_rediscover(std::string_view error) {
+    for (std::string_view code : {"READONLY", "LOADING", "MASTERDOWN"})
+        if (error.substr(0, code.size()) == code && (error.size() == code.size() || error[code.size()] == ' '))
+            return true;
+    return false;
+}
+
+bool wait_confirmed(const ReplyView& reply, int replicas) {
+    return reply.type == ReplyView::Integer && reply.integer >= replicas;
+}
+
+bool has_hash_tag(std::string_view key) {
+    const size_t open = key.find('{');
+    if (open == std::string_view::npos) return false;
+    const size_t close = key.find('}', open + 1);
+    return close != std::string_view::npos && close > open + 1;  // "{}" is no tag: Redis hashes the whole key
+}
+
+std::string fleet_key_prefix(std::string_view configured) {
+    if (has_hash_tag(configured)) return std::string(configured);
+    return std::string(configured) + "{fleet}:";
+}
+
+}  // namespace dp

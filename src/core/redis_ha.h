@@ -1,0 +1,62 @@
+// Fleet mode on a highly available Redis (Sentinel, WAIT, AUTH): the pure
+// rules, so that unit tests drive them without a server. The glue
+// (redis_link.h, fleet_writer.cpp) asks these what a reply means.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/fleet.h"
+
+namespace dp {
+
+// redis_auth=FILE, redis_sentinel_auth=FILE: one line, "PASSWORD" or
+// "USER PASSWORD" (a trailing newline allowed). Empty optional and *error
+// set when the text is not that.
+struct RedisCredentials {
+    std::string user;      // empty: the default user (AUTH PASSWORD)
+    std::string password;
+};
+std::optional<RedisCredentials> parse_redis_credentials(std::string_view text, std::string* error);
+// The AUTH command for them: AUTH PASSWORD, or AUTH USER PASSWORD.
+std::vector<std::string> auth_command(const RedisCredentials& credentials);
+
+// HOST:PORT; false when it is not one (IPv6 in brackets: [::1]:26379).
+struct RedisAddress {
+    std::string host;
+    int port = 0;
+    bool operator==(const RedisAddress& o) const { return host == o.host && port == o.port; }
+    std::string text() const;
+};
+bool parse_redis_address(std::string_view text, RedisAddress* out);
+
+// SENTINEL get-master-addr-by-name NAME: [ip, port], or nil when the
+// sentinel does not know that master (then the next sentinel is asked).
+std::optional<RedisAddress> parse_sentinel_master(const ReplyView& reply);
+
+// ROLE's first element: only a master takes the fleet's writes.
+bool reply_says_master(const ReplyView& reply);
+
+// An error reply that means this server is not (or not yet) the master to
+// write to: READONLY (a replica since a failover), LOADING (reading its
+// data), MASTERDOWN (a replica that lost its master). The link asks the
+// sentinels again (the Sentinel client protocol) or reconnects.
+bool error_means_rediscover(std::string_view error);
+
+// WAIT's answer after a batch that committed: durable on the replicas asked
+// for, or not known to be (the writes are treated as of unknown outcome).
+bool wait_confirmed(const ReplyView& reply, int replicas);
+
+// Which sentinel to ask next: each in turn, from the one after the last
+// that failed, so one down sentinel costs one connection attempt.
+inline size_t next_sentinel(size_t last, size_t count) { return count ? (last + 1) % count : 0; }
+
+// Every key the commit script touches carries one hash tag, so that a
+// single-slot Redis Cluster could serve the fleet: a prefix without one gets
+// "{fleet}:" added ("dp:" -> "dp:{fleet}:"); one that has a tag is kept.
+std::string fleet_key_prefix(std::string_view configured);
+bool has_hash_tag(std::string_view key);
+
+}  // namespace dp

@@ -1,0 +1,119 @@
+// Fleet mode on a highly available Redis: the credentials file, the
+// sentinels' and ROLE's replies, which errors send a link back to the
+// sentinels, WAIT's outcome, and the hash tag every key carries.
+#include <gtest/gtest.h>
+
+#include "core/redis_ha.h"
+
+using namespace dp;
+
+namespace {
+ReplyView str(std::string_view s) {
+    ReplyView v;
+    v.type = ReplyView::String;
+    v.text = s;
+    return v;
+}
+ReplyView integer(long long n) {
+    ReplyView v;
+    v.type = ReplyView::Integer;
+    v.integer = n;
+    return v;
+}
+ReplyView array(std::vector<ReplyView> elements) {
+    ReplyView v;
+    v.type = ReplyView::Array;
+    v.elements = std::move(elements);
+    return v;
+}
+}  // namespace
+
+TEST(RedisHa, CredentialsFile) {
+    std::string error;
+    auto c = parse_redis_credentials("s3cret\n", &error);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->user, "");
+    EXPECT_EQ(c->password, "s3cret");
+    EXPECT_EQ(auth_command(*c), (std::vector<std::string>{"AUTH", "s3cret"}));
+    c = parse_redis_credentials("nginx-fleet pa55word", &error);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->user, "nginx-fleet");
+    EXPECT_EQ(auth_command(*c), (std::vector<std::string>{"AUTH", "nginx-fleet", "pa55word"}));
+    EXPECT_FALSE(parse_redis_credentials("", &error));
+    EXPECT_FALSE(parse_redis_credentials("\n", &error));
+    EXPECT_FALSE(parse_redis_credentials("a b c", &error));
+    EXPECT_FALSE(parse_redis_credentials("user ", &error));
+    EXPECT_FALSE(parse_redis_credentials("one\ntwo\n", &error));
+    EXPECT_FALSE(parse_redis_credentials("pass\tword", &error));
+}
+
+TEST(RedisHa, Addresses) {
+    RedisAddress a;
+    ASSERT_TRUE(parse_redis_address("127.0.0.1:26379", &a));
+    EXPECT_EQ(a.host, "127.0.0.1");
+    EXPECT_EQ(a.port, 26379);
+    ASSERT_TRUE(parse_redis_address("[::1]:6379", &a));
+    EXPECT_EQ(a.host, "::1");
+    EXPECT_EQ(a.text(), "[::1]:6379");
+    EXPECT_FALSE(parse_redis_address("::1:6379", &a));
+    EXPECT_FALSE(parse_redis_address("host:0", &a));
+    EXPECT_FALSE(parse_redis_address("host:65536", &a));
+    EXPECT_FALSE(parse_redis_address("host:", &a));
+    EXPECT_FALSE(parse_redis_address(":6379", &a));
+    EXPECT_FALSE(parse_redis_address("host:63a9", &a));
+}
+
+TEST(RedisHa, SentinelMasterReply) {
+    auto m = parse_sentinel_master(array({str("10.0.0.7"), str("6380")}));
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->text(), "10.0.0.7:6380");
+    m = parse_sentinel_master(array({str("::1"), str("6380")}));
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->host, "::1");
+    EXPECT_FALSE(parse_sentinel_master(ReplyView{}));  // nil: this sentinel does not know the master
+    EXPECT_FALSE(parse_sentinel_master(array({str("10.0.0.7")})));
+    EXPECT_FALSE(parse_sentinel_master(array({str("10.0.0.7"), str("x")})));
+    EXPECT_FALSE(parse_sentinel_master(array({str(""), str("6380")})));
+    EXPECT_FALSE(parse_sentinel_master(array({str("10.0.0.7"), integer(6380)})));
+}
+
+TEST(RedisHa, RoleAndRediscovery) {
+    EXPECT_TRUE(reply_says_master(array({str("master"), integer(0), array({})})));
+    EXPECT_FALSE(reply_says_master(array({str("slave"), str("10.0.0.7"), integer(6379)})));
+    EXPECT_FALSE(reply_says_master(array({str("sentinel"), array({})})));
+    EXPECT_FALSE(reply_says_master(str("master")));
+    EXPECT_TRUE(error_means_rediscover("READONLY You can't write against a read only replica."));
+    EXPECT_TRUE(error_means_rediscover("LOADING Redis is loading the dataset in memory"));
+    EXPECT_TRUE(error_means_rediscover("MASTERDOWN Link with MASTER is down"));
+    EXPECT_FALSE(error_means_rediscover("NOSCRIPT No matching script."));
+    EXPECT_FALSE(error_means_rediscover("READONLYX"));
+    EXPECT_FALSE(error_means_rediscover("ERR READONLY"));
+    EXPECT_FALSE(error_means_rediscover("NOPERM this user has no permissions"));
+}
+
+TEST(RedisHa, WaitOutcome) {
+    EXPECT_TRUE(wait_confirmed(integer(1), 1));
+    EXPECT_TRUE(wait_confirmed(integer(2), 1));
+    EXPECT_FALSE(wait_confirmed(integer(0), 1)) << "a timeout: not on the replicas asked for";
+    EXPECT_FALSE(wait_confirmed(integer(1), 2));
+    ReplyView error;
+    error.type = ReplyView::Error;
+    error.text = "NOPERM";
+    EXPECT_FALSE(wait_confirmed(error, 1));
+    EXPECT_FALSE(wait_confirmed(ReplyView{}, 1));
+}
+
+TEST(RedisHa, SentinelRotation) {
+    EXPECT_EQ(next_sentinel(0, 3), 1u);
+    EXPECT_EQ(next_sentinel(2, 3), 0u);
+    EXPECT_EQ(next_sentinel(0, 1), 0u);
+}
+
+TEST(RedisHa, HashTag) {
+    EXPECT_EQ(fleet_key_prefix("dp:"), "dp:{fleet}:");
+    EXPECT_EQ(fleet_key_prefix("app:{pairing}:"), "app:{pairing}:");
+    EXPECT_TRUE(has_hash_tag("dp:{fleet}:r:1:00"));
+    EXPECT_FALSE(has_hash_tag("dp:r:1:00"));
+    EXPECT_FALSE(has_hash_tag("dp:{}:x{y}")) << "Redis takes the first {...}: an empty one hashes the whole key";
+    EXPECT_FALSE(has_hash_tag("dp:{open"));
+}
