@@ -104,14 +104,14 @@ is(scalar @banners, 1, 'exactly one host made it');
 # Reading Redis gives nothing to test OTP or code guesses against: both are
 # HMACs under the hosts' secret key, not SHA-256 of the digits.
 {
-    my $stored = `redis-cli -p $rport --raw GET t17:otp`;
+    my $stored = `redis-cli -p $rport --raw GET t17:{fleet}:otp`;
     ok(length($stored) >= 32, 'Redis holds the fleet\'s OTP state');
     isnt(substr($stored, 0, 32), Digest::SHA::sha256("otp\0$otp"), 'as a keyed MAC: the unkeyed hash of the live OTP is not there');
     my @found = grep { Digest::SHA::sha256("otp\0" . sprintf('%06d', $_)) eq substr($stored, 0, 32) } 0 .. 999999;
     is(scalar @found, 0, 'no six-digit guess matches it offline');
     my $req = $A->post('/api/devices/pairing/request', json => {})->{json};
     (my $norm = uc $req->{code}) =~ s/[^A-Z0-9]//g;
-    my $dump = join '', map { `redis-cli -p $rport --raw GET $_` } split /\n/, `redis-cli -p $rport --scan --pattern 't17:r:3:*'`;
+    my $dump = join '', map { `redis-cli -p $rport --raw GET $_` } split /\n/, `redis-cli -p $rport --scan --pattern 't17:{fleet}:r:3:*'`;
     ok(length $dump, 'Redis holds the code request');
     is(index($dump, Digest::SHA::sha256("code\0$norm")), -1, 'and no unkeyed hash of its code');
 }
@@ -225,13 +225,13 @@ ok($answered_at - $put_at < 0.25, sprintf('soon after the deposit (%.1f ms)', ($
 # carrying A's name: A admits it again, as B does.
 {
     my $cli = "redis-cli -p $rport";
-    my %had = map { $_ => 1 } split /\n/, `$cli --scan --pattern 't17:r:0:*'`;
+    my %had = map { $_ => 1 } split /\n/, `$cli --scan --pattern 't17:{fleet}:r:0:*'`;
     my $echo = $A->post('/pair', json => { otp => $A->get('/pair/refresh', token => $token)->{json}{otp}, name => 'echo' })->{json}{token};
     ok(wait_until(sub { $B->get('/api/x', token => $echo)->{status} == 200 }, 2), 'a device paired on A opens B');
-    my ($key) = grep { !$had{$_} } split /\n/, `$cli --scan --pattern 't17:r:0:*'`;
+    my ($key) = grep { !$had{$_} } split /\n/, `$cli --scan --pattern 't17:{fleet}:r:0:*'`;
     my $image = `$cli --raw GET $key`;
     chop $image;    # redis-cli's newline
-    my ($origin) = `$cli --no-raw XREVRANGE t17:feed + - COUNT 1` =~ /"o"\s+\d+\)\s+"([0-9a-f]{16})"/;
+    my ($origin) = `$cli --no-raw XREVRANGE t17:{fleet}:feed + - COUNT 1` =~ /"o"\s+\d+\)\s+"([0-9a-f]{16})"/;
     ok($key && length $image && $origin, "the device's record and A's name in the feed ($origin)");
     my ($echo_dev) = grep { $_->{name} eq 'echo' } @{ $A->get('/api/devices', token => $token)->{json}{devices} || [] };
     is($A->request('DELETE', "/api/devices/$echo_dev->{id}", token => $token)->{status}, 204, 'revoked on A');
@@ -239,8 +239,8 @@ ok($answered_at - $put_at < 0.25, sprintf('soon after the deposit (%.1f ms)', ($
     $A->write_file('image', $image);
     my $image_file = $A->dir . '/image';
     system("$cli -x SET $key < $image_file >/dev/null") == 0 or die;
-    chomp(my $seq = `$cli INCR t17:seq`);
-    system("$cli -x XADD t17:feed $seq-1 o $origin $key < $image_file >/dev/null") == 0 or die;
+    chomp(my $seq = `$cli INCR t17:{fleet}:seq`);
+    system("$cli -x XADD t17:{fleet}:feed $seq-1 o $origin $key < $image_file >/dev/null") == 0 or die;
     ok(wait_until(sub { $B->get('/api/x', token => $echo)->{status} == 200 }, 2), 'B applies the entry');
     ok(wait_until(sub { $A->get('/api/x', token => $echo)->{status} == 200 }, 2), 'and so does A, whose name it carries');
 
@@ -255,8 +255,8 @@ ok($answered_at - $put_at < 0.25, sprintf('soon after the deposit (%.1f ms)', ($
         substr($lie, $offset, 1) = $byte;
         $A->write_file('image', $lie);
         system("$cli -x SET $key < $image_file >/dev/null") == 0 or die;
-        chomp(my $lseq = `$cli INCR t17:seq`);
-        system("$cli -x XADD t17:feed $lseq-1 o $origin $key < $image_file >/dev/null") == 0 or die;
+        chomp(my $lseq = `$cli INCR t17:{fleet}:seq`);
+        system("$cli -x XADD t17:{fleet}:feed $lseq-1 o $origin $key < $image_file >/dev/null") == 0 or die;
         my ($rebuilds) = $A->get('/metrics')->{content} =~ /^device_pairing_replica_rebuilds_total (\d+)$/m;
         ok(wait_until(sub { $A->read_file('error.log') =~ /redis .*: key "\Q$key\E" is refused: / }, 3), "$what: refused with its key in the log");
         like($A->get('/metrics')->{content}, qr/^device_pairing_replica_out_of_step 1$/m, "$what: the replica is out of step in the metrics");
@@ -267,8 +267,8 @@ ok($answered_at - $put_at < 0.25, sprintf('soon after the deposit (%.1f ms)', ($
         ok(!grep({ length($_->{name} // '') > 20 } @{ $list->{json}{devices} || [] }), "$what: no name longer than its field");
         $A->write_file('image', $image);
         system("$cli -x SET $key < $image_file >/dev/null") == 0 or die;
-        chomp(my $gseq = `$cli INCR t17:seq`);
-        system("$cli -x XADD t17:feed $gseq-1 o $origin $key < $image_file >/dev/null") == 0 or die;
+        chomp(my $gseq = `$cli INCR t17:{fleet}:seq`);
+        system("$cli -x XADD t17:{fleet}:feed $gseq-1 o $origin $key < $image_file >/dev/null") == 0 or die;
         ok(wait_until(sub { $A->post('/api/v1/device-pairing', device_key => $alice)->{status} == 201 }, 5),
            "$what: A takes writes again once Redis holds a good record (the replica was rebuilt)");
         is($A->get('/api/x', token => $echo)->{status}, 200, "$what: and admits the device");
