@@ -165,7 +165,10 @@ class FleetFollower {
             if (!reply || state_ != sent) return;  // the link failed: its reconnect decides
             bool ok = false;
             if (sent == State::Migrating && reply->type == REDIS_REPLY_ERROR) {  // e.g. an ACL without EVAL
-                ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis %V: the keys of the layout before "
+                // A new fleet with the documented ACL: nothing to move, said quietly.
+                const ngx_uint_t level =
+                    std::string_view(reply->str, reply->len).substr(0, 6) == "NOPERM" ? NGX_LOG_INFO : NGX_LOG_ERR;
+                ngx_log_error(level, ngx_cycle->log, 0, "device_pairing: redis %V: the keys of the layout before "
                               "hash tags (%V...) could not be moved: %*s; the fleet starts from what the tagged names "
                               "hold", &zone_->fleet->text, &zone_->fleet->untagged_prefix, (size_t)reply->len, reply->str);
                 return enter(State::ReadingSeq);
@@ -329,8 +332,12 @@ class FleetFollower {
         }
         writer_->send_changes(std::move(changes), [this, banner](bool ok) {
             if (ok) return show_banner(zone_, banner, ngx_cycle->log);
+            // Another host made one first, or Redis did not take it (a
+            // failover): looked at again when the replica is next in step.
+            otp_checked_ = false;
             ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                          "device pairing: another host made the fleet's OTP first; it is in that host's banner file");
+                          "device pairing: this host's OTP was not stored (another host made the fleet's OTP first, or "
+                          "Redis did not take it); looked at again after the next rebuild");
         });
     }
 
