@@ -1,5 +1,6 @@
 #include "core/redis_ha.h"
 
+#include <algorithm>
 #include <cctype>
 
 namespace dp {
@@ -80,6 +81,15 @@ std::optional<RedisAddress> parse_sentinel_master(const ReplyView& reply) {
 bool reply_says_master(const ReplyView& reply) {
     return reply.type == ReplyView::Array && !reply.elements.empty() && reply.elements[0].type == ReplyView::String &&
            reply.elements[0].text == "master";
+}
+
+size_t role_replicas(const ReplyView& reply) {
+    if (!reply_says_master(reply) || reply.elements.size() < 3 || reply.elements[2].type != ReplyView::Array) return 0;
+    return reply.elements[2].elements.size();
+}
+
+int wait_target(int configured, size_t attached) {
+    return configured <= 0 ? 0 : std::max(configured, (int)std::min<size_t>(attached, 64));
 }
 
 bool error_means_rediscover(std::string_view error) {

@@ -38,6 +38,8 @@ std::optional<RedisAddress> parse_sentinel_master(const ReplyView& reply);
 
 // ROLE's first element: only a master takes the fleet's writes.
 bool reply_says_master(const ReplyView& reply);
+// A master's ROLE: how many replicas it has (its third element's length).
+size_t role_replicas(const ReplyView& reply);
 
 // An error reply that means this server is not (or not yet) the master to
 // write to: READONLY (a replica since a failover), LOADING (reading its
@@ -48,6 +50,16 @@ bool error_means_rediscover(std::string_view error);
 // WAIT's answer after a batch that committed: durable on the replicas asked
 // for, or not known to be (the writes are treated as of unknown outcome).
 bool wait_confirmed(const ReplyView& reply, int replicas);
+
+// How many replicas a batch's WAIT asks for: redis_replicas=N at least, and
+// every replica the master had when the connection was made. Why every one:
+// Sentinel's failover promotes a replica while the old master still takes
+// writes until it is demoted, and a replica still following the old master
+// could satisfy a WAIT of fewer; such a write would be acknowledged and then
+// lost. Asking for all, the promoted one's silence makes the WAIT fall short
+// (503, and the sentinels are asked again). A replica that died costs one
+// short WAIT and a reconnect, whose ROLE no longer counts it.
+int wait_target(int configured, size_t attached);
 
 // Which sentinel to ask next: each in turn, from the one after the last
 // that failed, so one down sentinel costs one connection attempt.

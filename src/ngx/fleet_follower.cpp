@@ -335,6 +335,8 @@ class FleetFollower {
             // Another host made one first, or Redis did not take it (a
             // failover): looked at again when the replica is next in step.
             otp_checked_ = false;
+            if (ngx_time() - otp_log_at_ < kDownLogEveryS) return;
+            otp_log_at_ = ngx_time();
             ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                           "device pairing: this host's OTP was not stored (another host made the fleet's OTP first, or "
                           "Redis did not take it); looked at again after the next rebuild");
@@ -353,7 +355,8 @@ class FleetFollower {
     dp::FleetKeySet seen_;
     bool otp_checked_ = false;
     bool connected_before_ = false;
-    bool migrated_ = false;  // the untagged keys were moved (or found none) once by this worker
+    bool migrated_ = false;
+    time_t otp_log_at_ = 0;  // the untagged keys were moved (or found none) once by this worker
     ngx_event_t resync_timer_{};
 };
 FleetFollower* follower;

@@ -95,6 +95,7 @@ void FleetWriter::send_batch() {
     // when it confirms.
     const FleetHa* ha = zone_->fleet->ha;
     auto replication = ha && ha->replicas ? std::make_shared<Replication>() : nullptr;
+    if (replication) replication->target = dp::wait_target(ha->replicas, link_.attached_replicas());
     if (!link_.send(argv, [this, batch, replication](redisReply* reply) { answered(*batch, reply, replication.get()); },
                     /*while_connecting=*/true)) {
         std::move(queued_.begin(), queued_.end(), std::back_inserter(*batch));
@@ -105,7 +106,7 @@ void FleetWriter::send_batch() {
     batch_in_flight_ = true;
     keep_worker(true);
     if (replication &&
-        !link_.send({"WAIT", std::to_string(ha->replicas), std::to_string(ha->replicas_timeout)},
+        !link_.send({"WAIT", std::to_string(replication->target), std::to_string(ha->replicas_timeout)},
                     [this, batch, replication](redisReply* reply) { replicated(*batch, *replication, reply); }, true))
         replication->unsent = true;
 }
@@ -117,8 +118,11 @@ void FleetWriter::send_batch() {
 void FleetWriter::answered(std::vector<Queued>& batch, redisReply* reply, Replication* replication) {
     const bool valid = is_array(reply) && reply->elements == batch.size() + 1 && is_int(reply->element[0]);
     if (!valid && reply && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis commit: %*s", (size_t)reply->len,
-                      reply->str);
+        if (ngx_time() - last_error_log_ >= kDownLogEveryS) {  // a wrong ACL would say it on every write
+            last_error_log_ = ngx_time();
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis commit: %*s", (size_t)reply->len,
+                          reply->str);
+        }
         if (std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT")
             link_.send(link_.preamble, [](redisReply*) {});
     }
@@ -130,10 +134,11 @@ void FleetWriter::answered(std::vector<Queued>& batch, redisReply* reply, Replic
         } else if (is_int(outcome) && outcome->integer == dp::kCapReached) {
             batch[i].done(Outcome::CapReached, images);
         } else if (is_int(outcome)) {
-            if (replication && !replication->unsent)
+            if (replication && !replication->unsent) {
                 replication->committed.push_back(i);
-            else
+            } else {
                 batch[i].done(replication ? Outcome::Unknown : Outcome::Committed, images);
+            }
         } else {
             const std::vector<std::string>& keys = batch[i].tx.keys;
             for (size_t k = 0; is_array(outcome) && k < keys.size() && k + 1 < outcome->elements; k++)
@@ -148,18 +153,23 @@ void FleetWriter::answered(std::vector<Queued>& batch, redisReply* reply, Replic
 // asked for, or of unknown outcome (503; the replica is rebuilt).
 void FleetWriter::replicated(std::vector<Queued>& batch, const Replication& replication, redisReply* reply) {
     if (replication.committed.empty()) return;  // the script's answer ended the batch
-    const bool confirmed = dp::wait_confirmed(view_of(reply), zone_->fleet->ha->replicas);
+    const bool confirmed = dp::wait_confirmed(view_of(reply), replication.target);
     if (!confirmed && reply) {
         const std::string said = is_int(reply) ? std::to_string(reply->integer) + " replicas acknowledged"
-                                               : std::string(text_of(reply).empty() ? "no answer" : text_of(reply));
-        if (ngx_time() - last_wait_log_ >= kDownLogEveryS) {
-            last_wait_log_ = ngx_time();
+                                 : reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, std::min<size_t>(reply->len, 200))
+                                                                    : "an unexpected reply";
+        if (ngx_time() - last_error_log_ >= kDownLogEveryS) {
+            last_error_log_ = ngx_time();
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis WAIT %d within %M ms: %s; the writes "
-                          "were answered 503 (their outcome is unknown)", zone_->fleet->ha->replicas,
+                          "were answered 503 (their outcome is unknown)", replication.target,
                           zone_->fleet->ha->replicas_timeout, said.c_str());
         }
     }
     for (size_t i : replication.committed) batch[i].done(confirmed ? Outcome::Committed : Outcome::Unknown, {});
+    // Short: a replica is gone, or promoted (a failover under way: the old
+    // master takes writes until the sentinels demote it). Asked again, the
+    // sentinels name the master to write to, and its ROLE the replicas.
+    if (!confirmed && link_.up()) link_.rediscover("WAIT fell short");
     end_batch();
 }
 

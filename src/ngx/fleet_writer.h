@@ -47,6 +47,7 @@ class FleetWriter final : public DurableWriter {
     // A batch's WAIT (redis_replicas=): which of its transactions committed
     // and wait for it; unsent: the WAIT could not be queued.
     struct Replication {
+        int target = 0;  // replicas WAIT asks for
         std::vector<size_t> committed;
         bool unsent = false;
     };
@@ -56,6 +57,7 @@ class FleetWriter final : public DurableWriter {
     void answered(std::vector<Queued>& batch, redisReply* reply, Replication* replication);
     void replicated(std::vector<Queued>& batch, const Replication& replication, redisReply* reply);
     void end_batch();
+
     void finish(ngx_http_request_t* r, Outcome outcome, const Images& images);
 
     ZoneCtx* zone_;
@@ -65,7 +67,7 @@ class FleetWriter final : public DurableWriter {
     std::vector<dp::RecordChange> background_;
     std::vector<Queued> queued_;  // waiting for the batch in flight to be answered
     bool batch_in_flight_ = false;
-    time_t last_wait_log_ = 0;
+    time_t last_error_log_ = 0;  // Redis's refusals are logged once a minute
 };
 
 }  // namespace dpngx

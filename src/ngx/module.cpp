@@ -423,8 +423,10 @@ bool read_redis_credentials(ngx_conf_t* cf, ngx_str_t* arg, size_t name_len, std
     }
     if (!S_ISREG(st.st_mode) || (st.st_mode & 077)) {
         close(fd);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" may be read by others (mode %04o): it holds a Redis password; "
-                           "chmod 600 it", &path, (unsigned)(st.st_mode & 07777));
+        char mode[8];
+        snprintf(mode, sizeof mode, "%04o", (unsigned)(st.st_mode & 07777));
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" may be read by others (mode %s): it holds a Redis password; "
+                           "chmod 600 it", &path, mode);
         return false;
     }
     std::string text;

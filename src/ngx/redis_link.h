@@ -54,11 +54,18 @@ class RedisLink {
     std::vector<std::string> preamble;  // sent first on every connection (after AUTH, SELECT, ROLE)
 
     bool up() const { return ac_ && connected_ && !asking_sentinel_; }
+    // With sentinels: the replicas the master had when this connection was
+    // made (its ROLE); 0 without sentinels or before ROLE answered.
+    size_t attached_replicas() const { return attached_replicas_; }
+    // From a reply callback: drops this connection; the sentinels are asked
+    // again before the next (the master may have changed).
+    void rediscover(const char* why) { drop(why, true); }
     bool up_or_connecting() const { return ac_ != nullptr; }
 
     void open() {
         if (ac_ || closing_) return;
         asking_sentinel_ = sentinel_mode() && !master_;
+        attached_replicas_ = 0;
         const FleetHa* ha = conf_->ha;
         if (asking_sentinel_) {
             const dp::RedisAddress& s = ha->sentinels[sentinel_];
@@ -193,6 +200,8 @@ class RedisLink {
         if (link) {
             link->pending_--;
             if (reply) link->last_reply_ = ngx_current_msec;
+            if (reply && static_cast<redisReply*>(reply)->type != REDIS_REPLY_ERROR && !link->asking_sentinel_)
+                link->healthy();
         }
         try {
             (*cb)(static_cast<redisReply*>(reply));
@@ -252,7 +261,11 @@ class RedisLink {
     }
 
     void role_answered(redisReply* reply) {
-        if (dp::reply_says_master(view_of(reply))) return;
+        const dp::ReplyView role = view_of(reply);
+        if (dp::reply_says_master(role)) {
+            attached_replicas_ = dp::role_replicas(role);
+            return;
+        }
         const std::string what = reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, std::min<size_t>(reply->len, 200))
                                                                   : "not the master (a replica)";
         ngx_log_error(NGX_LOG_WARN, log_, 0, "device_pairing: redis %s: ROLE: %s (%s link); asking the sentinels again",
@@ -289,13 +302,20 @@ class RedisLink {
         if (asking_sentinel_) return;  // not up: it only asks for the master
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log_, 0, "device_pairing redis %s: %s link up", target().c_str(), role_);
         announced_ = true;
+        if (on_up) on_up();
+    }
+
+    // A reply that is not an error: this connection works (AUTH taken).
+    // Only now is the backoff reset, so a refused password is retried
+    // ever more slowly, not at once.
+    void healthy() {
+        if (!connected_) return;
         backoff_ = kFirstRetryMs;
         if (down_since_) {
             ngx_log_error(NGX_LOG_NOTICE, log_, 0, "device_pairing: redis %s is reachable again (%s link)",
                           target().c_str(), role_);
             down_since_ = 0;
         }
-        if (on_up) on_up();
     }
 
     void failed(const char* why) {
@@ -356,6 +376,7 @@ class RedisLink {
     redisAsyncContext* ac_ = nullptr;
     ngx_connection_t* conn_ = nullptr;
     bool connected_ = false, closing_ = false;
+    size_t attached_replicas_ = 0;
     bool announced_ = false;        // on_up ran for this connection
     bool asking_sentinel_ = false;  // this connection asks a sentinel for the master
     bool switching_ = false;        // dropped to connect to the master the sentinels named

@@ -103,6 +103,18 @@ TEST(RedisHa, WaitOutcome) {
     EXPECT_FALSE(wait_confirmed(ReplyView{}, 1));
 }
 
+TEST(RedisHa, WaitAsksForEveryAttachedReplica) {
+    const ReplyView two = array({str("master"), integer(1234), array({array({str("10.0.0.8"), str("6379"), str("1200")}),
+                                                                     array({str("10.0.0.9"), str("6379"), str("1234")})})});
+    EXPECT_EQ(role_replicas(two), 2u);
+    EXPECT_EQ(role_replicas(array({str("master"), integer(0), array({})})), 0u);
+    EXPECT_EQ(role_replicas(array({str("slave"), str("10.0.0.7"), integer(6379)})), 0u);
+    EXPECT_EQ(wait_target(1, 2), 2) << "a replica the sentinels may promote must have every acknowledged write";
+    EXPECT_EQ(wait_target(1, 0), 1) << "never fewer than configured";
+    EXPECT_EQ(wait_target(2, 1), 2);
+    EXPECT_EQ(wait_target(0, 2), 0) << "no WAIT without redis_replicas=";
+}
+
 TEST(RedisHa, SentinelRotation) {
     EXPECT_EQ(next_sentinel(0, 3), 1u);
     EXPECT_EQ(next_sentinel(2, 3), 0u);
