@@ -347,7 +347,7 @@ like($out, qr/may be read by others/, 'and says why');
 my $old_master = master_port();
 cli($old_master, 'SET', 't24old:seq', '7');
 my $F = DPTest->new(allow => qr/redis/);
-$F->standard(zone => "zone=pairing:1m redis_sentinel=$sentinels redis_master=mymaster redis_prefix=t24old: redis_auth=$dir/admin-auth",
+$F->standard(zone => "zone=pairing:1m redis_sentinel=$sentinels redis_master=mymaster redis_prefix=t24old: redis_auth=$dir/admin-auth redis_sentinel_auth=$sentinel_auth",
     device_keys => $keys);
 open my $af, '>', "$dir/admin-auth" or die;
 print $af "$ADMIN\n";

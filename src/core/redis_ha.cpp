@@ -83,13 +83,51 @@ bool reply_says_master(const ReplyView& reply) {
            reply.elements[0].text == "master";
 }
 
-size_t role_replicas(const ReplyView& reply) {
-    if (!reply_says_master(reply) || reply.elements.size() < 3 || reply.elements[2].type != ReplyView::Array) return 0;
-    return reply.elements[2].elements.size();
+std::vector<std::string> role_replicas(const ReplyView& reply) {
+    std::vector<std::string> out;
+    if (!reply_says_master(reply) || reply.elements.size() < 3 || reply.elements[2].type != ReplyView::Array) return out;
+    for (const ReplyView& r : reply.elements[2].elements) {
+        if (r.type != ReplyView::Array || r.elements.size() < 2 || r.elements[0].type != ReplyView::String ||
+            r.elements[1].type != ReplyView::String)
+            continue;
+        RedisAddress a;
+        const std::string host(r.elements[0].text);
+        if (parse_redis_address((host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                                    std::string(r.elements[1].text), &a))
+            out.push_back(a.text());
+    }
+    return out;
 }
 
-int wait_target(int configured, size_t attached) {
-    return configured <= 0 ? 0 : std::max(configured, (int)std::min<size_t>(attached, 64));
+std::vector<std::string> sentinel_down_replicas(const ReplyView& reply) {
+    std::vector<std::string> out;
+    if (reply.type != ReplyView::Array) return out;
+    for (const ReplyView& r : reply.elements) {
+        if (r.type != ReplyView::Array) continue;
+        std::string_view ip, port, flags;
+        for (size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+            const std::string_view field = r.elements[i].text, value = r.elements[i + 1].text;
+            if (field == "ip") ip = value;
+            if (field == "port") port = value;
+            if (field == "flags") flags = value;
+        }
+        bool down = false;
+        for (std::string_view flag : {"s_down", "o_down", "disconnected"})
+            down = down || ("," + std::string(flags) + ",").find("," + std::string(flag) + ",") != std::string::npos;
+        RedisAddress a;
+        const std::string host(ip);
+        if (down && parse_redis_address((host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                                            std::string(port), &a))
+            out.push_back(a.text());
+    }
+    return out;
+}
+
+int wait_target(int configured, const std::vector<std::string>& seen, const std::vector<std::string>& down) {
+    if (configured <= 0) return 0;
+    int live = 0;
+    for (const std::string& r : seen) live += std::find(down.begin(), down.end(), r) == down.end();
+    return std::max(configured, std::min(live, 64));
 }
 
 bool error_means_rediscover(std::string_view error) {

@@ -38,8 +38,12 @@ std::optional<RedisAddress> parse_sentinel_master(const ReplyView& reply);
 
 // ROLE's first element: only a master takes the fleet's writes.
 bool reply_says_master(const ReplyView& reply);
-// A master's ROLE: how many replicas it has (its third element's length).
-size_t role_replicas(const ReplyView& reply);
+// A master's ROLE: its replicas, "ip:port" each (empty for anything else).
+std::vector<std::string> role_replicas(const ReplyView& reply);
+// SENTINEL replicas NAME: the replicas the sentinel holds down ("ip:port";
+// flags s_down, o_down or disconnected): a replica that died, not one
+// promoted by a failover.
+std::vector<std::string> sentinel_down_replicas(const ReplyView& reply);
 
 // An error reply that means this server is not (or not yet) the master to
 // write to: READONLY (a replica since a failover), LOADING (reading its
@@ -52,14 +56,16 @@ bool error_means_rediscover(std::string_view error);
 bool wait_confirmed(const ReplyView& reply, int replicas);
 
 // How many replicas a batch's WAIT asks for: redis_replicas=N at least, and
-// every replica the master had when the connection was made. Why every one:
-// Sentinel's failover promotes a replica while the old master still takes
-// writes until it is demoted, and a replica still following the old master
-// could satisfy a WAIT of fewer; such a write would be acknowledged and then
-// lost. Asking for all, the promoted one's silence makes the WAIT fall short
-// (503, and the sentinels are asked again). A replica that died costs one
-// short WAIT and a reconnect, whose ROLE no longer counts it.
-int wait_target(int configured, size_t attached);
+// every replica this master has been seen with (its ROLE, at each connect and
+// batch) that the sentinels do not hold down. Why every one: Sentinel's
+// failover promotes a replica while the old master still takes writes until
+// it is demoted, and a replica still following the old master could satisfy
+// a WAIT of fewer; such a write would be acknowledged and then lost. Asking
+// for all, the promoted one's silence makes the WAIT fall short (503, and
+// the sentinels are asked again, until they name the new master). A replica
+// that died is held down by the sentinels within down-after-milliseconds and
+// no longer counted.
+int wait_target(int configured, const std::vector<std::string>& seen, const std::vector<std::string>& down);
 
 // Which sentinel to ask next: each in turn, from the one after the last
 // that failed, so one down sentinel costs one connection attempt.

@@ -95,7 +95,7 @@ void FleetWriter::send_batch() {
     // when it confirms.
     const FleetHa* ha = zone_->fleet->ha;
     auto replication = ha && ha->replicas ? std::make_shared<Replication>() : nullptr;
-    if (replication) replication->target = dp::wait_target(ha->replicas, link_.attached_replicas());
+    if (replication) replication->target = link_.wait_target(ha->replicas);
     if (!link_.send(argv, [this, batch, replication](redisReply* reply) { answered(*batch, reply, replication.get()); },
                     /*while_connecting=*/true)) {
         std::move(queued_.begin(), queued_.end(), std::back_inserter(*batch));
@@ -109,6 +109,8 @@ void FleetWriter::send_batch() {
         !link_.send({"WAIT", std::to_string(replication->target), std::to_string(ha->replicas_timeout)},
                     [this, batch, replication](redisReply* reply) { replicated(*batch, *replication, reply); }, true))
         replication->unsent = true;
+    // The replicas as they are now, for the next batch's WAIT (with sentinels).
+    if (replication && !ha->sentinels.empty()) link_.send({"ROLE"}, [this](redisReply* r) { if (r) link_.note_role(r); }, true);
 }
 
 // batch_in_flight_ stays set while the answers run: what they send (a

@@ -12,6 +12,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <functional>
 #include <optional>
 #include <string>
@@ -54,9 +55,15 @@ class RedisLink {
     std::vector<std::string> preamble;  // sent first on every connection (after AUTH, SELECT, ROLE)
 
     bool up() const { return ac_ && connected_ && !asking_sentinel_; }
-    // With sentinels: the replicas the master had when this connection was
-    // made (its ROLE); 0 without sentinels or before ROLE answered.
-    size_t attached_replicas() const { return attached_replicas_; }
+    // How many replicas WAIT asks for (dp::wait_target): with sentinels,
+    // every one this master was seen with that they do not hold down.
+    int wait_target(int configured) const { return dp::wait_target(configured, seen_replicas_, down_replicas_); }
+    // A master's ROLE reply (at connect, and with each batch's WAIT).
+    void note_role(const redisReply* reply) {
+        for (std::string& r : dp::role_replicas(view_of(reply)))
+            if (std::find(seen_replicas_.begin(), seen_replicas_.end(), r) == seen_replicas_.end())
+                seen_replicas_.push_back(std::move(r));
+    }
     // From a reply callback: drops this connection; the sentinels are asked
     // again before the next (the master may have changed).
     void rediscover(const char* why) { drop(why, true); }
@@ -65,7 +72,6 @@ class RedisLink {
     void open() {
         if (ac_ || closing_) return;
         asking_sentinel_ = sentinel_mode() && !master_;
-        attached_replicas_ = 0;
         const FleetHa* ha = conf_->ha;
         if (asking_sentinel_) {
             const dp::RedisAddress& s = ha->sentinels[sentinel_];
@@ -124,6 +130,8 @@ class RedisLink {
         // Queued now, sent first once connected.
         if (asking_sentinel_) {
             if (ha->sentinel_auth) send_now(dp::auth_command(*ha->sentinel_auth), checked("AUTH"));
+            send_now({"SENTINEL", "replicas", ha->master_name},
+                     [this](redisReply* r) { if (r) down_replicas_ = dp::sentinel_down_replicas(view_of(r)); });
             send_now({"SENTINEL", "get-master-addr-by-name", ha->master_name},
                      [this](redisReply* r) { if (r) sentinel_answered(r); });
             return;
@@ -253,6 +261,8 @@ class RedisLink {
         }
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log_, 0, "device_pairing redis: sentinel %s names %s (%s link)", s.text().c_str(),
                        master->text().c_str(), role_);
+        if (!(master == last_master_)) seen_replicas_.clear();  // another master: its own replicas
+        last_master_ = *master;
         master_ = master;
         sentinels_tried_ = 0;
         if (on_master) on_master(*master);
@@ -261,11 +271,7 @@ class RedisLink {
     }
 
     void role_answered(redisReply* reply) {
-        const dp::ReplyView role = view_of(reply);
-        if (dp::reply_says_master(role)) {
-            attached_replicas_ = dp::role_replicas(role);
-            return;
-        }
+        if (dp::reply_says_master(view_of(reply))) return note_role(reply);
         const std::string what = reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, std::min<size_t>(reply->len, 200))
                                                                   : "not the master (a replica)";
         ngx_log_error(NGX_LOG_WARN, log_, 0, "device_pairing: redis %s: ROLE: %s (%s link); asking the sentinels again",
@@ -376,12 +382,15 @@ class RedisLink {
     redisAsyncContext* ac_ = nullptr;
     ngx_connection_t* conn_ = nullptr;
     bool connected_ = false, closing_ = false;
-    size_t attached_replicas_ = 0;
+    // The master's replicas as seen (ROLE), kept while the sentinels name the
+    // same master; and those the sentinels hold down.
+    std::vector<std::string> seen_replicas_, down_replicas_;
     bool announced_ = false;        // on_up ran for this connection
     bool asking_sentinel_ = false;  // this connection asks a sentinel for the master
     bool switching_ = false;        // dropped to connect to the master the sentinels named
     size_t sentinel_ = 0, sentinels_tried_ = 0;
-    std::optional<dp::RedisAddress> master_;  // the master the sentinels named last (sentinel mode)
+    std::optional<dp::RedisAddress> master_;  // the master the sentinels named last (sentinel mode); reset to ask again
+    dp::RedisAddress last_master_;            // the one named before, kept
     std::string drop_reason_;
     std::vector<std::pair<std::vector<std::string>, Reply>> held_;  // sent while the sentinels are asked
     size_t pending_ = 0;

@@ -103,16 +103,22 @@ TEST(RedisHa, WaitOutcome) {
     EXPECT_FALSE(wait_confirmed(ReplyView{}, 1));
 }
 
-TEST(RedisHa, WaitAsksForEveryAttachedReplica) {
+TEST(RedisHa, WaitAsksForEveryReplicaNotHeldDown) {
     const ReplyView two = array({str("master"), integer(1234), array({array({str("10.0.0.8"), str("6379"), str("1200")}),
-                                                                     array({str("10.0.0.9"), str("6379"), str("1234")})})});
-    EXPECT_EQ(role_replicas(two), 2u);
-    EXPECT_EQ(role_replicas(array({str("master"), integer(0), array({})})), 0u);
-    EXPECT_EQ(role_replicas(array({str("slave"), str("10.0.0.7"), integer(6379)})), 0u);
-    EXPECT_EQ(wait_target(1, 2), 2) << "a replica the sentinels may promote must have every acknowledged write";
-    EXPECT_EQ(wait_target(1, 0), 1) << "never fewer than configured";
-    EXPECT_EQ(wait_target(2, 1), 2);
-    EXPECT_EQ(wait_target(0, 2), 0) << "no WAIT without redis_replicas=";
+                                                                     array({str("10.0.0.9"), str("6380"), str("1234")})})});
+    EXPECT_EQ(role_replicas(two), (std::vector<std::string>{"10.0.0.8:6379", "10.0.0.9:6380"}));
+    EXPECT_TRUE(role_replicas(array({str("master"), integer(0), array({})})).empty());
+    EXPECT_TRUE(role_replicas(array({str("slave"), str("10.0.0.7"), integer(6379)})).empty());
+    const ReplyView replicas = array({array({str("name"), str("10.0.0.8:6379"), str("ip"), str("10.0.0.8"), str("port"),
+                                             str("6379"), str("flags"), str("slave,s_down,disconnected")}),
+                                      array({str("ip"), str("10.0.0.9"), str("port"), str("6380"), str("flags"), str("slave")})});
+    EXPECT_EQ(sentinel_down_replicas(replicas), std::vector<std::string>{"10.0.0.8:6379"});
+    const std::vector<std::string> seen = {"10.0.0.8:6379", "10.0.0.9:6380"};
+    EXPECT_EQ(wait_target(1, seen, {}), 2) << "a replica the sentinels may promote must have every acknowledged write";
+    EXPECT_EQ(wait_target(1, seen, {"10.0.0.8:6379"}), 1) << "one held down (it died) is not waited for";
+    EXPECT_EQ(wait_target(1, {}, {}), 1) << "never fewer than configured";
+    EXPECT_EQ(wait_target(2, {"10.0.0.8:6379"}, {}), 2);
+    EXPECT_EQ(wait_target(0, seen, {}), 0) << "no WAIT without redis_replicas=";
 }
 
 TEST(RedisHa, SentinelRotation) {
