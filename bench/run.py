@@ -265,14 +265,16 @@ def state_engine_rows(s):
     return rows
 
 
-def start_redis():
-    """A redis-server on loopback with AOF (appendfsync everysec), for the fleet rows."""
-    port, rdir = free_port(), f'{WORK}/redis'
+def start_redis(name='redis', extra='', sentinel=False):
+    """A redis-server on loopback with AOF (appendfsync everysec), for the
+    fleet rows; extra: more configuration (replicaof, sentinel monitor...)."""
+    port, rdir = free_port(), f'{WORK}/{name}'
     os.makedirs(rdir)
     with open(f'{rdir}/redis.conf', 'w') as f:
-        f.write(f'port {port}\nbind 127.0.0.1\ndir {rdir}\nappendonly yes\nappendfsync everysec\nsave ""\n'
-                f'daemonize no\nlogfile {rdir}/redis.log\n')
-    proc = subprocess.Popen(['/usr/bin/redis-server', f'{rdir}/redis.conf'])
+        f.write(f'port {port}\nbind 127.0.0.1\ndir {rdir}\ndaemonize no\nlogfile {rdir}/redis.log\n'
+                + ('' if sentinel else 'appendonly yes\nappendfsync everysec\nsave ""\nreplica-announce-ip 127.0.0.1\n')
+                + extra.replace('%PORT%', str(port)))
+    proc = subprocess.Popen(['/usr/bin/redis-server', f'{rdir}/redis.conf'] + (['--sentinel'] if sentinel else []))
     proc.stop = proc.terminate
     STARTED.append(proc)
     for _ in range(100):
@@ -677,6 +679,122 @@ def fleet_rows(redis_port, bench_key, env_keys):
     return rows
 
 
+def redis_cli(port, *args):
+    return subprocess.run(['redis-cli', '-p', str(port), '--raw', *args], capture_output=True, text=True).stdout.strip()
+
+
+def fleet_ha_rows(bench_key, plain_flows):
+    """Fleet mode on Sentinel with redis_replicas=1: flows/s against the
+    single-Redis fleet row of this run, and the write outage (first 503 to
+    first 2xx again) of a SENTINEL FAILOVER and of kill -9 of the master,
+    with two replicas and with one; down-after-milliseconds 1000."""
+    import threading
+    rows = []
+
+    def cluster(replicas, tag):
+        master, mport = start_redis(f'ha{tag}-m')
+        nodes = {mport: master}
+        for i in range(replicas):
+            r, rport = start_redis(f'ha{tag}-r{i}', f'replicaof 127.0.0.1 {mport}\n')
+            nodes[rport] = r
+        sentinels = []
+        for i in range(3):
+            sp, sport = start_redis(f'ha{tag}-s{i}', f'sentinel announce-ip 127.0.0.1\nsentinel monitor bench 127.0.0.1 {mport} 2\n'
+                                    'sentinel down-after-milliseconds bench 1000\nsentinel failover-timeout bench 10000\n',
+                                    sentinel=True)
+            sentinels.append(sport)
+        deadline = time.time() + 30
+        while time.time() < deadline and redis_cli(mport, 'INFO', 'replication').count('state=online') < replicas:
+            time.sleep(0.1)
+        while time.time() < deadline and f'num-other-sentinels\n2' not in redis_cli(sentinels[0], 'SENTINEL', 'master', 'bench'):
+            time.sleep(0.1)
+        return nodes, sentinels
+
+    def master_of(sentinels):
+        for sp in sentinels:
+            out = redis_cli(sp, 'SENTINEL', 'get-master-addr-by-name', 'bench').split()
+            if len(out) == 2:
+                return int(out[1])
+        return None
+
+    def hosts_for(sentinels, tag):
+        zone = f'redis_sentinel={",".join(f"127.0.0.1:{p}" for p in sentinels)} redis_master=bench redis_prefix=ha{tag}: redis_replicas=1'
+        hosts = [Nginx(f'ha{tag}_{n}', routes_conf(zone), workers=2, pinned=False) for n in ('a', 'b')]
+        key_line = 'bench ' + subprocess.run(['sha256sum'], input=bench_key, capture_output=True, text=True).stdout.split()[0] + '\n'
+        for h in hosts:
+            with open(f'{h.dir}/keys', 'w') as f:
+                f.write(key_line)
+            h.start()
+        time.sleep(1.5)
+        return hosts
+
+    def outage(host, event):
+        """Mints on one host every ~5 ms; the event at 1 s; seconds from
+        the first refused write after it to the first 2xx after that."""
+        log, stop = [], threading.Event()
+        def client():
+            c = Client(host.port)
+            while not stop.is_set():
+                t = time.time()
+                try:
+                    status = c.call('POST', '/api/v1/device-pairing', {'X-DEVICE-KEY': bench_key})[0]
+                except Exception:
+                    status, c = 0, Client(host.port)
+                log.append((t, status))
+                time.sleep(0.005)
+        th = threading.Thread(target=client)
+        th.start()
+        time.sleep(1)
+        t_event = time.time()
+        event()
+        deadline = t_event + 60
+        first_bad = first_good = None
+        while time.time() < deadline:
+            time.sleep(0.05)
+            first_bad = next((t for t, st in log if t >= t_event and st != 201), None)
+            if first_bad:
+                first_good = next((t for t, st in log if t > first_bad and st == 201), None)
+                if first_good:
+                    break
+        stop.set()
+        th.join()
+        if not first_bad:
+            return 'no write refused'
+        return f'{first_good - first_bad:.1f} s' if first_good else 'not back within 60 s'
+
+    for replicas in (2, 1):
+        nodes, sentinels = cluster(replicas, replicas)
+        hosts = hosts_for(sentinels, replicas)
+        a, b = hosts
+        if replicas == 2:
+            results = {}
+            def run(h):
+                results[h.name] = wrk(f'http://127.0.0.1:{h.port}/', threads=1, conns=32, script=f'{ROOT}/bench/flow.lua', cpu=None)
+            threads = [threading.Thread(target=run, args=(h,)) for h in hosts]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            flows = sum(r[1] for r in results.values()) / 3
+            rows.append(('mint + deposit + poll on both hosts, Sentinel, redis_replicas=1 (WAIT for both replicas)',
+                         f'{flows:,.0f} flows/s ({flows / plain_flows * 100:.0f} % of the single-Redis row), '
+                         f'p99 {max(r[2] for r in results.values()) / 1000:.1f} ms, non-2xx {sum(r[3] for r in results.values())}'))
+        rows.append((f'write outage, SENTINEL FAILOVER, {replicas} replica{"s" if replicas > 1 else ""}',
+                     outage(a, lambda: redis_cli(sentinels[0], 'SENTINEL', 'FAILOVER', 'bench'))))
+        time.sleep(3)
+        if replicas == 2:
+            def kill_master():
+                port = master_of(sentinels)
+                nodes[port].kill()
+            rows.append(('write outage, kill -9 of the master, 2 replicas', outage(a, kill_master)))
+        for h in hosts:
+            h.stop()
+        for p in list(nodes.values()):
+            if p.poll() is None:
+                p.terminate()
+    return rows
+
+
 def main():
     subprocess.run(['make', '-s', '-C', ROOT, 'build', f'{ROOT}/build/make_state'], check=True)
     cpu_model = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), '?')
@@ -860,6 +978,8 @@ print(base64.b64encode(ed25519.Ed25519PrivateKey.generate().public_key().public_
         print(f'oauth {label:70s} {value}', flush=True)
 
     fleet = fleet_rows(redis_port, bench_key, keys)
+    plain_flows = float(re.search(r'([\d,]+) flows/s', fleet[-1][1]).group(1).replace(',', ''))
+    fleet += fleet_ha_rows(bench_key, plain_flows)
     for label, value in fleet:
         print(f'fleet {label:70s} {value}', flush=True)
     redis.terminate()
