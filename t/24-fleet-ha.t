@@ -304,7 +304,7 @@ delete $redis_pid{ name_of_port($second) };
 ok(wait_until(sub { my $m = master_port(); $m && $m != $second }, 30), 'the sentinels promoted another replica');
 $resumed = resumed_after($c, $changes, 40);
 ok(defined $resumed, 'writes resumed by themselves after kill -9 of the master')
-    and diag(sprintf 'first 2xx pairing %.1f s after kill -9', $resumed);
+    and diag(sprintf 'both hosts switched and paired again %.1f s after kill -9', $resumed);
 sleep 1;
 check_acknowledged('kill -9 of the master', stop_client($c));
 revocation_crosses('after kill -9');
@@ -320,7 +320,7 @@ $changes = master_changes($A);
 is(scli($sentinel_ports[1], 'SENTINEL', 'FAILOVER', 'mymaster'), 'OK', 'SENTINEL FAILOVER with one sentinel down');
 ok(wait_until(sub { my $m = master_port(@sentinel_ports[1, 2]); $m && $m != $third }, 30), 'a new master');
 $resumed = resumed_after($c, $changes, 40);
-ok(defined $resumed, 'writes resumed with a sentinel down') and diag(sprintf 'first 2xx pairing %.1f s after', $resumed);
+ok(defined $resumed, 'writes resumed with a sentinel down') and diag(sprintf 'both hosts switched and paired again %.1f s after the failover', $resumed);
 sleep 1;
 check_acknowledged('a sentinel down', stop_client($c));
 revocation_crosses('with a sentinel down');
