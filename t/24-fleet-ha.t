@@ -64,7 +64,7 @@ sub start_redis_node {
     open my $fh, '>', "$dir/$name/redis.conf" or die;
     print $fh "port $port\nbind 127.0.0.1\ndir $dir/$name\nappendonly yes\nappendfsync everysec\nsave \"\"\n"
         . "daemonize no\nlogfile $dir/$name/redis.log\nrequirepass $ADMIN\nmasterauth $ADMIN\n"
-        . "replica-announce-ip 127.0.0.1\n$ACL" . ($replica_of ? "replicaof 127.0.0.1 $redis_port{$replica_of}\n" : '');
+        . "replica-announce-ip 127.0.0.1\nrepl-diskless-sync-delay 0\n$ACL" . ($replica_of ? "replicaof 127.0.0.1 $redis_port{$replica_of}\n" : '');
     close $fh;
     my $pid = fork // die;
     if (!$pid) { exec $REDIS, "$dir/$name/redis.conf"; exit 1 }
@@ -301,6 +301,9 @@ $changes = master_changes($A);
 kill 'KILL', $redis_pid{ name_of_port($second) };
 waitpid $redis_pid{ name_of_port($second) }, 0;
 delete $redis_pid{ name_of_port($second) };
+is($A->get('/api/x', token => $owner)->{status}, 200, 'the master gone: the gate admits from the replica zone');
+DPTest::is_problem($A->post('/api/v1/device-pairing', device_key => $alice), 503, 'state_unavailable',
+                   'and a write answers 503 state_unavailable');
 ok(wait_until(sub { my $m = master_port(); $m && $m != $second }, 30), 'the sentinels promoted another replica');
 $resumed = resumed_after($c, $changes, 40);
 ok(defined $resumed, 'writes resumed by themselves after kill -9 of the master')
@@ -324,6 +327,9 @@ ok(defined $resumed, 'writes resumed with a sentinel down') and diag(sprintf 'bo
 sleep 1;
 check_acknowledged('a sentinel down', stop_client($c));
 revocation_crosses('with a sentinel down');
+
+my @untagged = grep { !/^t24:\{fleet\}:/ } split /\n/, cli(master_port(), '--scan', '--pattern', "'t24:*'");
+is(scalar @untagged, 0, 'every key the fleet wrote carries the {fleet} hash tag') or diag("@untagged[0..4]");
 
 # 4. A wrong password and an ACL without EVALSHA: a clear error, 503, no 2xx.
 my $wrong = "$dir/wrong-auth";

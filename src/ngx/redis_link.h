@@ -29,7 +29,7 @@ constexpr ngx_msec_t kReplyTimeoutMs = 3000;   // a link silent this long with w
 constexpr ngx_msec_t kFeedBlockMs = 1000;      // XREAD BLOCK: the feed is read at least once a second
 constexpr ngx_msec_t kFirstRetryMs = 100;
 constexpr ngx_msec_t kMaxRetryMs = 5000;
-constexpr ngx_msec_t kMaxSentinelRetryMs = 1000;  // a failover is being waited out: ask again soon
+constexpr ngx_msec_t kMaxSentinelRetryMs = 250;  // a failover is being waited out: ask again soon
 constexpr time_t kDownLogEveryS = 60;
 
 using Reply = std::function<void(redisReply*)>;  // null: the link failed before a reply
