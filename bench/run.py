@@ -596,6 +596,21 @@ def fleet_pair(host, op_token, name='bench'):
     return doc['token']
 
 
+def flows_on(hosts):
+    """The relay flow (mint + deposit + poll) on every host at once, one wrk
+    each (1 thread, 32 connections): wrk's figures by host name."""
+    import threading
+    results = {}
+    def run(h):
+        results[h.name] = wrk(f'http://127.0.0.1:{h.port}/', threads=1, conns=32, script=f'{ROOT}/bench/flow.lua', cpu=None)
+    threads = [threading.Thread(target=run, args=(h,)) for h in hosts]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return results
+
+
 def fleet_rows(redis_port, bench_key, env_keys):
     """#16's figures: two hosts (2 workers each) and one Redis on this machine."""
     import threading
@@ -658,14 +673,7 @@ def fleet_rows(redis_port, bench_key, env_keys):
                                capture_output=True, text=True, check=True).stdout
         return int(re.search(r'cmdstat_evalsha:calls=(\d+)', stats).group(1))
     calls_before = evalsha_calls()
-    results = {}
-    def run(h):
-        results[h.name] = wrk(f'http://127.0.0.1:{h.port}/', threads=1, conns=32, script=f'{ROOT}/bench/flow.lua', cpu=None)
-    threads = [threading.Thread(target=run, args=(h,)) for h in hosts]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    results = flows_on(hosts)
     total = sum(r[1] for r in results.values())
     worst_p99 = max(r[2] for r in results.values())
     bad = sum(r[3] for r in results.values())
@@ -776,14 +784,7 @@ def fleet_ha_rows(bench_key, plain_flows):
         if replicas == 2:
             # The same Redis deployment (master, two replicas, sentinels) without WAIT, then with it.
             def flows(hosts):
-                results = {}
-                def run(h):
-                    results[h.name] = wrk(f'http://127.0.0.1:{h.port}/', threads=1, conns=32, script=f'{ROOT}/bench/flow.lua', cpu=None)
-                threads = [threading.Thread(target=run, args=(h,)) for h in hosts]
-                for th in threads:
-                    th.start()
-                for th in threads:
-                    th.join()
+                results = flows_on(hosts)
                 return (sum(r[1] for r in results.values()) / 3, max(r[2] for r in results.values()),
                         sum(r[3] for r in results.values()))
             plain = hosts_for(sentinels, 'nowait', replicas=0)

@@ -267,14 +267,19 @@ sub resumed_after {
 my $crossings = 0;
 sub revocation_crosses {
     my ($phase) = @_;
-    my $fresh = $A->get('/pair/refresh', token => $owner)->{json}{otp};
     my $name = 'cross-' . ++$crossings;
-    my $t = $B->post('/pair', json => { otp => $fresh, name => $name })->{json}{token};
+    my $t;
+    wait_until(sub {  # a write may still meet a 503 while the fleet settles (a replica re-attaching)
+        my $fresh = $A->get('/pair/refresh', token => $owner)->{json}{otp} // return 0;
+        $t = $B->post('/pair', json => { otp => $fresh, name => $name })->{json}{token};
+    }, 15);
     ok($t && wait_until(sub { $A->get('/api/x', token => $t)->{status} == 200 }, 5), "$phase: a device paired on B opens A")
         or diag('A: ' . join ' ', grep {/out_of_step|link_up|master_changes|rebuilds/} split /\n/, $A->get('/metrics')->{content});
     my ($d) = grep { $_->{name} eq $name } @{ $A->get('/api/devices?limit=1000', token => $owner)->{json}{devices} || [] };
     diag("$name is not in A's list") unless $d;
-    is($A->request('DELETE', "/api/devices/$d->{id}", token => $owner)->{status}, 204, "$phase: revoked on A");
+    my $revoked;
+    wait_until(sub { $revoked = $A->request('DELETE', "/api/devices/$d->{id}", token => $owner)->{status}; $revoked != 503 }, 15);
+    is($revoked, 204, "$phase: revoked on A");
     ok(wait_until(sub { $B->get('/api/x', token => $t)->{status} == 401 }, 2), "$phase: and refused by B");
 }
 

@@ -10,6 +10,7 @@
 #include "core/encoding.h"
 #include "core/fleet.h"
 #include "harness.h"
+#include "reply_view.h"
 
 using namespace dp;
 
@@ -445,18 +446,6 @@ TEST(Fleet, ARebuildsKeySetFindsEachRecordUnderItsOwnKindOnly) {
 
 namespace {
 
-ReplyView str(std::string_view text) {
-    ReplyView v;
-    v.type = ReplyView::String;
-    v.text = text;
-    return v;
-}
-ReplyView arr(std::vector<ReplyView> elements) {
-    ReplyView v;
-    v.type = ReplyView::Array;
-    v.elements = std::move(elements);
-    return v;
-}
 ReplyView entry(std::string_view id, std::vector<ReplyView> fields) { return arr({str(id), arr(std::move(fields))}); }
 ReplyView xread(std::vector<ReplyView> entries) { return arr({arr({str("dp:feed"), arr(std::move(entries))})}); }
 

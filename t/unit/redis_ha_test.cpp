@@ -4,28 +4,12 @@
 #include <gtest/gtest.h>
 
 #include "core/redis_ha.h"
+#include "reply_view.h"
 
 using namespace dp;
 
 namespace {
-ReplyView str(std::string_view s) {
-    ReplyView v;
-    v.type = ReplyView::String;
-    v.text = s;
-    return v;
-}
-ReplyView integer(long long n) {
-    ReplyView v;
-    v.type = ReplyView::Integer;
-    v.integer = n;
-    return v;
-}
-ReplyView array(std::vector<ReplyView> elements) {
-    ReplyView v;
-    v.type = ReplyView::Array;
-    v.elements = std::move(elements);
-    return v;
-}
+ReplyView array(std::vector<ReplyView> elements) { return arr(std::move(elements)); }
 }  // namespace
 
 TEST(RedisHa, CredentialsFile) {
