@@ -237,6 +237,8 @@ struct SharedState {
     uint32_t fleet_resync;         // a commit's outcome is unknown: the follower rebuilds the replica
     uint32_t fleet_link_up;        // worker 0's feed link is up (to the master, with sentinels)
     char fleet_master[64];         // with sentinels: the master they named last ("host:port"), for its changes
+    char fleet_writes_to[64];      // with sentinels: the master a writer was last sent to, and when (its
+    uint64_t fleet_writes_to_ms;   // ngx_current_msec): a follower still on another one asks again
     // A reload moved (or added) state=: the zone's whole state was written at
     // the new path, covering changes up to moved_at_seq. Workers configured
     // for an older path (their ZoneCtx's epoch) may no longer journal there.

@@ -70,6 +70,16 @@ class FleetFollower {
         return "";
     }
 
+    bool writers_moved_on() {
+        const std::string mine = link_.master_text();
+        if (mine.empty()) return false;
+        ZoneStore store(zone_);
+        dp::StoreReadLock lock(store);
+        const dp::SharedState& sh = store.shared();
+        const std::string writes_to(sh.fleet_writes_to, strnlen(sh.fleet_writes_to, sizeof sh.fleet_writes_to));
+        return !writes_to.empty() && writes_to != mine && sh.fleet_writes_to_ms > link_.named_at();
+    }
+
     void set_link_up(bool up) {
         ZoneStore store(zone_);
         dp::StoreLock lock(store);
@@ -239,6 +249,13 @@ class FleetFollower {
                     ZoneStore store(zone_);
                     dp::StoreLock lock(store);
                     store.shared_for_persistence().fleet_applied_seq = last;
+                }
+                // A failover: this host's writers were sent to a newer master
+                // than the one this feed comes from (the old one still
+                // answers until it is demoted). The replica follows them.
+                if (writers_moved_on()) {
+                    link_.rediscover("this host's writes go to another master");
+                    return true;
                 }
                 enter(State::Following);
                 return true;

@@ -14,6 +14,17 @@ FleetWriter::FleetWriter(ZoneCtx* zone, ngx_cycle_t* cycle)
     // A restarted Redis has forgotten the script: loaded ahead of any
     // commit on every connection.
     link_.preamble = {"SCRIPT", "LOAD", dp::kCommitScript};
+    // Where writes go now, for worker 0's follower (fleet_follower.cpp): in a
+    // failover the links learn of the new master one by one.
+    link_.on_master = [this](const dp::RedisAddress& master) {
+        const std::string text = master.text();
+        ZoneStore store(zone_);
+        dp::StoreLock lock(store);
+        dp::SharedState& sh = store.shared_for_persistence();
+        memset(sh.fleet_writes_to, 0, sizeof sh.fleet_writes_to);
+        memcpy(sh.fleet_writes_to, text.data(), std::min(text.size(), sizeof sh.fleet_writes_to - 1));
+        sh.fleet_writes_to_ms = ngx_current_msec;
+    };
 }
 
 void FleetWriter::committed(std::vector<dp::RecordChange>&& changes) {

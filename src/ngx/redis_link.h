@@ -64,6 +64,10 @@ class RedisLink {
             if (std::find(seen_replicas_.begin(), seen_replicas_.end(), r) == seen_replicas_.end())
                 seen_replicas_.push_back(std::move(r));
     }
+    // With sentinels: the master this link was sent to ("host:port", empty
+    // while asking), and when the sentinels named it (ngx_current_msec).
+    std::string master_text() const { return master_ ? master_->text() : std::string(); }
+    ngx_msec_t named_at() const { return named_at_; }
     // From a reply callback: drops this connection; the sentinels are asked
     // again before the next (the master may have changed).
     void rediscover(const char* why) { drop(why, true); }
@@ -264,6 +268,7 @@ class RedisLink {
         if (!(master == last_master_)) seen_replicas_.clear();  // another master: its own replicas
         last_master_ = *master;
         master_ = master;
+        named_at_ = ngx_current_msec;
         sentinels_tried_ = 0;
         if (on_master) on_master(*master);
         switching_ = true;  // to the master, at once
@@ -391,6 +396,7 @@ class RedisLink {
     size_t sentinel_ = 0, sentinels_tried_ = 0;
     std::optional<dp::RedisAddress> master_;  // the master the sentinels named last (sentinel mode); reset to ask again
     dp::RedisAddress last_master_;            // the one named before, kept
+    ngx_msec_t named_at_ = 0;
     std::string drop_reason_;
     std::vector<std::pair<std::vector<std::string>, Reply>> held_;  // sent while the sentinels are asked
     size_t pending_ = 0;
