@@ -428,6 +428,14 @@ Ed25519Identity::Ed25519Identity(EVP_PKEY* key) : key_(key) {
 
 Ed25519Identity::~Ed25519Identity() { EVP_PKEY_free(key_); }
 
+std::shared_ptr<Ed25519Identity> Ed25519Identity::from_seed(std::string_view seed) {
+    EVP_PKEY* key = seed.size() == 32 ? EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
+                                                                     (const unsigned char*)seed.data(), 32)
+                                      : nullptr;
+    if (!key) throw CryptoError("not an Ed25519 seed");
+    return std::shared_ptr<Ed25519Identity>(new Ed25519Identity(key));
+}
+
 std::shared_ptr<Ed25519Identity> Ed25519Identity::generate() {
     EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
     if (!key) throw CryptoError("Ed25519 key generation failed");

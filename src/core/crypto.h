@@ -66,6 +66,8 @@ class Ed25519Identity {
     // mode 0600 when the file does not exist. Null with *error set on failure.
     static std::shared_ptr<Ed25519Identity> load_or_create(const std::string& path, std::string* error);
     static std::shared_ptr<Ed25519Identity> generate();
+    // From a 32-byte private seed (RFC 8032), e.g. a known-answer test's.
+    static std::shared_ptr<Ed25519Identity> from_seed(std::string_view seed);
     ~Ed25519Identity();
 
     const Bytes& public_raw() const { return public_raw_; }
