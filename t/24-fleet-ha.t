@@ -160,12 +160,14 @@ sub start_client {
         $o->autoflush(1);
         my ($n, $last_token, $last_name) = (0, undef, undef);
         until (-e "$dir/stop") {
-            my ($x, $y) = $n++ % 2 ? ($A, $B) : ($B, $A);
+            my $x = $n++ % 2 ? $A : $B;  # alternate hosts
             my $t0 = time;
-            # pair: a new OTP from one host, redeemed on the other
+            # pair: a new OTP, redeemed on the host that made it (another
+            # host sees it once its replica applies the feed, which a
+            # failover's rebuild can delay past the client's next request)
             my $fresh = $x->get('/pair/refresh', token => $owner);
             if ($fresh->{status} == 200) {
-                my $p = $y->post('/pair', json => { otp => $fresh->{json}{otp}, name => "$name-$n" });
+                my $p = $x->post('/pair', json => { otp => $fresh->{json}{otp}, name => "$name-$n" });
                 printf $o "pair %d %.3f %s\n", $p->{status}, $t0, $p->{json}{token} // '-';
                 ($last_token, $last_name) = ($p->{json}{token}, "$name-$n") if $p->{status} == 200;
             } else {
