@@ -54,7 +54,8 @@ ok($owner, 'an owner paired on A');
 
 my $da = form_post($A, '/oauth/device_authorization', 'client_id=cli&scope=fleet')->{json};
 ok($da->{device_code}, 'a device code from A');
-is(error_of(poll($C, $da->{device_code})), 'authorization_pending', 'C knows it: pending');
+# C learns of it when its replica applies A's feed entry (a moment later).
+ok(wait_for(sub { error_of(poll($C, $da->{device_code})) eq 'authorization_pending' }), 'C knows it: pending');
 is(error_of(poll($C, $da->{device_code})), 'slow_down', 'C: too soon');
 sleep 2;
 is(error_of(poll($B, $da->{device_code})), 'authorization_pending',
