@@ -67,15 +67,22 @@ bool parse_redis_address(std::string_view text, RedisAddress* out) {
     return true;
 }
 
+namespace {
+// A host and a port as Redis's replies give them apart (an IPv6 host bare).
+std::optional<RedisAddress> address_of(std::string_view host, std::string_view port) {
+    const std::string h(host);
+    RedisAddress a;
+    if (!parse_redis_address((h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" + std::string(port), &a))
+        return std::nullopt;
+    return a;
+}
+}  // namespace
+
 std::optional<RedisAddress> parse_sentinel_master(const ReplyView& reply) {
     if (reply.type != ReplyView::Array || reply.elements.size() != 2 || reply.elements[0].type != ReplyView::String ||
         reply.elements[1].type != ReplyView::String || reply.elements[0].text.empty())
         return std::nullopt;
-    std::string_view host = reply.elements[0].text;
-    RedisAddress a;
-    const std::string text = host.find(':') != std::string_view::npos ? "[" + std::string(host) + "]" : std::string(host);
-    if (!parse_redis_address(text + ":" + std::string(reply.elements[1].text), &a)) return std::nullopt;
-    return a;
+    return address_of(reply.elements[0].text, reply.elements[1].text);
 }
 
 bool reply_says_master(const ReplyView& reply) {
@@ -90,11 +97,7 @@ std::vector<std::string> role_replicas(const ReplyView& reply) {
         if (r.type != ReplyView::Array || r.elements.size() < 2 || r.elements[0].type != ReplyView::String ||
             r.elements[1].type != ReplyView::String)
             continue;
-        RedisAddress a;
-        const std::string host(r.elements[0].text);
-        if (parse_redis_address((host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
-                                    std::string(r.elements[1].text), &a))
-            out.push_back(a.text());
+        if (auto a = address_of(r.elements[0].text, r.elements[1].text)) out.push_back(a->text());
     }
     return out;
 }
@@ -114,11 +117,8 @@ std::vector<std::string> sentinel_down_replicas(const ReplyView& reply) {
         bool down = false;
         for (std::string_view flag : {"s_down", "o_down", "disconnected"})
             down = down || ("," + std::string(flags) + ",").find("," + std::string(flag) + ",") != std::string::npos;
-        RedisAddress a;
-        const std::string host(ip);
-        if (down && parse_redis_address((host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
-                                            std::string(port), &a))
-            out.push_back(a.text());
+        if (!down) continue;
+        if (auto a = address_of(ip, port)) out.push_back(a->text());
     }
     return out;
 }

@@ -76,7 +76,7 @@ class FleetFollower {
         ZoneStore store(zone_);
         dp::StoreReadLock lock(store);
         const dp::SharedState& sh = store.shared();
-        const std::string writes_to(sh.fleet_writes_to, strnlen(sh.fleet_writes_to, sizeof sh.fleet_writes_to));
+        const std::string writes_to = fixed_text(sh.fleet_writes_to);
         return !writes_to.empty() && writes_to != mine && sh.fleet_writes_to_ms > link_.named_at();
     }
 
@@ -95,11 +95,10 @@ class FleetFollower {
         {
             ZoneStore store(zone_);
             dp::StoreLock lock(store);
-            char* named = store.shared_for_persistence().fleet_master;
-            before.assign(named, strnlen(named, sizeof store.shared().fleet_master));
+            char (&named)[sizeof(dp::SharedState::fleet_master)] = store.shared_for_persistence().fleet_master;
+            before = fixed_text(named);
             if (before == now) return;
-            memset(named, 0, sizeof store.shared().fleet_master);
-            memcpy(named, now.data(), std::min(now.size(), sizeof store.shared().fleet_master - 1));
+            set_fixed_text(named, now);
         }
         if (before.empty()) return;  // the first one this zone knows
         ZoneStore(zone_).count(dp::Counter::FleetMasterChanges);
@@ -176,11 +175,11 @@ class FleetFollower {
             bool ok = false;
             if (sent == State::Migrating && reply->type == REDIS_REPLY_ERROR) {  // e.g. an ACL without EVAL
                 // A new fleet with the documented ACL: nothing to move, said quietly.
-                const ngx_uint_t level =
-                    std::string_view(reply->str, reply->len).substr(0, 6) == "NOPERM" ? NGX_LOG_INFO : NGX_LOG_ERR;
+                const std::string said = error_text(reply);
+                const ngx_uint_t level = said.substr(0, 6) == "NOPERM" ? NGX_LOG_INFO : NGX_LOG_ERR;
                 ngx_log_error(level, ngx_cycle->log, 0, "device_pairing: redis %V: the keys of the layout before "
-                              "hash tags (%V...) could not be moved: %*s; the fleet starts from what the tagged names "
-                              "hold", &zone_->fleet->text, &zone_->fleet->untagged_prefix, (size_t)reply->len, reply->str);
+                              "hash tags (%V...) could not be moved: %s; the fleet starts from what the tagged names "
+                              "hold", &zone_->fleet->text, &zone_->fleet->untagged_prefix, said.c_str());
                 return enter(State::ReadingSeq);
             }
             try {

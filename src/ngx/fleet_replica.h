@@ -2,7 +2,10 @@
 // and the follower change it from Redis's records.
 #pragma once
 
+#include <algorithm>
+#include <cstring>
 #include <string>
+#include <string_view>
 
 #include "core/fleet.h"
 #include "ngx/zone.h"
@@ -26,5 +29,17 @@ bool out_of_step(ZoneCtx* zone);
 // The follower rebuilds the replica at its next step (a commit's outcome was
 // unknown, or Redis sent a record this host refuses).
 void request_resync(ZoneCtx* zone);
+
+// A short text kept in the zone's state (a master's "host:port"): NUL-padded,
+// cut to fit.
+template <size_t N>
+void set_fixed_text(char (&to)[N], std::string_view text) {
+    memset(to, 0, N);
+    memcpy(to, text.data(), std::min(text.size(), N - 1));
+}
+template <size_t N>
+std::string fixed_text(const char (&from)[N]) {
+    return std::string(from, strnlen(from, N));
+}
 
 }  // namespace dpngx

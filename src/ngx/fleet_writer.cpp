@@ -17,12 +17,10 @@ FleetWriter::FleetWriter(ZoneCtx* zone, ngx_cycle_t* cycle)
     // Where writes go now, for worker 0's follower (fleet_follower.cpp): in a
     // failover the links learn of the new master one by one.
     link_.on_master = [this](const dp::RedisAddress& master) {
-        const std::string text = master.text();
         ZoneStore store(zone_);
         dp::StoreLock lock(store);
         dp::SharedState& sh = store.shared_for_persistence();
-        memset(sh.fleet_writes_to, 0, sizeof sh.fleet_writes_to);
-        memcpy(sh.fleet_writes_to, text.data(), std::min(text.size(), sizeof sh.fleet_writes_to - 1));
+        set_fixed_text(sh.fleet_writes_to, master.text());
         sh.fleet_writes_to_ms = ngx_current_msec;
     };
 }
@@ -121,7 +119,7 @@ void FleetWriter::send_batch() {
                     [this, batch, replication](redisReply* reply) { replicated(*batch, *replication, reply); }, true))
         replication->unsent = true;
     // The replicas as they are now, for the next batch's WAIT (with sentinels).
-    if (replication && !ha->sentinels.empty()) link_.send({"ROLE"}, [this](redisReply* r) { if (r) link_.note_role(r); }, true);
+    if (replication && link_.sentinel_mode()) link_.send({"ROLE"}, [this](redisReply* r) { if (r) link_.note_role(r); }, true);
 }
 
 // batch_in_flight_ stays set while the answers run: what they send (a
@@ -169,7 +167,7 @@ void FleetWriter::replicated(std::vector<Queued>& batch, const Replication& repl
     const bool confirmed = dp::wait_confirmed(view_of(reply), replication.target);
     if (!confirmed && reply) {
         const std::string said = is_int(reply) ? std::to_string(reply->integer) + " replicas acknowledged"
-                                 : reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, std::min<size_t>(reply->len, 200))
+                                 : reply->type == REDIS_REPLY_ERROR ? error_text(reply)
                                                                     : "an unexpected reply";
         if (ngx_time() - last_error_log_ >= kDownLogEveryS) {
             last_error_log_ = ngx_time();

@@ -41,6 +41,11 @@ inline std::string_view text_of(const redisReply* r) {
                                                                                    : std::string_view();
 }
 
+// An error reply's text for a log line, at most 200 bytes; empty otherwise.
+inline std::string error_text(const redisReply* r) {
+    return r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, std::min<size_t>(r->len, 200)) : std::string();
+}
+
 inline dp::ReplyView view_of(const redisReply* r);
 
 // One connection to Redis on the event loop, reconnecting with backoff.
@@ -55,6 +60,7 @@ class RedisLink {
     std::vector<std::string> preamble;  // sent first on every connection (after AUTH, SELECT, ROLE)
 
     bool up() const { return ac_ && connected_ && !asking_sentinel_; }
+    bool sentinel_mode() const { return conf_->ha && !conf_->ha->sentinels.empty(); }
     // How many replicas WAIT asks for (dp::wait_target): with sentinels,
     // every one this master was seen with that they do not hold down.
     int wait_target(int configured) const { return dp::wait_target(configured, seen_replicas_, down_replicas_); }
@@ -145,7 +151,7 @@ class RedisLink {
         if (sentinel_mode()) send_now({"ROLE"}, [this](redisReply* r) { if (r) role_answered(r); });
         if (!preamble.empty()) send_now(preamble, [](redisReply*) {});
         // What came while the sentinels were asked goes now, behind the preamble.
-        std::vector<std::pair<std::vector<std::string>, Reply>> held;
+        Held held;
         held.swap(held_);
         for (auto& [argv, done] : held)
             if (!send_now(argv, done)) done(nullptr);
@@ -223,13 +229,11 @@ class RedisLink {
         // Not the master (any more): READONLY, LOADING, MASTERDOWN.
         const auto* r = static_cast<redisReply*>(reply);
         if (link && r && r->type == REDIS_REPLY_ERROR && dp::error_means_rediscover(std::string_view(r->str, r->len)))
-            link->drop(std::string(r->str, std::min<size_t>(r->len, 200)), true);
+            link->drop(error_text(r), true);
     }
 
-    bool sentinel_mode() const { return conf_->ha && !conf_->ha->sentinels.empty(); }
-
     void fail_held() {
-        std::vector<std::pair<std::vector<std::string>, Reply>> held;
+        Held held;
         held.swap(held_);
         for (auto& h : held) h.second(nullptr);
     }
@@ -239,8 +243,8 @@ class RedisLink {
     Reply checked(const char* what) {
         return [this, what](redisReply* r) {
             if (!r || r->type != REDIS_REPLY_ERROR) return;
-            ngx_log_error(NGX_LOG_ERR, log_, 0, "device_pairing: redis %s refused %s (%s link): %*s", target().c_str(),
-                          what, role_, (size_t)std::min<size_t>(r->len, 200), r->str);
+            ngx_log_error(NGX_LOG_ERR, log_, 0, "device_pairing: redis %s refused %s (%s link): %s", target().c_str(),
+                          what, role_, error_text(r).c_str());
             drop(std::string(what) + " refused", false);
         };
     }
@@ -259,8 +263,9 @@ class RedisLink {
         const auto master = dp::parse_sentinel_master(view_of(reply));
         const dp::RedisAddress& s = conf_->ha->sentinels[sentinel_];
         if (!master) {
+            const std::string said = error_text(reply);
             return drop("sentinel " + s.text() + " does not name master \"" + conf_->ha->master_name + "\"" +
-                            (reply->type == REDIS_REPLY_ERROR ? ": " + std::string(reply->str, std::min<size_t>(reply->len, 200)) : ""),
+                            (said.empty() ? "" : ": " + said),
                         true);
         }
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log_, 0, "device_pairing redis: sentinel %s names %s (%s link)", s.text().c_str(),
@@ -277,8 +282,7 @@ class RedisLink {
 
     void role_answered(redisReply* reply) {
         if (dp::reply_says_master(view_of(reply))) return note_role(reply);
-        const std::string what = reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, std::min<size_t>(reply->len, 200))
-                                                                  : "not the master (a replica)";
+        const std::string what = reply->type == REDIS_REPLY_ERROR ? error_text(reply) : "not the master (a replica)";
         ngx_log_error(NGX_LOG_WARN, log_, 0, "device_pairing: redis %s: ROLE: %s (%s link); asking the sentinels again",
                       target().c_str(), what.c_str(), role_);
         drop("ROLE: " + what, true);
@@ -398,7 +402,8 @@ class RedisLink {
     dp::RedisAddress last_master_;            // the one named before, kept
     ngx_msec_t named_at_ = 0;
     std::string drop_reason_;
-    std::vector<std::pair<std::vector<std::string>, Reply>> held_;  // sent while the sentinels are asked
+    using Held = std::vector<std::pair<std::vector<std::string>, Reply>>;
+    Held held_;  // sent while the sentinels are asked
     size_t pending_ = 0;
     ngx_msec_t started_ = 0, last_reply_ = 0, backoff_ = kFirstRetryMs;
     time_t down_since_ = 0, last_down_log_ = 0;
