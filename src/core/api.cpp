@@ -9,12 +9,14 @@
 #include "core/mailbox.h"
 #include "core/oauth.h"
 #include "core/otp.h"
+#include "core/pairing_log.h"
 
 namespace dp {
 
 namespace {
 
-constexpr RouteAuth kNone = RouteAuth::None, kBearer = RouteAuth::Bearer, kKey = RouteAuth::DeviceKey;
+constexpr RouteAuth kNone = RouteAuth::None, kBearer = RouteAuth::Bearer, kKey = RouteAuth::DeviceKey,
+                    kLog = RouteAuth::LogReader;
 constexpr bool kBody = true, kNoBody = false, kOwner = true, kAnyRole = false;
 
 // Literal patterns come before parameterised ones that could also match.
@@ -54,6 +56,11 @@ const RouteSpec kRoutes[] = {
      oauth_device_authorization},
     {"POST", "/oauth/token", Route::OAuthToken, kBody, kNone, kAnyRole, oauth_token},
     {"POST", "/oauth/revoke", Route::OAuthRevoke, kBody, kNone, kAnyRole, oauth_revoke},
+    {"GET", "/api/devices/log/checkpoint", Route::LogCheckpoint, kNoBody, kLog, kAnyRole, log_checkpoint},
+    {"GET", "/api/devices/log/entries", Route::LogEntries, kNoBody, kLog, kAnyRole, log_entries},
+    {"GET", "/api/devices/log/proof/inclusion", Route::LogInclusion, kNoBody, kLog, kAnyRole, log_inclusion_proof},
+    {"GET", "/api/devices/log/proof/consistency", Route::LogConsistency, kNoBody, kLog, kAnyRole,
+     log_consistency_proof},
     {"DELETE", "/api/devices/{}", Route::DeviceRevoke, kNoBody, kBearer, kAnyRole, device_revoke},
     {"PATCH", "/api/devices/{}", Route::DeviceRename, kBody, kBearer, kAnyRole, device_rename},
 };
@@ -86,7 +93,7 @@ Response api_handle(Store& store, const Settings& settings, const RouteMatch& ro
                     const ClientAddr& addr) {
     Call call{store, settings, req, addr, Principal(), route.param};
     const RouteSpec& spec = *route.spec;
-    if (spec.auth == RouteAuth::Bearer) {
+    if (spec.auth == RouteAuth::Bearer || (spec.auth == RouteAuth::LogReader && !settings.log_public)) {
         call.who = authenticate_bearer(&store, settings, req.authorization, addr, call.now_s(), &req);
         if (call.who.status != Principal::Ok) {
             if (spec.route == Route::DeviceRotate && call.who.reason == Principal::Revoked)

@@ -1,5 +1,7 @@
 #include "core/auth.h"
 
+#include "core/pairing_log.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -170,6 +172,7 @@ Principal authenticate_bearer(Store* store, const Settings& settings, std::strin
     p.reason = Principal::Expired;
     auto* d = as<DeviceRecord>(store->find(Kind::Device, hash));
     if (d && token_expired(d, settings, now_s)) {
+        log_event(*store, expired_event(p), (int64_t)now_s * 1000);
         retire_device(*store, &d->h, kRevokedExpired, now_s);
         p.expired_now = true;
     }

@@ -1,5 +1,7 @@
 #include "core/codes.h"
 
+#include "core/pairing_log.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -202,9 +204,8 @@ Response code_decide(Call& call, Decision decision) {
     Response r = json_response(200, json_pack("{s:s, s:s, s:s}", "status", approve ? "approved" : "rejected",
                                               "requesterId", requester.c_str(), approve ? "approvedAt" : "rejectedAt",
                                               iso8601(req.now_ms).c_str()));
-    r.audit.push_back(AuditEvent{approve ? "code_approved" : "code_rejected", "", "", found->oauth() ? "oauth" : "code",
-                                 call.who.device_id,
-                                 sanitize_utf8(requester, sizeof(found->requester))});
+    record_event(call, r, AuditEvent{approve ? "code_approved" : "code_rejected", "", "", found->oauth() ? "oauth" : "code",
+                                     call.who.device_id, sanitize_utf8(requester, sizeof(found->requester))});
     r.durable = true;
     return r;
 }
@@ -259,8 +260,9 @@ Response status_of(Call& call, const std::string& request_id, const std::optiona
     memcpy(delivered->sealed_token, sealed.data(), 32);
     if (!record_approval(call.store, device->id, r->approver, now)) return zone_full();
     Response resp = approved(r, &device->token);
-    resp.audit.push_back(paired_event(call.store, *device, Role::Device, PairMethod::Code));
-    resp.audit.back().actor = approver_text(r->approver);  // who let it in
+    AuditEvent paired = paired_event(call.store, *device, Role::Device, PairMethod::Code);
+    paired.actor = approver_text(r->approver);  // who let it in
+    record_event(call, resp, std::move(paired));
     resp.durable = true;
     return resp;
 }

@@ -1,5 +1,7 @@
 #include "core/devices.h"
 
+#include "core/pairing_log.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -222,7 +224,7 @@ Response device_revoke(Call& call) {
     const RecordHeader* target = call.store.find_by(Index::DeviceId, *raw);
     if (!target) return device_not_found();
     Response r = no_content();
-    r.audit.push_back(device_event("revoked", as<DeviceRecord>(target), call.who));
+    record_event(call, r, device_event("revoked", as<DeviceRecord>(target), call.who));
     retire_device(call.store, target, kRevokedByOwner, call.now_s());
     call.store.count(Counter::Revocations);
     return durable(std::move(r));
@@ -247,6 +249,7 @@ Response device_revoke_others(Call& call) {
             auto* d = as<DeviceRecord>(h);
             if (device_id_text(d->id) == call.who.device_id) continue;
             audit.push_back(device_event("revoked", d, call.who));
+            log_event(call.store, audit.back(), call.req.now_ms);
             retire_device(call.store, h, kRevokedByOwner, call.now_s());
             revoked++;
         }
@@ -274,8 +277,9 @@ Response device_rename(Call& call) {
     DeviceRecord* renamed = update_record(call.store, as<DeviceRecord>(target));
     copy_name(renamed, clean);
     Response r = json_response(200, json_pack("{s:s, s:s}", "id", call.param.c_str(), "name", clean.c_str()));
-    r.audit.push_back(device_event("renamed", renamed, call.who));
-    r.audit.back().detail = clean;
+    AuditEvent event = device_event("renamed", renamed, call.who);
+    event.detail = clean;
+    record_event(call, r, std::move(event));
     call.store.count(Counter::Renames);
     return durable(std::move(r));
 }
@@ -346,8 +350,9 @@ Response device_rotate(Call& call) {
         memcpy(gone->sealed_token, sealed.data(), 32);
     });
     Response r = rotated_answer(token, call.who.device_id);
-    r.audit.push_back(device_event("rotated", d, call.who));
-    r.audit.back().detail = binding_note(*binding);
+    AuditEvent event = device_event("rotated", d, call.who);
+    event.detail = binding_note(*binding);
+    record_event(call, r, std::move(event));
     call.store.count(Counter::Rotations);
     return durable(std::move(r));
 }

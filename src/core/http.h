@@ -60,6 +60,9 @@ struct Response {
     std::vector<std::string> banner;   // a new OTP for the operator: logged and written to the banner file
     bool durable = false;              // persist state before the answer leaves
     int64_t poll_until_ms = 0;         // long poll: ask again until ready or this time
+    // The pairing log's entries [first, end) are read from disk by the caller,
+    // which answers with log_entries_answer (end 0: nothing to read).
+    uint64_t log_first = 0, log_end = 0;
     std::vector<AuditEvent> audit;     // written to the audit log when the answer stands
 
     void header(std::string name, std::string value) {

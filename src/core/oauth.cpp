@@ -1,5 +1,7 @@
 #include "core/oauth.h"
 
+#include "core/pairing_log.h"
+
 #include <cstring>
 
 #include "core/codes.h"
@@ -162,9 +164,10 @@ Response exchange(Call& call, const CodeRequestRecord* r, const Settings::OAuthC
         json_object_set_new(body.get(), "expires_in", json_integer(call.settings.token_lifetime_s));
     if (!scope.empty()) json_object_set_new(body.get(), "scope", json_string(scope.c_str()));
     Response resp = json_response(200, body.release());
-    resp.audit.push_back(paired_event(call.store, *device, Role::Device, PairMethod::OAuth));
-    resp.audit.back().actor = approver_text(r->approver);  // who let it in
-    resp.audit.back().detail = client.id;
+    AuditEvent paired = paired_event(call.store, *device, Role::Device, PairMethod::OAuth);
+    paired.actor = approver_text(r->approver);  // who let it in
+    paired.detail = client.id;
+    record_event(call, resp, std::move(paired));
     resp.durable = true;
     return resp;
 }
@@ -239,8 +242,8 @@ Response oauth_revoke(Call& call) {
     auto* d = as<DeviceRecord>(call.store.find(Kind::Device, sha256(token)));
     if (!d) return r;
     const std::string id = device_id_text(d->id);
-    r.audit.push_back(AuditEvent{"revoked", id, d->role == Role::Owner ? "owner" : "device", pair_method_name(d->method),
-                                 id, "oauth revocation"});
+    record_event(call, r, AuditEvent{"revoked", id, d->role == Role::Owner ? "owner" : "device",
+                                     pair_method_name(d->method), id, "oauth revocation"});
     retire_device(call.store, &d->h, kRevokedByOwner, call.now_s());
     call.store.count(Counter::Revocations);
     r.durable = true;

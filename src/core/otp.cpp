@@ -1,5 +1,7 @@
 #include "core/otp.h"
 
+#include "core/pairing_log.h"
+
 #include <cstring>
 
 #include "core/devices.h"
@@ -134,7 +136,7 @@ Response pair_otp(Call& call) {
         call.store.otp_for_update().expires_ms = 0;  // single use
         limiter.succeeded();
         Response r = json_response(200, json_pack("{s:s}", "token", device->token.c_str()));
-        r.audit.push_back(paired_event(call.store, *device, Role::Owner, PairMethod::Otp));
+        record_event(call, r, paired_event(call.store, *device, Role::Owner, PairMethod::Otp));
         r.durable = true;
         return r;
     }

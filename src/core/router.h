@@ -38,9 +38,15 @@ enum class Route {
     OAuthDeviceAuthorization,
     OAuthToken,
     OAuthRevoke,
+    LogCheckpoint,
+    LogEntries,
+    LogInclusion,
+    LogConsistency,
 };
 
-enum class RouteAuth { None, Bearer, DeviceKey };
+// LogReader: a bearer credential of either role, or none when the pairing
+// log is public (device_pairing_log_public on).
+enum class RouteAuth { None, Bearer, DeviceKey, LogReader };
 
 struct Call;
 struct Response;

@@ -45,9 +45,13 @@ struct Settings {
         std::string id, name;
     };
     std::vector<OAuthClient> oauth_clients;
-    uint32_t oauth_interval_s = 5;
+    uint32_t oauth_interval_s = 5;  // device_pairing_oauth_interval: the poll interval a client starts with
     uint32_t dpop_window_s = 60;  // device_pairing_dpop_window: how far a proof's iat may be from now
-    bool dpop_nonce = false;      // device_pairing_dpop_nonce: proofs carry a fresh nonce of this host  // device_pairing_oauth_interval: the poll interval a client starts with
+    bool dpop_nonce = false;      // device_pairing_dpop_nonce: proofs carry a fresh nonce of this host
+    // The pairing log's routes: public (device_pairing_log_public on), or
+    // for owners and devices; its checkpoints' origin line and key name.
+    bool log_public = false;
+    std::string log_origin;
     const OAuthClient* oauth_client(std::string_view id) const {
         for (const OAuthClient& c : oauth_clients)
             if (c.id == id) return &c;

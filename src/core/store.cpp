@@ -19,7 +19,8 @@ size_t record_size(Kind kind) {
         case Kind::Approval: return sizeof(ApprovalRecord);
         case Kind::Binding: return sizeof(BindingRecord);
         case Kind::DpopJti: return sizeof(DpopJtiRecord);
-        case Kind::Count: break;
+        case Kind::Count:
+        case Kind::LogLeaf: break;
     }
     return 0;
 }
@@ -219,7 +220,16 @@ void Store::commit() noexcept {
                   changes.end());
     for (RecordChange& c : changes)
         if (c.kind != Kind::Count) c.seq = ++raw_shared().journal_seq;
+    std::vector<std::string> leaves;
+    leaves.swap(leaves_);
     if (!log_ || changes.empty()) return unlock();
+    try {
+        for (std::string& leaf : leaves) changes.push_back(RecordChange{Kind::LogLeaf, Digest{}, std::string(), std::move(leaf)});
+    } catch (...) {
+        undo(changes);
+        commit_failed_ = true;
+        return unlock();
+    }
     try {
         log_->committed(std::move(changes));
     } catch (...) {
@@ -232,6 +242,7 @@ void Store::commit() noexcept {
 }
 
 void Store::rollback() noexcept {
+    leaves_.clear();
     std::vector<RecordChange> changes;
     changes.swap(changes_);
     captured_.clear();
@@ -249,6 +260,7 @@ void Store::undo(std::vector<RecordChange>& changes) {
 }
 
 void Store::restore(const RecordChange& change, uint32_t now_s) {
+    if (change.kind == Kind::LogLeaf) return;  // numbered only when durable: an undone one never was
     if (current_view(change) != change.after) return;  // changed again since: that change stands
     restoring_ = true;
     mark_written();

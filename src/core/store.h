@@ -14,11 +14,15 @@
 #include <vector>
 
 #include "core/crypto.h"
+#include "core/tlog.h"
 
 namespace dp {
 
 enum class Kind : uint8_t {
-    Device, Limiter, Mailbox, CodeRequest, Nonce, AccountCount, Revoked, Approval, Binding, DpopJti, Count
+    Device, Limiter, Mailbox, CodeRequest, Nonce, AccountCount, Revoked, Approval, Binding, DpopJti, Count,
+    // Not a record: a pairing log leaf's template (pairing_log.h) that a
+    // transaction carries to its change log with its record changes.
+    LogLeaf = 0xF0
 };
 constexpr size_t kKindCount = (size_t)Kind::Count;
 
@@ -292,7 +296,9 @@ struct RecordChange {
 };
 
 // Where committed changes go (the journal writer); called with the lock held,
-// so it only takes the changes.
+// so it only takes the changes. A transaction's pairing log leaves come last,
+// as changes of kind LogLeaf (`after`: the leaf's template), and only with
+// record changes: an event that changed nothing is not logged.
 class ChangeLog {
    public:
     virtual ~ChangeLog() = default;
@@ -340,6 +346,13 @@ class Store {
             sum += __atomic_load_n(&counter_slots()[s].value[(size_t)c], __ATOMIC_RELAXED);
         return sum;
     }
+    // A pairing log leaf (its template) for this transaction's commit: it
+    // goes with the changes, or nowhere if the transaction is rolled back.
+    void append_leaf(std::string leaf_template) { leaves_.push_back(std::move(leaf_template)); }
+    // Whether this store logs events (the zone's log=on), and its tree, read
+    // under a StoreReadLock (null: no log).
+    virtual bool logs_events() { return false; }
+    virtual TlogStorage* log_tree() { return nullptr; }
     OtpState& otp_for_update() {
         mark_written();
         capture(Kind::Count, nullptr, nullptr);
@@ -438,6 +451,7 @@ class Store {
     ChangeLog* log_ = nullptr;
     bool restoring_ = false;
     std::vector<RecordChange> changes_;
+    std::vector<std::string> leaves_;
     // Which (kind, key) changes_ holds, once it is long (a state load, a
     // resize's copy, a fleet rebuild's batch): a capture stays O(1).
     std::unordered_set<std::string> captured_;

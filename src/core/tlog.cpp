@@ -157,6 +157,35 @@ void TlogHashes::append(const Digest& leaf_hash) {
     }
 }
 
+namespace {
+
+// A complete subtree's hash from what the storage keeps.
+Digest subtree_hash(TlogStorage& storage, int level, uint64_t index) {
+    if (tlog_level_kept(level)) return storage.kept(level, index);
+    return tlog_node_hash(subtree_hash(storage, level - 1, 2 * index), subtree_hash(storage, level - 1, 2 * index + 1));
+}
+
+}  // namespace
+
+void tlog_append(TlogStorage& storage, const Digest& leaf_hash) {
+    const uint64_t index = storage.size();
+    storage.keep(0, index, leaf_hash);
+    // The leaf closes the subtree at each level whose count it makes even:
+    // its hash is the left sibling's and the one just made.
+    Digest hash = leaf_hash;
+    uint64_t at = index;
+    for (int level = 1; at & 1; level++) {
+        hash = tlog_node_hash(subtree_hash(storage, level - 1, at - 1), hash);
+        at >>= 1;
+        if (tlog_level_kept(level)) storage.keep(level, at, hash);
+    }
+    storage.grew(index + 1);
+}
+
+SubtreeHash tlog_subtrees(TlogStorage& storage) {
+    return [&storage](int level, uint64_t index) { return subtree_hash(storage, level, index); };
+}
+
 std::string note_key_id(std::string_view name, std::string_view public_raw) {
     std::string input(name);
     input += '\n';

@@ -50,6 +50,34 @@ class TlogHashes {
     std::vector<std::vector<Digest>> levels_;
 };
 
+// Where a log keeps its hashes: level 0 (the leaf hashes) and every level
+// from kTlogKeptFrom up; the levels between are recomputed from at most
+// 2^kTlogKeptFrom leaf hashes when a proof needs them. 32 bytes a leaf, plus
+// 2 * 32 / 2^kTlogKeptFrom for the upper levels: 36 bytes a leaf in all.
+constexpr int kTlogKeptFrom = 4;
+inline bool tlog_level_kept(int level) { return level == 0 || level >= kTlogKeptFrom; }
+
+class TlogStorage {
+   public:
+    virtual ~TlogStorage() = default;
+    virtual uint64_t size() = 0;  // leaves appended
+    // A kept hash (tlog_level_kept(level)) of a complete subtree.
+    virtual Digest kept(int level, uint64_t index) = 0;
+    // Stores the next hash of a kept level: index is that level's count.
+    virtual void keep(int level, uint64_t index, const Digest& hash) = 0;
+    // The new size, once every hash of the appended leaf is kept.
+    virtual void grew(uint64_t size) = 0;
+};
+
+// Appends a leaf's hash: the complete subtrees it closes are hashed (at most
+// 2^kTlogKeptFrom hashes below the kept levels, one a level above) and the
+// kept ones stored, then the size grows.
+void tlog_append(TlogStorage& storage, const Digest& leaf_hash);
+// Complete-subtree hashes for the proofs: kept ones read, the others made.
+SubtreeHash tlog_subtrees(TlogStorage& storage);
+// How many hashes a kept level holds for a tree of `size` leaves.
+inline uint64_t tlog_kept_count(int level, uint64_t size) { return size >> level; }
+
 // C2SP signed-note. An Ed25519 key's ID: the first 4 bytes of
 // SHA-256(name || "\n" || 0x01 || public key); its verifier key text
 // "name+<8 hex of the ID>+<base64 of 0x01 || public key>".

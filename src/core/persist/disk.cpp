@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
 #include "core/files.h"
 #include "core/persist/journal.h"
 #include "core/persist/snapshot.h"
+#include "core/pairing_log.h"
 
 namespace dp {
 
@@ -236,8 +238,227 @@ bool settle_journal(const StateLock& lock, const StatePaths& paths, uint64_t end
     return ok;
 }
 
+namespace {
+
+constexpr size_t kLogTrailer = 12;        // the length again and the index
+constexpr uint32_t kMaxLogLeaf = 65536;   // a length beyond it is damage, not a leaf
+constexpr size_t kLogReadChunk = 1 << 20;
+
+template <typename T>
+T load_le(const char* p) {
+    T v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+bool pread_all(int fd, char* to, size_t n, uint64_t at) {
+    for (size_t done = 0; done < n;) {
+        ssize_t got = pread(fd, to + done, n - done, (off_t)(at + done));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return false;
+        done += (size_t)got;
+    }
+    return true;
+}
+
+// The index after the file's last complete record, from its trailer (a
+// file that does not end in one is scanned, and a torn tail cut off).
+bool log_file_next(const std::string& path, uint64_t* next, uint64_t* end, std::string* error) {
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        *error = "cannot open " + path + ": " + strerror(errno);
+        return false;
+    }
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0;
+    const uint64_t size = ok ? (uint64_t)st.st_size : 0;
+    *next = 0;
+    *end = 0;
+    char trailer[kLogTrailer], head[4];
+    if (ok && size >= 4 + kLogTrailer && pread_all(fd, trailer, kLogTrailer, size - kLogTrailer)) {
+        const uint32_t len = load_le<uint32_t>(trailer);
+        if (len <= kMaxLogLeaf && size >= 4 + len + kLogTrailer &&
+            pread_all(fd, head, 4, size - kLogTrailer - len - 4) && load_le<uint32_t>(head) == len) {
+            *next = load_le<uint64_t>(trailer + 4) + 1;
+            *end = size;
+            close(fd);
+            return true;
+        }
+    }
+    if (ok && size > 0) {  // no complete record at the end: find where they stop
+        bool torn = false;
+        ok = scan_log_file(path, [&](uint64_t index, uint64_t, std::string_view) { *next = index + 1; }, end, &torn,
+                           error);
+        if (ok && *end < size && ftruncate(fd, (off_t)*end) != 0) {
+            *error = "cannot cut the torn tail off " + path + ": " + strerror(errno);
+            ok = false;
+        }
+    } else if (!ok) {
+        *error = "cannot stat " + path + ": " + strerror(errno);
+    }
+    close(fd);
+    return ok;
+}
+
+bool append_log_records(const std::string& path, uint64_t first, const std::vector<std::string>& leaves,
+                        std::string* error) {
+    int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write_all(fd, encode_log_records(first, leaves));
+    if (!ok) *error = "cannot append to " + path + ": " + strerror(errno);
+    if (fd >= 0) close(fd);
+    return ok;
+}
+
+// The journals' leaves from `from` on, in index order (false: a gap).
+bool journal_leaves(const StatePaths& paths, uint64_t from, std::vector<std::string>* out, std::string* error) {
+    std::vector<LogLeafEntry> found;
+    for (const std::string* path : {&paths.rotated, &paths.journal}) {
+        std::string bytes;
+        if (!read_file(*path, &bytes, error)) {
+            if (errno == ENOENT) continue;
+            return false;
+        }
+        JournalScan scan;
+        if (!parse_journal(bytes, &scan, error)) return false;
+        for (LogLeafEntry& leaf : scan.leaves)
+            if (leaf.index >= from) found.push_back(std::move(leaf));
+    }
+    std::sort(found.begin(), found.end(), [](const LogLeafEntry& a, const LogLeafEntry& b) { return a.index < b.index; });
+    for (LogLeafEntry& leaf : found) {
+        if (leaf.index < from + out->size()) continue;  // the same leaf in both journals
+        if (leaf.index != from + out->size()) {
+            *error = "the journal holds pairing log leaf " + std::to_string(leaf.index) + " but not leaf " +
+                     std::to_string(from + out->size()) + " before it";
+            return false;
+        }
+        out->push_back(std::move(leaf.bytes));
+    }
+    return true;
+}
+
+}  // namespace
+
+std::string encode_log_records(uint64_t first_index, const std::vector<std::string>& leaves) {
+    std::string out;
+    for (const std::string& leaf : leaves) {
+        const uint32_t len = (uint32_t)leaf.size();
+        const uint64_t index = first_index++;
+        out.append((const char*)&len, 4);
+        out += leaf;
+        out.append((const char*)&len, 4);
+        out.append((const char*)&index, 8);
+    }
+    return out;
+}
+
+bool scan_log_file(const std::string& path,
+                   const std::function<void(uint64_t index, uint64_t offset, std::string_view leaf)>& visit,
+                   uint64_t* valid_bytes, bool* torn, std::string* error) {
+    *valid_bytes = 0;
+    *torn = false;
+    int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return true;
+        *error = "cannot open " + path + ": " + strerror(errno);
+        return false;
+    }
+    std::string buf;
+    std::vector<char> chunk(kLogReadChunk);
+    uint64_t base = 0, index = 0;
+    for (;;) {
+        const ssize_t n = read(fd, chunk.data(), chunk.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            *error = "cannot read " + path + ": " + strerror(errno);
+            close(fd);
+            return false;
+        }
+        buf.append(chunk.data(), (size_t)n);
+        size_t pos = 0;
+        while (buf.size() - pos >= 4) {
+            const uint32_t len = load_le<uint32_t>(buf.data() + pos);
+            if (len > kMaxLogLeaf) break;  // damage: judged below
+            if (buf.size() - pos < 4 + len + kLogTrailer) break;
+            const char* trailer = buf.data() + pos + 4 + len;
+            if (load_le<uint32_t>(trailer) != len || load_le<uint64_t>(trailer + 4) != index) {
+                *error = path + ": the record at offset " + std::to_string(base + pos) + " is not pairing log leaf " +
+                         std::to_string(index) + " (the file was changed by hand?)";
+                close(fd);
+                return false;
+            }
+            visit(index++, base + pos, std::string_view(buf.data() + pos + 4, len));
+            pos += 4 + len + kLogTrailer;
+        }
+        buf.erase(0, pos);
+        base += pos;
+        if (n == 0) break;
+        if (buf.size() >= 4 && load_le<uint32_t>(buf.data()) > kMaxLogLeaf) {
+            *error = path + ": a damaged record at offset " + std::to_string(base);
+            close(fd);
+            return false;
+        }
+    }
+    close(fd);
+    *valid_bytes = base;
+    *torn = !buf.empty();
+    return true;
+}
+
+bool read_log_leaves(const std::string& path, uint64_t offset, uint64_t first, uint64_t count,
+                     std::vector<std::string>* out, std::string* error) {
+    int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        *error = "cannot open " + path + ": " + strerror(errno);
+        return false;
+    }
+    bool ok = true;
+    std::string record;
+    for (uint64_t index = first; ok && index < first + count; index++) {
+        char head[4];
+        ok = pread_all(fd, head, 4, offset);
+        const uint32_t len = ok ? load_le<uint32_t>(head) : 0;
+        ok = ok && len <= kMaxLogLeaf;
+        if (ok) {
+            record.resize(len + kLogTrailer);
+            ok = pread_all(fd, record.data(), record.size(), offset + 4) &&
+                 load_le<uint32_t>(record.data() + len) == len && load_le<uint64_t>(record.data() + len + 4) == index;
+        }
+        if (!ok) {
+            *error = path + ": no record of leaf " + std::to_string(index) + " at offset " + std::to_string(offset);
+            break;
+        }
+        out->emplace_back(record.data(), len);
+        offset += 4 + len + kLogTrailer;
+    }
+    close(fd);
+    return ok;
+}
+
+bool catch_up_log_file(const StatePaths& paths, uint64_t* next, uint64_t* end_offset, std::string* error) {
+    if (!log_file_next(paths.log, next, end_offset, error)) return false;
+    std::vector<std::string> missing;
+    if (!journal_leaves(paths, *next, &missing, error)) return false;
+    if (missing.empty()) return true;
+    if (!append_log_records(paths.log, *next, missing, error)) return false;
+    *next += missing.size();
+    return log_file_next(paths.log, next, end_offset, error);
+}
+
+bool settle_log_file(const StatePaths& paths, std::string* error) {
+    StateLock lock(paths, error);
+    if (!lock.held()) return false;
+    uint64_t next, end;
+    if (!catch_up_log_file(paths, &next, &end, error)) return false;
+    int fd = open(paths.log.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    const bool ok = fd >= 0 && fsync(fd) == 0;
+    if (!ok) *error = "cannot make " + paths.log + " durable: " + strerror(errno);
+    if (fd >= 0) close(fd);
+    if (ok) sync_directory_of(paths.log);
+    return ok;
+}
+
 bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error, AppendOutcome* outcome,
-                    uint64_t writer) {
+                    uint64_t writer, LeafSink* leaves) {
     StateLock lock(paths, error);
     if (!lock.held()) return false;
     JournalOwner owner;
@@ -261,8 +482,21 @@ bool append_journal(const StatePaths& paths, std::string_view bytes, std::string
         ok = ftruncate(fd, (off_t)start) == 0;
         if (!ok) *error = "cannot cut the partial entry off " + paths.journal + ": " + strerror(errno);
     }
+    // The leaves go first in the write: an append a crash cuts short (never
+    // acknowledged) may keep a leaf without its event, never the reverse.
+    std::string write;
+    std::vector<std::string> rendered;
+    uint64_t first_leaf = 0;
+    if (ok && leaves && !leaves->templates().empty()) {
+        ok = leaves->next_index(leaves->templates().size(), &first_leaf, error);
+        if (ok) {
+            for (const std::string& t : leaves->templates()) rendered.push_back(leaf_from_template(t, first_leaf + rendered.size()));
+            write = encode_log_leaves(first_leaf, rendered);
+        }
+    }
+    write += bytes;
     if (ok) {
-        ok = write_all(fd, bytes) && journal_sync(fd) == 0;
+        ok = write_all(fd, write) && journal_sync(fd) == 0;
         if (!ok) {
             *error = "cannot append to " + paths.journal + ": " + strerror(errno);
             if (ftruncate(fd, (off_t)start) == 0) journal_sync(fd);
@@ -270,8 +504,25 @@ bool append_journal(const StatePaths& paths, std::string_view bytes, std::string
     }
     // Past here the entry is durable; a lost mark only costs the next
     // append a scan.
-    if (ok) (void)write_end(lock, (uint64_t)st.st_ino, start + bytes.size());
+    if (ok) (void)write_end(lock, (uint64_t)st.st_ino, start + write.size());
     close(fd);
+    if (ok && !rendered.empty()) {
+        // The copy in PATH.log is not synced: the journal holds the leaves
+        // until a compaction settles the file.
+        // A file behind (an earlier copy failed) is caught up from the
+        // journal, these leaves with the rest: where they start is not known
+        // then (the zone's hints mark it so).
+        uint64_t next = 0, end = 0;
+        std::string copy_error;
+        uint64_t offset = UINT64_MAX;
+        if (log_file_next(paths.log, &next, &end, &copy_error)) {
+            if (next == first_leaf && append_log_records(paths.log, first_leaf, rendered, &copy_error))
+                offset = end;
+            else if (next < first_leaf)
+                (void)catch_up_log_file(paths, &next, &end, &copy_error);
+        }
+        leaves->durable(first_leaf, rendered, offset);
+    }
     if (ok && st.st_size == 0) sync_directory_of(paths.journal);  // a new journal's name is durable too
     return ok;
 }

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/persist/snapshot.h"
 #include "core/store.h"
@@ -33,9 +34,48 @@ class PosixDisk final : public Disk {
 // appends, rotation and the snapshot's replacement across processes.
 struct StatePaths {
     explicit StatePaths(const std::string& state)
-        : state(state), journal(state + ".journal"), rotated(state + ".journal.1"), lock(state + ".lock") {}
-    std::string state, journal, rotated, lock;
+        : state(state), journal(state + ".journal"), rotated(state + ".journal.1"), lock(state + ".lock"),
+          log(state + ".log") {}
+    std::string state, journal, rotated, lock, log;
 };
+
+// PATH.log: the pairing log's leaves in index order, never compacted. A
+// record is u32 length, the leaf, the length again and the u64 index (all
+// little-endian), so the last leaf is found from the end. Each leaf was
+// durable in the journal before it was written here; the journal keeps it
+// until a compaction, which first makes this file durable up to it.
+std::string encode_log_records(uint64_t first_index, const std::vector<std::string>& leaves);
+// Reads the file a chunk at a time: visit(index, offset, leaf) for each
+// record; a record cut short at the end is a torn tail (*torn, *valid_bytes
+// where it starts). A record whose index is not its position is refused,
+// naming it (a file edited by hand). A missing file is an empty log.
+bool scan_log_file(const std::string& path,
+                   const std::function<void(uint64_t index, uint64_t offset, std::string_view leaf)>& visit,
+                   uint64_t* valid_bytes, bool* torn, std::string* error);
+// count leaves from `first`, whose record starts at `offset` (from the
+// zone's hints). False with *error when the bytes there are not those leaves.
+bool read_log_leaves(const std::string& path, uint64_t offset, uint64_t first, uint64_t count,
+                     std::vector<std::string>* out, std::string* error);
+
+// The leaves that go with a journal append: numbered under the state lock
+// from where the log ends, written in the same write as their events'
+// entries, then copied to PATH.log; the sink hears of them while the lock is
+// still held, so whoever keeps the tree sees them in the log's order.
+class LeafSink {
+   public:
+    virtual ~LeafSink() = default;
+    virtual const std::vector<std::string>& templates() = 0;
+    // The next leaf's index, once there is room for count more (false: *error).
+    virtual bool next_index(size_t count, uint64_t* first, std::string* error) = 0;
+    // They are durable (in the journal); file_offset: where the first one's
+    // record starts in PATH.log, UINT64_MAX when the copy failed (a later
+    // append or the next start copies them from the journal).
+    virtual void durable(uint64_t first, const std::vector<std::string>& leaves, uint64_t file_offset) = 0;
+};
+// Under the lock: PATH.log gets the journals' leaves it lacks (from the
+// next index it expects), in order; *next is then the log's size. False
+// when the journals do not hold the leaves that follow the file's last.
+bool catch_up_log_file(const StatePaths& paths, uint64_t* next, uint64_t* end_offset, std::string* error);
 
 // What makes an append durable before it is acknowledged: fdatasync(2).
 // A pointer so that a unit test can count the calls (a journal that skips
@@ -107,7 +147,10 @@ struct AppendOutcome {
     bool superseded = false;
 };
 bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error,
-                    AppendOutcome* outcome = nullptr, uint64_t writer = 0);
+                    AppendOutcome* outcome = nullptr, uint64_t writer = 0, LeafSink* leaves = nullptr);
+// Makes PATH.log durable with every leaf the journals hold (a compaction,
+// before it drops the journal set aside). Takes the lock.
+bool settle_log_file(const StatePaths& paths, std::string* error);
 
 // Sets the journal aside for a compaction (PATH.journal -> PATH.journal.1),
 // unless an interrupted compaction already left one, which is compacted too.

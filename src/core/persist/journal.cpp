@@ -4,12 +4,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 
 namespace dp {
 
 namespace {
 
-enum : uint8_t { kPut = 1, kRemove = 2 };
+enum : uint8_t { kPut = 1, kRemove = 2, kLeaf = 3 };
 constexpr uint32_t kMarker = 0x324a5044;      // "DPJ2" as little-endian bytes; never a first-format length
 constexpr size_t kPrefixV1 = 8;               // first format: length + checksum of the body
 constexpr size_t kPrefix = 12;                // marker + length + checksum of length and body
@@ -39,6 +40,12 @@ bool decode_body(std::string_view body, JournalEntry* e) {
     e->seq = get<uint64_t>(p);
     const uint8_t kind = (uint8_t)p[8], op = (uint8_t)p[9];
     const uint16_t size = get<uint16_t>(p + 10);
+    if (kind == (uint8_t)Kind::LogLeaf && op == kLeaf && size == body.size() - kFixed) {
+        e->kind = Kind::LogLeaf;
+        e->removed = false;
+        e->image.assign(p + kFixed, size);
+        return true;
+    }
     if (kind >= kKindCount || (op != kPut && op != kRemove) || size != body.size() - kFixed ||
         (op == kRemove ? size != 32 : size > record_size((Kind)kind) || size < sizeof(RecordHeader)))
         return false;
@@ -79,27 +86,39 @@ size_t next_valid_entry(std::string_view bytes, size_t from) {
     return std::string_view::npos;
 }
 
+void encode_entry(std::string& out, uint64_t seq, Kind kind, uint8_t op, std::string_view image) {
+    const size_t at = out.size();
+    put(out, kMarker);
+    put(out, (uint32_t)(kFixed + image.size()));
+    put(out, (uint32_t)0);  // the checksum, once the body is in place
+    put(out, seq);
+    put(out, (uint8_t)kind);
+    put(out, op);
+    put(out, (uint16_t)image.size());
+    out.append(image);
+    const std::string_view entry(out.data() + at, out.size() - at);
+    const uint32_t crc = crc_of(entry.substr(kPrefix), crc_of(entry.substr(4, 4)));
+    memcpy(&out[at + 8], &crc, 4);
+}
+
 }  // namespace
 
 std::string encode_journal(const std::vector<RecordChange>& changes) {
     std::string out;
     for (const RecordChange& c : changes) {
-        if (c.kind == Kind::Count) continue;
+        if (c.kind == Kind::Count || c.kind == Kind::LogLeaf) continue;
         const bool removed = c.after.empty();
-        const std::string_view image =
-            removed ? std::string_view((const char*)c.key.data(), 32) : std::string_view(c.after);
-        const size_t at = out.size();
-        put(out, kMarker);
-        put(out, (uint32_t)(kFixed + image.size()));
-        put(out, (uint32_t)0);  // the checksum, once the body is in place
-        put(out, c.seq);
-        put(out, (uint8_t)c.kind);
-        put(out, removed ? kRemove : kPut);
-        put(out, (uint16_t)image.size());
-        out.append(image);
-        const std::string_view entry(out.data() + at, out.size() - at);
-        const uint32_t crc = crc_of(entry.substr(kPrefix), crc_of(entry.substr(4, 4)));
-        memcpy(&out[at + 8], &crc, 4);
+        encode_entry(out, c.seq, c.kind, removed ? kRemove : kPut,
+                     removed ? std::string_view((const char*)c.key.data(), 32) : std::string_view(c.after));
+    }
+    return out;
+}
+
+std::string encode_log_leaves(uint64_t first_index, const std::vector<std::string>& leaves) {
+    std::string out;
+    for (const std::string& leaf : leaves) {
+        if (leaf.size() > kMaxImage) throw std::length_error("a pairing log leaf is larger than a journal entry holds");
+        encode_entry(out, first_index++, Kind::LogLeaf, kLeaf, leaf);
     }
     return out;
 }
@@ -109,7 +128,10 @@ bool parse_journal(std::string_view bytes, JournalScan* scan, std::string* error
     while (pos < bytes.size()) {
         JournalEntry e{};
         if (const size_t n = entry_at(bytes.substr(pos), &e)) {
-            scan->entries.push_back(std::move(e));
+            if (e.kind == Kind::LogLeaf)
+                scan->leaves.push_back(LogLeafEntry{e.seq, std::move(e.image)});
+            else
+                scan->entries.push_back(std::move(e));
             pos += n;
             scan->valid_bytes = pos;
             continue;

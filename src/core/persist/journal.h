@@ -17,7 +17,13 @@ namespace dp {
 // image size, and the record's bytes (put) or its 32-byte key (remove). The
 // marker lets a reader find the entries after a damaged one. Entries of the
 // first format (no marker, the CRC over the body only) are still read.
-std::string encode_journal(const std::vector<RecordChange>& changes);  // the OTP (kind Count) is skipped
+std::string encode_journal(const std::vector<RecordChange>& changes);  // the OTP (kind Count) is skipped,
+                                                                      // and leaf templates (kind LogLeaf)
+// The pairing log's leaves as journal entries: kind LogLeaf, op 3, the
+// sequence field holds the leaf's index in the log (first, first + 1, ...),
+// the image its bytes. They are written with their events' entries, in the
+// same append, so a leaf is durable exactly when its event is.
+std::string encode_log_leaves(uint64_t first_index, const std::vector<std::string>& leaves);
 
 struct JournalEntry {
     uint64_t seq;
@@ -27,8 +33,14 @@ struct JournalEntry {
     std::string image;  // the record, put only
 };
 
+struct LogLeafEntry {
+    uint64_t index;
+    std::string bytes;
+};
+
 struct JournalScan {
     std::vector<JournalEntry> entries;
+    std::vector<LogLeafEntry> leaves;  // in file order
     size_t valid_bytes = 0;  // the entries end here; anything after is a torn tail
     bool torn = false;
 };
