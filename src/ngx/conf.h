@@ -76,6 +76,8 @@ struct SrvConf {
     time_t oauth_interval;      // device_pairing_oauth_interval
     time_t dpop_window;         // device_pairing_dpop_window
     ngx_flag_t dpop_nonce;      // device_pairing_dpop_nonce
+    ngx_flag_t log_public;      // device_pairing_log_public
+    ngx_str_t log_origin;       // device_pairing_log_origin (empty: HOSTNAME/device-pairing)
     bool identity_created;      // this configuration made the identity key: an audit event at start
     ngx_http_core_srv_conf_t* core;  // its server{}: listen addresses and names for the start-up URL
     dp::Settings* settings;  // built in merge; destroyed by a pool cleanup

@@ -10,6 +10,7 @@
 #include "ngx/console.h"
 #include "ngx/content.h"
 #include "ngx/durable.h"
+#include "ngx/pairing_log.h"
 #include "ngx/zone.h"
 
 namespace dpngx {
@@ -242,6 +243,7 @@ ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
     if (!resp.banner.empty()) show_banner(zone, resp.banner, r->connection->log);
     if (hold_until_durable(r, zone, ctx, std::move(resp), answer_settled)) return NGX_DONE;
     write_audit(r, resp.audit);
+    if (resp.log_end) return answer_log_entries(r, ctx, resp.log_first, resp.log_end);
 
     if (resp.poll_until_ms) {
         // The deadline runs on nginx's monotonic clock: a step of the wall

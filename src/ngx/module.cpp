@@ -121,6 +121,10 @@ ngx_command_t commands[] = {
      ngx_conf_set_sec_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, dpop_window), nullptr},
     {ngx_string("device_pairing_dpop_nonce"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_FLAG,
      ngx_conf_set_flag_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, dpop_nonce), nullptr},
+    {ngx_string("device_pairing_log_public"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_FLAG,
+     ngx_conf_set_flag_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, log_public), nullptr},
+    {ngx_string("device_pairing_log_origin"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_str_slot, NGX_HTTP_SRV_CONF_OFFSET, offsetof(SrvConf, log_origin), nullptr},
     {ngx_string("device_pairing_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, metrics_directive,
      NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, metrics), nullptr},
     ngx_null_command,
@@ -170,6 +174,7 @@ void* create_srv_conf(ngx_conf_t* cf) noexcept {
     conf->oauth_interval = NGX_CONF_UNSET;
     conf->dpop_window = NGX_CONF_UNSET;
     conf->dpop_nonce = NGX_CONF_UNSET;
+    conf->log_public = NGX_CONF_UNSET;
     return conf;
 }
 
@@ -276,6 +281,17 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
     ngx_conf_merge_sec_value(conf->oauth_interval, prev->oauth_interval, 5);
     ngx_conf_merge_sec_value(conf->dpop_window, prev->dpop_window, 60);
     ngx_conf_merge_value(conf->dpop_nonce, prev->dpop_nonce, 0);
+    ngx_conf_merge_value(conf->log_public, prev->log_public, 0);
+    ngx_conf_merge_str_value(conf->log_origin, prev->log_origin, "");
+    // A C2SP origin is one line, and a note's key name has no space or "+".
+    for (size_t i = 0; i < conf->log_origin.len; i++) {
+        const u_char c = conf->log_origin.data[i];
+        if (c <= ' ' || c == '+' || c >= 0x7f) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing_log_origin \"%V\": printable ASCII without "
+                               "spaces or \"+\" (it names the checkpoints' signing key)", &conf->log_origin);
+            return (char*)NGX_CONF_ERROR;
+        }
+    }
     if (conf->dpop_window < 1 || conf->dpop_window > 3600) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "device_pairing_dpop_window must be from 1s to 1h");
         return (char*)NGX_CONF_ERROR;
@@ -309,6 +325,10 @@ char* merge_srv_conf(ngx_conf_t* cf, void* parent, void* child) noexcept {
         s->oauth_interval_s = (uint32_t)conf->oauth_interval;
         s->dpop_window_s = (uint32_t)conf->dpop_window;
         s->dpop_nonce = conf->dpop_nonce == 1;
+        s->log_public = conf->log_public == 1;
+        s->log_origin = conf->log_origin.len
+                            ? to_string(conf->log_origin)
+                            : std::string((const char*)cf->cycle->hostname.data, cf->cycle->hostname.len) + "/device-pairing";
         if (conf->oauth_clients)
             for (ngx_uint_t i = 0; i < conf->oauth_clients->nelts; i++) {
                 const OAuthClientConf& c = static_cast<OAuthClientConf*>(conf->oauth_clients->elts)[i];
@@ -452,7 +472,7 @@ bool parse_sentinels(ngx_conf_t* cf, ngx_str_t* arg, FleetHa* ha) {
     return !ha->sentinels.empty();
 }
 
-// device_pairing_zone zone=NAME:SIZE [state=PATH] [compact=SIZE]
+// device_pairing_zone zone=NAME:SIZE [state=PATH] [compact=SIZE] [log=on|off]
 //                     [redis=HOST:PORT|unix:PATH | redis_sentinel=H:P,... redis_master=NAME]
 //                     [redis_prefix=P] [redis_db=N] [redis_auth=FILE] [redis_sentinel_auth=FILE]
 //                     [redis_replicas=N] [redis_replicas_timeout=TIME]
@@ -462,6 +482,7 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
     ngx_str_t* value = static_cast<ngx_str_t*>(cf->args->elts);
     ngx_str_t name = ngx_null_string, state = ngx_null_string;
     ssize_t size = 0, compact_after = (ssize_t)kDefaultCompactAfter;
+    bool log_on = false;
     FleetConf* fleet = nullptr;
     ngx_str_t prefix = ngx_string("dp:");
     ngx_int_t db = 0;
@@ -580,6 +601,15 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
             }
             continue;
         }
+        if (ngx_strncmp(value[i].data, "log=", 4) == 0) {
+            const std::string_view v((const char*)value[i].data + 4, value[i].len - 4);
+            if (v != "on" && v != "off") {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid \"%V\", expected log=on or log=off", &value[i]);
+                return (char*)NGX_CONF_ERROR;
+            }
+            log_on = v == "on";
+            continue;
+        }
         if (ngx_strncmp(value[i].data, "compact=", 8) == 0) {
             ngx_str_t s = {value[i].len - 8, value[i].data + 8};
             compact_after = ngx_parse_size(&s);
@@ -627,6 +657,11 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
                            "must carry one", &prefix);
         return (char*)NGX_CONF_ERROR;
     }
+    if (log_on && !state.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "log=on needs state=PATH: the pairing log is kept in PATH.log%s",
+                           fleet ? " (in fleet mode the log is not built yet)" : "");
+        return (char*)NGX_CONF_ERROR;
+    }
     if (fleet && state.len) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "state= and redis= exclude each other: in fleet mode Redis holds the state");
         return (char*)NGX_CONF_ERROR;
@@ -646,6 +681,7 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
     ctx->fleet = fleet;
     ctx->state_path = state;
     ctx->compact_after = (size_t)compact_after;
+    ctx->log_on = log_on;
     ctx->mcf = mcf;
     ctx->cycle = cf->cycle;
     // The journal and the banner file are written in nginx's thread pool

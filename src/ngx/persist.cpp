@@ -37,7 +37,7 @@ void alert_rate_limited(ngx_log_t* log, const char* what, const std::string& err
 class JournalWriter final : public DurableWriter {
    public:
     JournalWriter(ZoneCtx* zone, ngx_thread_pool_t* pool, ngx_cycle_t* cycle)
-        : zone_(zone), pool_(pool), log_(cycle->log), paths_(to_string(zone->state_path)) {
+        : zone_(zone), pool_(pool), log_(cycle->log), paths_(to_string(zone->state_path)), leaves_(zone) {
         append_task_ = new_thread_task(cycle, &append_step_);
         compact_task_ = new_thread_task(cycle, &compact_step_);
         slice_timer_.handler = [](ngx_event_t* ev) noexcept {
@@ -65,8 +65,14 @@ class JournalWriter final : public DurableWriter {
             held->reserve(held->size() + changes.size());
         }
         pending_.reserve(pending_.size() + bytes.size());
+        size_t leaf_count = 0;
+        for (const dp::RecordChange& c : changes) leaf_count += c.kind == dp::Kind::LogLeaf;
+        leaves_.pending.reserve(leaves_.pending.size() + leaf_count);
         pending_ += bytes;
-        for (const dp::RecordChange& c : changes) pending_max_seq_ = std::max(pending_max_seq_, c.seq);
+        for (const dp::RecordChange& c : changes) {
+            pending_max_seq_ = std::max(pending_max_seq_, c.seq);
+            if (c.kind == dp::Kind::LogLeaf) leaves_.pending.push_back(c.after);  // reserved: no throw
+        }
         if (held)
             for (dp::RecordChange& c : changes) held->push_back(std::move(c));
     }
@@ -88,6 +94,8 @@ class JournalWriter final : public DurableWriter {
         if (in_flight_ || pending_.empty()) return;
         writing_.swap(pending_);
         pending_.clear();
+        leaves_.writing.swap(leaves_.pending);
+        leaves_.pending.clear();
         writing_waiters_.swap(pending_waiters_);
         pending_waiters_.clear();
         const uint64_t max_seq = pending_max_seq_;
@@ -102,7 +110,9 @@ class JournalWriter final : public DurableWriter {
         if (path_moved())
             return appended(max_seq <= zone_->sh->state.moved_at_seq,
                             "state= was moved by a reload; this worker's path is no longer read");
-        append_step_.work = [this](std::string* error) { return dp::append_journal(paths_, writing_, error, &outcome_, zone_id(zone_)); };
+        append_step_.work = [this](std::string* error) {
+            return dp::append_journal(paths_, writing_, error, &outcome_, zone_id(zone_), &leaves_);
+        };
         append_step_.done = [this](bool ok, const std::string& error) { appended(ok, error); };
         if (ngx_thread_task_post(pool_, append_task_) != NGX_OK) appended(false, "the thread pool refused the task");
     }
@@ -111,9 +121,11 @@ class JournalWriter final : public DurableWriter {
     void flush_at_exit() override {
         if (in_flight_ || pending_.empty() || path_moved()) return;
         std::string error;
-        if (!dp::append_journal(paths_, pending_, &error, nullptr, zone_id(zone_)))
+        leaves_.writing.swap(leaves_.pending);
+        if (!dp::append_journal(paths_, pending_, &error, nullptr, zone_id(zone_), &leaves_))
             alert_rate_limited(log_, "the last journal write", error);
         pending_.clear();
+        leaves_.writing.clear();
     }
 
    private:
@@ -131,6 +143,7 @@ class JournalWriter final : public DurableWriter {
         keep_worker(false);
         const size_t written = writing_.size();
         writing_.clear();
+        leaves_.writing.clear();
         std::vector<ngx_http_request_t*> waiters;
         waiters.swap(writing_waiters_);
         const bool superseded = outcome_.superseded;
@@ -231,7 +244,10 @@ class JournalWriter final : public DurableWriter {
         chunk_ = snapshot_->take();
         if (last) chunk_ += snapshot_->finish();
         compact_step_.work = [this, last](std::string* error) {
-            return file_->write(chunk_, error) && (!last || file_->commit(info_, error));
+            // The set-aside journal's leaves are durable in PATH.log before
+            // the commit drops it: compaction never drops a leaf.
+            return file_->write(chunk_, error) &&
+                   (!last || ((!zone_->log_on || dp::settle_log_file(paths_, error)) && file_->commit(info_, error)));
         };
         compact_step_.done = [this, last](bool ok, const std::string& error) {
             chunk_.clear();
@@ -265,6 +281,7 @@ class JournalWriter final : public DurableWriter {
     dp::StatePaths paths_;
 
     std::string pending_, writing_;
+    JournalLeaves leaves_;          // the pairing log's leaves, collected and in flight beside them
     uint64_t pending_max_seq_ = 0;  // the newest change among pending_
     std::vector<ngx_http_request_t*> pending_waiters_, writing_waiters_;
     bool in_flight_ = false;
@@ -350,6 +367,7 @@ class JournalFollower {
         uint64_t last = 0;
         if (!scan.entries.empty() && !dp::apply_journal(store, scan.entries, 0, (uint32_t)ngx_time(), &last, &error))
             alert_rate_limited(log_, "following the journal", error);
+        if (zone_->log_on) follow_log_leaves(zone_, scan.leaves);
         followed_seq_ = std::max(followed_seq_, last);
         if (!tail_.took_back) return;
         {
@@ -493,6 +511,12 @@ ngx_int_t recover_state(ZoneStore& store, ZoneCtx* ctx, uint32_t now_s, ngx_log_
         ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": %s", name, error.c_str());
         return NGX_ERROR;
     }
+    if (ctx->log_on && !ngx_test_config && !load_pairing_log(ctx, paths, &error)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": the pairing log \"%s\": %s", name,
+                      paths.log.c_str(), error.c_str());
+        return NGX_ERROR;
+    }
+    if (ctx->log_on && !ngx_test_config) hand_to_workers(ctx, paths.log);
     // This zone owns the journal from now on: an older generation still
     // running (a binary upgrade) has its later appends refused, so it
     // acknowledges nothing this zone did not just read.
@@ -568,6 +592,12 @@ ngx_int_t carry_state_over(ZoneCtx* ctx, const ngx_str_t& old_state_path, ngx_lo
         ctx->state_epoch = ++sh.state_epoch;
         ctx->moved_state = true;
     }
+    // The pairing log moves whole (its old journals' leaves first): the new
+    // path's journal starts empty and numbers on from the copy's last leaf.
+    if (ctx->log_on && !from.empty() && !dp::copy_log_file(dp::StatePaths(from), paths, &error)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state=%s: %s", name, to.c_str(), error.c_str());
+        return NGX_ERROR;
+    }
     if (!file.write(snapshot, &error) || !file.commit(info, &error)) {
         ctx->sh->state.state_epoch = ctx->state_epoch - 1;
         ctx->moved_state = false;
@@ -576,6 +606,7 @@ ngx_int_t carry_state_over(ZoneCtx* ctx, const ngx_str_t& old_state_path, ngx_lo
     }
     hand_to_workers(ctx, paths.state);
     hand_to_workers(ctx, paths.lock);
+    if (ctx->log_on) hand_to_workers(ctx, paths.log);
     ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\": state=%s now holds the zone's %uL devices%s%s",
                   name, to.c_str(), (uint64_t)ctx->sh->state.devices, from.empty() ? "" : "; it was ",
                   from.empty() ? "" : from.c_str());

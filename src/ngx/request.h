@@ -50,6 +50,7 @@ struct RequestCtx {
     std::unique_ptr<Durable> durable;
     std::string body;          // the request body, for a route run again (fleet: after a conflict)
     int attempts = 0;          // runs of the route so far
+    std::shared_ptr<void> pending_read;  // a read in a thread this request waits for (the pairing log's entries)
 };
 
 RequestCtx* request_ctx(ngx_http_request_t* r);  // created on first use; null on error

@@ -28,15 +28,19 @@ void thread_done(ngx_event_t* ev) noexcept {
 
 }  // namespace
 
-ngx_thread_task_t* new_thread_task(ngx_cycle_t* cycle, ThreadStep* step) {
-    ngx_thread_task_t* task = ngx_thread_task_alloc(cycle->pool, sizeof(ThreadStep*));
+ngx_thread_task_t* new_thread_task(ngx_pool_t* pool, ngx_log_t* log, ThreadStep* step) {
+    ngx_thread_task_t* task = ngx_thread_task_alloc(pool, sizeof(ThreadStep*));
     if (!task) return nullptr;
     *static_cast<ThreadStep**>(task->ctx) = step;
     task->handler = thread_run;
     task->event.handler = thread_done;
     task->event.data = task->ctx;
-    task->event.log = cycle->log;
+    task->event.log = log;
     return task;
+}
+
+ngx_thread_task_t* new_thread_task(ngx_cycle_t* cycle, ThreadStep* step) {
+    return new_thread_task(cycle->pool, cycle->log, step);
 }
 
 ngx_thread_pool_t* default_thread_pool(ngx_cycle_t* cycle) {

@@ -14,12 +14,15 @@
 namespace dpngx {
 
 struct ThreadStep {
-    std::function<bool(std::string*)> work;  // thread: no nginx calls, no zone access
+    // The thread's: no nginx calls; the zone only through a ZoneStore's lock
+    // (the pairing log's tree, grown while the state file's lock is held).
+    std::function<bool(std::string*)> work;
     std::function<void(bool, const std::string&)> done;
     bool ok = false;
     std::string error;
 };
 ngx_thread_task_t* new_thread_task(ngx_cycle_t* cycle, ThreadStep* step);
+ngx_thread_task_t* new_thread_task(ngx_pool_t* pool, ngx_log_t* log, ThreadStep* step);
 ngx_thread_pool_t* default_thread_pool(ngx_cycle_t* cycle);
 
 }  // namespace dpngx

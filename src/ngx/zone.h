@@ -9,6 +9,7 @@
 #include "core/digest_table.h"
 #include "core/store.h"
 #include "ngx/conf.h"
+#include "ngx/pairing_log.h"
 
 namespace dpngx {
 
@@ -29,6 +30,7 @@ struct SharedZone {
     size_t poll_marks_offset;
     size_t poll_marks_count;
     dp::SharedState state;
+    ShmLog log;  // the pairing log's tree (log=on)
     // The readers-writer protocol beside the slab mutex (see ZoneStore).
     ngx_atomic_t writer;                      // pid of the process writing, 0: none
     ngx_atomic_t reader_slots;                // process slots that have ever read
@@ -52,6 +54,7 @@ struct ZoneCtx {
     struct FleetConf* fleet; // redis=: Redis holds the state, this zone is a replica (null: standalone)
     SharedZone* took_over;   // a resize copied this zone from it: retired unless this cycle fails
     bool cycle_ok;           // init_module ran: the cycle that holds this zone is the running one
+    bool log_on;             // log=on: the pairing log (needs state=)
 };
 
 class ZoneStore final : public dp::Store {
@@ -92,10 +95,13 @@ class ZoneStore final : public dp::Store {
     void report_full(dp::Kind kind) override;
     size_t footprint(dp::Kind kind) override;
     size_t counter_slot() override { return (size_t)ngx_process_slot; }
+    bool logs_events() override { return zone_->log_on; }
+    dp::TlogStorage* log_tree() override { return zone_->log_on ? &tree_ : nullptr; }
 
    private:
     dp::DigestTable by_digest();  // the zone's (kind, key) table: one probe per lookup
     ZoneCtx* zone_;
+    ZoneLogTree tree_{zone_};
     bool defer_indexes_ = false;
 };
 

@@ -457,6 +457,21 @@ bool settle_log_file(const StatePaths& paths, std::string* error) {
     return ok;
 }
 
+bool copy_log_file(const StatePaths& from, const StatePaths& to, std::string* error) {
+    StateLock lock(from, error);
+    if (!lock.held()) return false;
+    uint64_t next, end;
+    std::string bytes;
+    if (!catch_up_log_file(from, &next, &end, error)) return false;
+    if (!read_file(from.log, &bytes, error) && errno != ENOENT) return false;
+    int fd = open(to.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    const bool ok = fd >= 0 && write_all(fd, bytes) && fsync(fd) == 0;
+    if (!ok) *error = "cannot write " + to.log + ": " + strerror(errno);
+    if (fd >= 0) close(fd);
+    if (ok) sync_directory_of(to.log);
+    return ok;
+}
+
 bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error, AppendOutcome* outcome,
                     uint64_t writer, LeafSink* leaves) {
     StateLock lock(paths, error);

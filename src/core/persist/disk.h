@@ -151,6 +151,9 @@ bool append_journal(const StatePaths& paths, std::string_view bytes, std::string
 // Makes PATH.log durable with every leaf the journals hold (a compaction,
 // before it drops the journal set aside). Takes the lock.
 bool settle_log_file(const StatePaths& paths, std::string* error);
+// A reload moved state=: PATH.log (caught up under the old path's lock) is
+// copied to the new path and made durable there.
+bool copy_log_file(const StatePaths& from, const StatePaths& to, std::string* error);
 
 // Sets the journal aside for a compaction (PATH.journal -> PATH.journal.1),
 // unless an interrupted compaction already left one, which is compacted too.

@@ -1,0 +1,209 @@
+#include "ngx/pairing_log.h"
+
+#include <memory>
+
+#include "core/api.h"
+#include "core/pairing_log.h"
+#include "ngx/content.h"
+#include "ngx/threads.h"
+#include "ngx/zone.h"
+
+namespace dpngx {
+
+namespace {
+
+constexpr size_t kChunkBytes = 32768;  // 1 024 hashes, 4 096 hints
+
+u_char* element(const ShmChunks& a, uint64_t i, size_t size) {
+    const uint64_t per = kChunkBytes / size;
+    return a.chunks[i / per] + (i % per) * size;
+}
+
+// Chunks for `count` elements; false when the slab has no room (what was
+// allocated stays for the next try).
+bool ensure(ngx_slab_pool_t* pool, ShmChunks& a, uint64_t count, size_t size) {
+    const uint64_t per = kChunkBytes / size, need = (count + per - 1) / per;
+    if (need > a.slots) {
+        const uint64_t slots = std::max<uint64_t>({need, a.slots * 2, 16});
+        auto** dir = static_cast<u_char**>(ngx_slab_alloc_locked(pool, slots * sizeof(u_char*)));
+        if (!dir) return false;
+        ngx_memzero(dir, slots * sizeof(u_char*));
+        if (a.chunks) {
+            ngx_memcpy(dir, a.chunks, a.slots * sizeof(u_char*));
+            ngx_slab_free_locked(pool, a.chunks);
+        }
+        a.chunks = dir;
+        a.slots = slots;
+    }
+    for (uint64_t k = need; k-- > 0 && !a.chunks[k];) {
+        a.chunks[k] = static_cast<u_char*>(ngx_slab_alloc_locked(pool, kChunkBytes));
+        if (!a.chunks[k]) return false;
+    }
+    return true;
+}
+
+ShmLog& log_of(ZoneCtx* zone) { return zone->sh->log; }
+
+uint64_t record_bytes(std::string_view leaf) { return 4 + leaf.size() + 12; }  // dp::encode_log_records
+
+}  // namespace
+
+uint64_t ZoneLogTree::size() { return log_of(zone_).size; }
+
+dp::Digest ZoneLogTree::kept(int level, uint64_t index) {
+    dp::Digest d;
+    ngx_memcpy(d.data(), element(log_of(zone_).levels[level], index, 32), 32);
+    return d;
+}
+
+void ZoneLogTree::keep(int level, uint64_t index, const dp::Digest& hash) {
+    ShmChunks& a = log_of(zone_).levels[level];
+    ngx_memcpy(element(a, index, 32), hash.data(), 32);
+    a.count = index + 1;
+}
+
+void ZoneLogTree::grew(uint64_t size) { log_of(zone_).size = size; }
+
+bool ZoneLogTree::reserve(uint64_t count) {
+    ShmLog& log = log_of(zone_);
+    const uint64_t size = log.size + count;
+    for (int level = 0; level < kLogLevels && size >> level; level++)
+        if (dp::tlog_level_kept(level) && !ensure(zone_->shpool, log.levels[level], dp::tlog_kept_count(level, size), 32))
+            return false;
+    return ensure(zone_->shpool, log.hints, (size + kLogHintEvery - 1) / kLogHintEvery, 8);
+}
+
+void ZoneLogTree::add(uint64_t first, const std::vector<std::string>& leaves, uint64_t offset) {
+    ShmLog& log = log_of(zone_);
+    for (const std::string& leaf : leaves) {
+        if (first % kLogHintEvery == 0) {
+            ngx_memcpy(element(log.hints, first / kLogHintEvery, 8), &offset, 8);
+            log.hints.count = first / kLogHintEvery + 1;
+        }
+        dp::tlog_append(*this, dp::tlog_leaf_hash(leaf));
+        if (offset != kNoOffset) offset += record_bytes(leaf);
+        first++;
+    }
+}
+
+uint64_t ZoneLogTree::read_start(uint64_t first, uint64_t* from) {
+    ShmLog& log = log_of(zone_);
+    for (uint64_t block = first / kLogHintEvery; block > 0; block--) {
+        uint64_t offset;
+        ngx_memcpy(&offset, element(log.hints, block, 8), 8);
+        if (offset != kNoOffset) {
+            *from = block * kLogHintEvery;
+            return offset;
+        }
+    }
+    *from = 0;
+    return 0;
+}
+
+bool JournalLeaves::next_index(size_t count, uint64_t* first, std::string* error) {
+    ZoneStore store(zone_);
+    dp::StoreLock lock(store);
+    ZoneLogTree tree(zone_);
+    if (log_of(zone_).stalled || !tree.reserve(count)) {
+        *error = "the zone has no room for the pairing log's hashes (device_pairing_zone size=)";
+        return false;
+    }
+    *first = tree.size();
+    return true;
+}
+
+void JournalLeaves::durable(uint64_t first, const std::vector<std::string>& leaves, uint64_t file_offset) {
+    ZoneStore store(zone_);
+    dp::StoreLock lock(store);
+    ZoneLogTree(zone_).add(first, leaves, file_offset);
+}
+
+bool load_pairing_log(ZoneCtx* zone, const dp::StatePaths& paths, std::string* error) {
+    uint64_t next = 0, end = 0;
+    if (!dp::catch_up_log_file(paths, &next, &end, error)) return false;
+    ZoneStore store(zone);
+    dp::StoreLock lock(store);
+    ZoneLogTree tree(zone);
+    bool room = true, torn = false;
+    std::vector<std::string> one(1);
+    const bool ok = dp::scan_log_file(
+        paths.log,
+        [&](uint64_t index, uint64_t offset, std::string_view leaf) {
+            if (!room || !(room = tree.reserve(1))) return;
+            one[0].assign(leaf);
+            tree.add(index, one, offset);
+        },
+        &end, &torn, error);
+    if (ok && !room) *error = "the zone is too small for the pairing log's " + std::to_string(next) + " leaves";
+    return ok && room;
+}
+
+void follow_log_leaves(ZoneCtx* zone, const std::vector<dp::LogLeafEntry>& leaves) {
+    if (leaves.empty()) return;
+    ZoneStore store(zone);
+    dp::StoreLock lock(store);
+    ZoneLogTree tree(zone);
+    std::vector<std::string> one(1);
+    for (const dp::LogLeafEntry& leaf : leaves) {
+        if (leaf.index != tree.size() || log_of(zone).stalled) continue;
+        if (!tree.reserve(1)) {
+            log_of(zone).stalled = 1;
+            return;
+        }
+        one[0] = leaf.bytes;
+        tree.add(leaf.index, one, kNoOffset);
+    }
+}
+
+namespace {
+
+// One entries read: its thread step and what it found.
+struct LogRead {
+    ThreadStep step;
+    std::vector<std::string> leaves;
+};
+
+}  // namespace
+
+ngx_int_t answer_log_entries(ngx_http_request_t* r, RequestCtx* ctx, uint64_t first, uint64_t end) {
+    ZoneCtx* zone = zone_of(r);
+    uint64_t from = 0, offset = 0;
+    {
+        ZoneStore store(zone);
+        dp::StoreReadLock lock(store);
+        offset = ZoneLogTree(zone).read_start(first, &from);
+    }
+    auto read = std::make_shared<LogRead>();
+    ctx->pending_read = read;
+    ngx_thread_task_t* task = new_thread_task(r->pool, r->connection->log, &read->step);
+    ngx_thread_pool_t* pool = default_thread_pool((ngx_cycle_t*)ngx_cycle);
+    if (!task || !pool) return send_response(r, dp::unavailable("the pairing log could not be read"));
+    const std::string path = dp::StatePaths(to_string(zone->state_path)).log;
+    LogRead* job = read.get();
+    read->step.work = [job, path, offset, from, first, end](std::string* error) {
+        if (!dp::read_log_leaves(path, offset, from, end - from, &job->leaves, error)) return false;
+        job->leaves.erase(job->leaves.begin(), job->leaves.begin() + (ptrdiff_t)(first - from));
+        return true;
+    };
+    read->step.done = [r, job, first](bool ok, const std::string& error) {
+        ngx_connection_t* c = r->connection;
+        ngx_int_t rc;
+        if (!ok) ngx_log_error(NGX_LOG_ERR, c->log, 0, "device_pairing: the pairing log: %s", error.c_str());
+        try {
+            rc = send_response(r, ok ? dp::log_entries_answer(first, job->leaves)
+                                     : dp::unavailable("the pairing log could not be read"));
+        } catch (const std::exception& e) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+    };
+    r->main->count++;
+    if (ngx_thread_task_post(pool, task) != NGX_OK) {
+        r->main->count--;
+        return send_response(r, dp::unavailable("the pairing log could not be read"));
+    }
+    return NGX_DONE;
+}
+
+}  // namespace dpngx
