@@ -32,12 +32,12 @@ MAINTAINER ?= ngx_http_device_pairing_module developers <maintainers@device-pair
 RUN_PKGS   := nginx nginx-dev libssl-dev libjansson-dev libqrencode-dev libhiredis-dev zlib1g-dev g++ make openssl
 TEST_PKGS  := libgtest-dev perl python3 python3-cryptography python3-jwcrypto chromium zbar-tools librsvg2-bin valgrind \
               clang-14 libfuzzer-14-dev libclang-rt-14-dev curl bsdutils dpkg-dev python3-prometheus-client \
-              redis-server lintian
+              redis-server lintian golang-go golang-golang-x-mod-dev
 BENCH_PKGS := wrk python3 redis-server
 CXXFLAGS   := -std=gnu++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -Isrc -I$(BUILD)/gen
 LIBS       := -lcrypto -ljansson -lqrencode -lz
 
-.PHONY: deps deb test-deb banner build asan ubsan run test unit integration test-asan test-ubsan test-sanitize test-valgrind browser-deps bench soak \
+.PHONY: deps deb test-deb banner build asan ubsan run test unit integration test-asan test-ubsan test-sanitize test-valgrind browser-deps bench soak verify-log \
         device-key clean fuzz fuzz-smoke
 
 # Installs the Debian packages of a list that are missing.
@@ -106,7 +106,7 @@ unit: $(BUILD)/.test-deps
 	$(MAKE) -j$(JOBS) $(BUILD)/unit_tests
 	$(BUILD)/unit_tests --gtest_brief=1
 
-integration: $(MODULE) browser-deps
+integration: $(MODULE) browser-deps $(VERIFY_LOG)
 	DP_MODULE=$(MODULE) prove -j4 -I t/lib t/
 
 test-asan: $(ASAN_MODULE) browser-deps
@@ -119,7 +119,7 @@ test-valgrind: $(MODULE) browser-deps
 # go to files in each test's prefix, which every .t checks.
 test-ubsan: $(UBSAN_MODULE) browser-deps
 	DP_MODULE=$(UBSAN_MODULE) DP_UBSAN=1 prove -j4 -I t/lib t/
-test-sanitize: $(SANITIZE_MODULE) browser-deps
+test-sanitize: $(SANITIZE_MODULE) browser-deps $(VERIFY_LOG)
 	DP_MODULE=$(SANITIZE_MODULE) DP_ASAN=1 DP_UBSAN=1 prove -j4 -I t/lib t/
 
 # libFuzzer harnesses (t/fuzz/*.cpp) over the core, built by clang with
@@ -179,6 +179,17 @@ test-deb: $(DEB) $(BUILD)/.test-deps
 	t/deb/smoke.sh $(DEB)
 
 test: unit fuzz-smoke integration test-sanitize test-deb
+
+# The pairing log's verifier (tools/verify-log), built on Debian's copy of
+# Go's sumdb/note and sumdb/tlog: t/25 runs it; auditors run
+# make verify-log URL=https://gateway [TOKEN=t] [PIN=base64-key] [STATE=file] [ENTRIES=1]
+VERIFY_LOG := $(BUILD)/verify-log
+GO_ENV     := GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE=$(BUILD)/gocache GOFLAGS=
+$(VERIFY_LOG): tools/verify-log/main.go | $(BUILD)/.test-deps
+	cd tools/verify-log && $(GO_ENV) go build -o $@ .
+verify-log: $(VERIFY_LOG)
+	@test -n "$(URL)" || { echo "usage: make verify-log URL=https://gateway [TOKEN=t] [PIN=key] [STATE=file] [ENTRIES=1]"; exit 2; }
+	$(VERIFY_LOG) -url "$(URL)" $(if $(TOKEN),-token "$(TOKEN)") $(if $(PIN),-pin "$(PIN)") $(if $(STATE),-state "$(STATE)") $(if $(ENTRIES),-entries)
 
 # Start nginx in the foreground with conf.example; the prefix is this folder.
 run: $(MODULE)
