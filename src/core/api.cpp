@@ -32,6 +32,7 @@ const RouteSpec kRoutes[] = {
     {"GET", "/api/v1/device-pairing/{}", Route::MailboxPoll, kNoBody, kKey, kAnyRole, mailbox_poll},
     {"DELETE", "/api/v1/device-pairing/{}", Route::MailboxCancel, kNoBody, kKey, kAnyRole, mailbox_cancel},
     {"GET", "/api/devices/identity", Route::Identity, kNoBody, kNone, kAnyRole, identity},
+    {"POST", "/api/devices/identity/rotate", Route::IdentityRotate, kNoBody, kBearer, kOwner, identity_rotate},
     {"POST", "/api/devices/attest", Route::Attest, kBody, kBearer, kAnyRole, attest},
     {"POST", "/api/devices/verify", Route::Verify, kBody, kNone, kAnyRole, verify},
     {"POST", "/api/devices/pairing/request", Route::CodeRequest, kBody, kNone, kAnyRole, code_request},

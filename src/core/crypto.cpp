@@ -436,6 +436,14 @@ std::shared_ptr<Ed25519Identity> Ed25519Identity::from_seed(std::string_view see
     return std::shared_ptr<Ed25519Identity>(new Ed25519Identity(key));
 }
 
+Bytes Ed25519Identity::seed() const {
+    size_t len = 32;
+    Bytes out(32, '\0');
+    if (EVP_PKEY_get_raw_private_key(key_, (unsigned char*)out.data(), &len) != 1 || len != 32)
+        throw CryptoError("the Ed25519 seed could not be read");
+    return out;
+}
+
 std::shared_ptr<Ed25519Identity> Ed25519Identity::generate() {
     EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
     if (!key) throw CryptoError("Ed25519 key generation failed");

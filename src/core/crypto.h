@@ -74,6 +74,7 @@ class Ed25519Identity {
     std::string device_id() const;    // "dev_" + 16 hex of SHA-256(public key)
     std::string fingerprint() const;  // "sha256:" + hex of SHA-256(public key)
     Bytes sign(std::string_view message) const;
+    Bytes seed() const;  // the 32-byte private seed, to keep a rotated key in the state directory
 
    private:
     explicit Ed25519Identity(EVP_PKEY* key);

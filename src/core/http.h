@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -51,6 +52,8 @@ struct AuditEvent {
     std::string detail;     // what else helps: a new name, a requester id, an account
 };
 
+struct IdentityRotation;  // core/identity.h
+
 struct Response {
     int status = 200;
     std::string content_type = "application/json";
@@ -63,6 +66,9 @@ struct Response {
     // The pairing log's entries [first, end) are read from disk by the caller,
     // which answers with log_entries_answer (end 0: nothing to read).
     uint64_t log_first = 0, log_end = 0;
+    // A rotation of the gateway identity the caller makes durable (the key
+    // in the state directory, then the log's leaf) before it answers.
+    std::shared_ptr<const IdentityRotation> rotation;
     std::vector<AuditEvent> audit;     // written to the audit log when the answer stands
 
     void header(std::string name, std::string value) {

@@ -1,6 +1,7 @@
 #include "core/identity.h"
 
 #include "core/limiter.h"
+#include "core/pairing_log.h"
 
 #include <algorithm>
 
@@ -23,12 +24,102 @@ Response identity_unavailable() {
 
 }  // namespace
 
+std::string handover_text(std::string_view origin, std::string_view old_public, std::string_view new_public,
+                          uint64_t tree_size) {
+    return std::string(origin) + " identity hand-over\nold " + base64_encode(old_public) + "\nnew " +
+           base64_encode(new_public) + "\nsize " + std::to_string(tree_size) + "\n";
+}
+
+std::string encode_identity_file(const IdentityFile& f) {
+    Json o(json_pack("{s:s, s:[]}", "key", base64_encode(f.seed).c_str(), "handovers"));
+    if (!f.previous.empty()) json_object_set_new(o.get(), "previous", json_string(base64_encode(f.previous).c_str()));
+    for (const std::string& note : f.handovers) json_array_append_new(json_object_get(o.get(), "handovers"), json_string(note.c_str()));
+    return json_compact(o.get()) + "\n";
+}
+
+bool parse_identity_file(std::string_view text, IdentityFile* f, std::string* error) {
+    Json o(json_loadb(text.data(), text.size(), 0, nullptr));
+    auto key = json_string_member(o.get(), "key");
+    auto seed = key ? base64_decode_strict(*key) : std::nullopt;
+    const json_t* notes = json_object_get(o.get(), "handovers");
+    if (!seed || seed->size() != 32 || !json_is_array(notes)) {
+        *error = "not a rotated identity (expected {\"key\", \"previous\", \"handovers\"})";
+        return false;
+    }
+    f->seed = *seed;
+    if (auto previous = json_string_member(o.get(), "previous")) {
+        auto raw = base64_decode_strict(*previous);
+        if (!raw || raw->size() != 32) {
+            *error = "\"previous\" is not an Ed25519 seed";
+            return false;
+        }
+        f->previous = *raw;
+    }
+    size_t i;
+    json_t* note;
+    json_array_foreach(notes, i, note) {
+        if (!json_is_string(note)) {
+            *error = "a hand-over note is not a string";
+            return false;
+        }
+        f->handovers.emplace_back(json_string_value(note));
+    }
+    return true;
+}
+
+std::vector<std::string> retired_keys(const std::vector<std::string>& handovers) {
+    std::vector<std::string> keys;
+    for (const std::string& note : handovers) {
+        const size_t at = note.find("\nold ");
+        const size_t end = at == std::string::npos ? at : note.find('\n', at + 5);
+        auto raw = end == std::string::npos ? std::nullopt : base64_decode_strict(note.substr(at + 5, end - at - 5));
+        keys.push_back(raw ? *raw : std::string());
+    }
+    return keys;
+}
+
 Response identity(Call& call) {
     if (!call.settings.identity) return identity_unavailable();
     const Ed25519Identity& id = *call.settings.identity;
-    return json_response(200, json_pack("{s:s, s:s, s:s}", "deviceId", id.device_id().c_str(), "publicKey",
+    json_t* handovers = json_array();
+    for (const std::string& note : call.settings.identity_handovers) json_array_append_new(handovers, json_string(note.c_str()));
+    return json_response(200, json_pack("{s:s, s:s, s:s, s:o}", "deviceId", id.device_id().c_str(), "publicKey",
                                         base64_encode(id.public_raw()).c_str(), "fingerprint",
-                                        id.fingerprint().c_str()));
+                                        id.fingerprint().c_str(), "handovers", handovers));
+}
+
+Response identity_rotate(Call& call) {
+    const Settings& settings = call.settings;
+    if (!settings.identity) return identity_unavailable();
+    if (!settings.identity_rotatable)
+        return problem(501, "rotation_unavailable", "Identity rotation unavailable",
+                       "a rotated identity is kept in the state directory: device_pairing_zone needs state=");
+    uint64_t size = 0;
+    if (TlogStorage* tree = call.store.log_tree()) {
+        StoreReadLock lock(call.store);
+        size = tree->size();
+    }
+    auto rotation = std::make_shared<IdentityRotation>();
+    rotation->previous = settings.identity;
+    rotation->next = Ed25519Identity::generate();
+    rotation->from_generation = settings.identity_generation;
+    rotation->actor = call.who.device_id;
+    const std::string& origin = settings.log_origin;
+    rotation->handover = sign_note(handover_text(origin, settings.identity->public_raw(), rotation->next->public_raw(), size),
+                                   {NoteSigner{origin, settings.identity.get()}, NoteSigner{origin, rotation->next.get()}});
+    Response r = json_response(200, json_pack("{s:s, s:s, s:s}", "publicKey",
+                                              base64_encode(rotation->next->public_raw()).c_str(), "fingerprint",
+                                              rotation->next->fingerprint().c_str(), "handover",
+                                              rotation->handover.c_str()));
+    r.audit.push_back(AuditEvent{"identity_rotated", "", "", "", call.who.device_id, rotation->next->fingerprint()});
+    r.rotation = std::move(rotation);
+    return r;
+}
+
+void log_identity_rotation(Store& store, const IdentityRotation& rotation, int64_t now_ms) {
+    StoreLock lock(store);
+    log_event(store, AuditEvent{"identity_rotated", "", "", "", rotation.actor, base64_encode(rotation.next->public_raw())},
+              now_ms);
 }
 
 Response attest(Call& call) {
@@ -98,6 +189,25 @@ Response verify(Call& call) {
     auto verdict = [](bool valid, const char* reason) {
         return json_response(200, json_pack("{s:b, s:s?}", "valid", valid, "reason", reason));
     };
+    // Which key made it: this gateway's current identity, one it had before
+    // a rotation (the hand-over that retired it), or another.
+    auto signer = [&](Response r) {
+        const Settings& s = call.settings;
+        json_t* o = nullptr;
+        if (s.identity && *key == s.identity->public_raw()) {
+            o = json_pack("{s:s}", "signer", "current");
+        } else {
+            const auto& earlier = s.earlier_identity_keys;
+            auto it = std::find(earlier.begin(), earlier.end(), *key);
+            o = it == earlier.end() ? json_pack("{s:s}", "signer", "other")
+                                    : json_pack("{s:s, s:I}", "signer", "earlier", "retiredBy",
+                                                (json_int_t)(it - earlier.begin()));
+        }
+        Json body(json_loads(r.body.c_str(), 0, nullptr));
+        json_object_update(body.get(), o);
+        json_decref(o);
+        return json_response(r.status, body.release());
+    };
     if (!json_ijson_exact(data))
         return bad_request("the attested data holds an integer beyond 2^53, which RFC 8785 cannot carry exactly");
     if (ed25519_device_id(*key) != *device_id) return verdict(false, "device_id_mismatch");
@@ -124,7 +234,7 @@ Response verify(Call& call) {
                                            [&](NonceRecord* n) { n->h.expires_s = nonce_expires; })) {
         return quota_full("attestation nonces");  // without its nonce no attestation is valid
     }
-    return verdict(true, nullptr);
+    return signer(verdict(true, nullptr));
 }
 
 }  // namespace dp

@@ -55,6 +55,7 @@ std::string leaf_template(const AuditEvent& e, std::string_view jkt, int64_t now
     set_text(o, "actor", e.actor);
     set_text(o, "jkt", std::string(jkt));
     if (e.event == "renamed") set_text(o, "name", e.detail);
+    if (e.event == "identity_rotated") set_text(o, "key", e.detail);  // the new public key
     std::string text = json_canonical(o);
     // Strings are escaped ("\"seq\":0" inside one reads \"seq\":0): the mark
     // is found only as the member.
@@ -105,7 +106,12 @@ Response log_checkpoint(Call& call) {
     const std::string& origin = call.settings.log_origin;
     Response r;
     r.content_type = "text/plain; charset=utf-8";
-    r.body = sign_note(checkpoint_text(origin, size, root), {NoteSigner{origin, call.settings.identity.get()}});
+    std::vector<NoteSigner> signers{NoteSigner{origin, call.settings.identity.get()}};
+    // The first checkpoint after a rotation carries the replaced key's
+    // signature too: a verifier still on it reads this one and then the hand-over.
+    if (call.settings.previous_identity && size == call.settings.dual_signed_size)
+        signers.push_back(NoteSigner{origin, call.settings.previous_identity.get()});
+    r.body = sign_note(checkpoint_text(origin, size, root), signers);
     return r;
 }
 

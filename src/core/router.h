@@ -39,6 +39,7 @@ enum class Route {
     OAuthToken,
     OAuthRevoke,
     LogCheckpoint,
+    IdentityRotate,
     LogEntries,
     LogInclusion,
     LogConsistency,

@@ -52,6 +52,15 @@ struct Settings {
     // for owners and devices; its checkpoints' origin line and key name.
     bool log_public = false;
     std::string log_origin;
+    // Identity rotation (state= keeps the rotated key): the glue refreshes
+    // these from the zone when another worker rotated (identity_generation).
+    bool identity_rotatable = false;
+    uint64_t identity_generation = 0;
+    std::vector<std::string> identity_handovers;        // hand-over notes, oldest first
+    std::shared_ptr<Ed25519Identity> previous_identity;  // the key the last hand-over replaced
+    uint64_t dual_signed_size = 0;  // the checkpoint of this size (the first after a rotation) is signed by both
+    // The identity's public keys before the current one (from the hand-overs), oldest first.
+    std::vector<std::string> earlier_identity_keys;
     const OAuthClient* oauth_client(std::string_view id) const {
         for (const OAuthClient& c : oauth_clients)
             if (c.id == id) return &c;

@@ -222,7 +222,7 @@ void Store::commit() noexcept {
         if (c.kind != Kind::Count) c.seq = ++raw_shared().journal_seq;
     std::vector<std::string> leaves;
     leaves.swap(leaves_);
-    if (!log_ || changes.empty()) return unlock();
+    if (!log_ || (changes.empty() && leaves.empty())) return unlock();
     try {
         for (std::string& leaf : leaves) changes.push_back(RecordChange{Kind::LogLeaf, Digest{}, std::string(), std::move(leaf)});
     } catch (...) {

@@ -297,8 +297,8 @@ struct RecordChange {
 
 // Where committed changes go (the journal writer); called with the lock held,
 // so it only takes the changes. A transaction's pairing log leaves come last,
-// as changes of kind LogLeaf (`after`: the leaf's template), and only with
-// record changes: an event that changed nothing is not logged.
+// as changes of kind LogLeaf (`after`: the leaf's template); a transaction
+// may hold leaves alone (an identity rotation changes no record).
 class ChangeLog {
    public:
     virtual ~ChangeLog() = default;

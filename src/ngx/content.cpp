@@ -3,6 +3,7 @@
 // decide, read the body asynchronously, run the route, send the answer.
 #include <new>
 
+#include "core/identity.h"
 #include "core/mailbox.h"
 
 #include "ngx/access.h"
@@ -10,6 +11,8 @@
 #include "ngx/console.h"
 #include "ngx/content.h"
 #include "ngx/durable.h"
+#include "ngx/identity.h"
+#include "ngx/threads.h"
 #include "ngx/pairing_log.h"
 #include "ngx/zone.h"
 
@@ -217,6 +220,61 @@ void answer_settled(ngx_http_request_t* r, const WriteResult& result) {
     ngx_http_run_posted_requests(c);
 }
 
+// A rotation of the gateway identity: the new key is kept (PATH.identity,
+// the zone) in a thread, then its leaf is logged and the answer held until
+// that is durable too.
+struct RotationJob {
+    ThreadStep step;
+    dp::Response resp;
+};
+
+ngx_int_t rotate_identity(ngx_http_request_t* r, RequestCtx* ctx, dp::Response&& resp) {
+    ZoneCtx* zone = zone_of(r);
+    auto job = std::make_shared<RotationJob>();
+    job->resp = std::move(resp);
+    ctx->pending_read = job;
+    ngx_thread_task_t* task = new_thread_task(r->pool, r->connection->log, &job->step);
+    ngx_thread_pool_t* pool = default_thread_pool((ngx_cycle_t*)ngx_cycle);
+    if (!task || !pool) return send_response(r, dp::unavailable("the identity could not be rotated"));
+    RotationJob* j = job.get();
+    j->step.work = [zone, j](std::string* error) { return keep_rotated_identity(zone, *j->resp.rotation, error); };
+    j->step.done = [r, ctx, zone, j](bool ok, const std::string& error) {
+        ngx_connection_t* c = r->connection;
+        ngx_int_t rc = NGX_ERROR;
+        try {
+            if (!ok) {
+                ngx_log_error(NGX_LOG_ERR, c->log, 0, "device_pairing: identity rotation: %s", error.c_str());
+                rc = send_response(r, dp::problem(error == "another rotation came first" ? 409 : 503,
+                                                  "rotation_failed", "Identity not rotated", error + "; nothing changed"));
+            } else {
+                refresh_identity(zone, srv_conf(r)->settings);
+                ZoneStore store(zone);
+                collect_changes(zone, ctx);
+                dp::log_identity_rotation(store, *j->resp.rotation, now_ms());
+                collect_changes(zone, nullptr);
+                if (hold_until_durable(r, zone, ctx, std::move(j->resp), answer_settled)) {
+                    ngx_http_finalize_request(r, NGX_DONE);  // the hold took its own reference
+                    ngx_http_run_posted_requests(c);
+                    return;
+                }
+                write_audit(r, j->resp.audit);
+                rc = send_response(r, j->resp);
+            }
+        } catch (const std::exception& e) {
+            ngx_log_error(NGX_LOG_ALERT, c->log, 0, "device_pairing: %s", e.what());
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+    };
+    r->main->count++;
+    if (ngx_thread_task_post(pool, task) != NGX_OK) {
+        r->main->count--;
+        return send_response(r, dp::unavailable("the identity could not be rotated"));
+    }
+    return NGX_DONE;
+}
+
 }  // namespace
 
 ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
@@ -232,8 +290,10 @@ ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
     ctx->attempts++;
     ctx->poll_changes_seen = zone_changes(zone);  // read first: a change after it wakes a parked poll
     ZoneStore store(zone);
+    refresh_identity(zone, srv_conf(r)->settings);
     collect_changes(zone, ctx);
     dp::Response resp = dp::api_handle(store, *srv_conf(r)->settings, ctx->route, req, client_addr(r));
+    if (resp.rotation) return rotate_identity(r, ctx, std::move(resp));
     collect_changes(zone, nullptr);
     // The writer could not take a transaction (an allocation failed): the
     // store undid it, so the answer built on it is not sent.

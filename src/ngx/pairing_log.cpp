@@ -83,6 +83,8 @@ void ZoneLogTree::add(uint64_t first, const std::vector<std::string>& leaves, ui
         dp::tlog_append(*this, dp::tlog_leaf_hash(leaf));
         if (offset != kNoOffset) offset += record_bytes(leaf);
         first++;
+        // Keys are sorted and strings escaped: this is only ever the member.
+        if (leaf.find("\"event\":\"identity_rotated\"") != std::string::npos) note_rotation_leaf(zone_, first);
     }
 }
 

@@ -14,6 +14,7 @@
 #include "core/persist/journal.h"
 #include "core/persist/snapshot.h"
 #include "ngx/durable.h"
+#include "ngx/identity.h"
 #include "ngx/persist.h"
 #include "ngx/threads.h"
 
@@ -91,7 +92,7 @@ class JournalWriter final : public DurableWriter {
     // Hands the collected entries to a thread unless a batch is in flight
     // (then they go with the next one, when it completes).
     void post() override {
-        if (in_flight_ || pending_.empty()) return;
+        if (in_flight_ || (pending_.empty() && leaves_.pending.empty())) return;
         writing_.swap(pending_);
         pending_.clear();
         leaves_.writing.swap(leaves_.pending);
@@ -119,7 +120,7 @@ class JournalWriter final : public DurableWriter {
 
     // Worker exit: what is still collected is written here, blocking.
     void flush_at_exit() override {
-        if (in_flight_ || pending_.empty() || path_moved()) return;
+        if (in_flight_ || (pending_.empty() && leaves_.pending.empty()) || path_moved()) return;
         std::string error;
         leaves_.writing.swap(leaves_.pending);
         if (!dp::append_journal(paths_, pending_, &error, nullptr, zone_id(zone_), &leaves_))
@@ -517,6 +518,11 @@ ngx_int_t recover_state(ZoneStore& store, ZoneCtx* ctx, uint32_t now_s, ngx_log_
         return NGX_ERROR;
     }
     if (ctx->log_on && !ngx_test_config) hand_to_workers(ctx, paths.log);
+    if (!load_identity(ctx, paths, &error)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": the rotated identity \"%s\": %s", name,
+                      identity_path(paths).c_str(), error.c_str());
+        return NGX_ERROR;
+    }
     // This zone owns the journal from now on: an older generation still
     // running (a binary upgrade) has its later appends refused, so it
     // acknowledges nothing this zone did not just read.
@@ -598,6 +604,12 @@ ngx_int_t carry_state_over(ZoneCtx* ctx, const ngx_str_t& old_state_path, ngx_lo
         ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state=%s: %s", name, to.c_str(), error.c_str());
         return NGX_ERROR;
     }
+    std::string identity;  // a rotated identity moves with the state
+    if (!from.empty() && dp::read_file(identity_path(dp::StatePaths(from)), &identity, &error) &&
+        !dp::write_file_durably(identity_path(paths), identity, &error)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": state=%s: %s", name, to.c_str(), error.c_str());
+        return NGX_ERROR;
+    }
     if (!file.write(snapshot, &error) || !file.commit(info, &error)) {
         ctx->sh->state.state_epoch = ctx->state_epoch - 1;
         ctx->moved_state = false;
@@ -607,6 +619,7 @@ ngx_int_t carry_state_over(ZoneCtx* ctx, const ngx_str_t& old_state_path, ngx_lo
     hand_to_workers(ctx, paths.state);
     hand_to_workers(ctx, paths.lock);
     if (ctx->log_on) hand_to_workers(ctx, paths.log);
+    if (!identity.empty()) hand_to_workers(ctx, identity_path(paths));
     ngx_log_error(NGX_LOG_NOTICE, log, 0, "device_pairing_zone \"%V\": state=%s now holds the zone's %uL devices%s%s",
                   name, to.c_str(), (uint64_t)ctx->sh->state.devices, from.empty() ? "" : "; it was ",
                   from.empty() ? "" : from.c_str());

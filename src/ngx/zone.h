@@ -9,6 +9,7 @@
 #include "core/digest_table.h"
 #include "core/store.h"
 #include "ngx/conf.h"
+#include "ngx/identity.h"
 #include "ngx/pairing_log.h"
 
 namespace dpngx {
@@ -31,6 +32,7 @@ struct SharedZone {
     size_t poll_marks_count;
     dp::SharedState state;
     ShmLog log;  // the pairing log's tree (log=on)
+    ShmIdentity identity;  // the identity once rotated
     // The readers-writer protocol beside the slab mutex (see ZoneStore).
     ngx_atomic_t writer;                      // pid of the process writing, 0: none
     ngx_atomic_t reader_slots;                // process slots that have ever read

@@ -457,6 +457,22 @@ bool settle_log_file(const StatePaths& paths, std::string* error) {
     return ok;
 }
 
+bool write_file_durably(const std::string& path, std::string_view bytes, std::string* error) {
+    const std::string tmp = unpredictable_tmp_name(path);
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write_all(fd, bytes) && fsync(fd) == 0;
+    const int saved = errno;
+    if (fd >= 0) close(fd);
+    ok = ok && rename(tmp.c_str(), path.c_str()) == 0;
+    if (!ok) {
+        *error = "cannot write " + path + ": " + strerror(ok ? errno : saved);
+        unlink(tmp.c_str());
+        return false;
+    }
+    sync_directory_of(path);
+    return true;
+}
+
 bool copy_log_file(const StatePaths& from, const StatePaths& to, std::string* error) {
     StateLock lock(from, error);
     if (!lock.held()) return false;

@@ -148,6 +148,9 @@ struct AppendOutcome {
 };
 bool append_journal(const StatePaths& paths, std::string_view bytes, std::string* error,
                     AppendOutcome* outcome = nullptr, uint64_t writer = 0, LeafSink* leaves = nullptr);
+// Replaces path with bytes (mode 0600) and makes it durable: a temporary
+// file fsynced, renamed over it, the directory fsynced.
+bool write_file_durably(const std::string& path, std::string_view bytes, std::string* error);
 // Makes PATH.log durable with every leaf the journals hold (a compaction,
 // before it drops the journal set aside). Takes the lock.
 bool settle_log_file(const StatePaths& paths, std::string* error);
