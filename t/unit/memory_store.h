@@ -20,9 +20,40 @@
 
 namespace dp {
 
+// A pairing log's hashes as a zone keeps them: only the kept levels; a read
+// or write of another level fails the test.
+class KeptLevelsTlog final : public TlogStorage {
+   public:
+    uint64_t size() override { return size_; }
+    Digest kept(int level, uint64_t index) override {
+        if (!tlog_level_kept(level)) DP_STORE_VIOLATION("a log level that is not kept was read");
+        return levels_.at((size_t)level).at(index);
+    }
+    void keep(int level, uint64_t index, const Digest& hash) override {
+        if (!tlog_level_kept(level)) DP_STORE_VIOLATION("a log level that is not kept was written");
+        if (levels_.size() <= (size_t)level) levels_.resize((size_t)level + 1);
+        if (levels_[(size_t)level].size() != index) DP_STORE_VIOLATION("a log level grew out of order");
+        levels_[(size_t)level].push_back(hash);
+    }
+    void grew(uint64_t size) override { size_ = size; }
+    size_t hashes_kept() const {
+        size_t n = 0;
+        for (const auto& l : levels_) n += l.size();
+        return n;
+    }
+
+   private:
+    uint64_t size_ = 0;
+    std::vector<std::vector<Digest>> levels_;
+};
+
 class MemoryStore final : public Store {
    public:
     size_t capacity = SIZE_MAX;  // records allowed, to exercise the full-zone path
+    bool log_on = false;         // the zone's log=on
+    KeptLevelsTlog log;
+    bool logs_events() override { return log_on; }
+    TlogStorage* log_tree() override { return log_on ? &log : nullptr; }
 
     void for_each(Kind kind, const std::function<void(const RecordHeader*)>& visit) override {
         must_hold_lock("for_each");
