@@ -57,7 +57,7 @@ DPTest::is_problem($t->post('/api/devices/attest', token => $op, json => { data 
 
 # Verify: valid, replay, tamper, age, binding.
 $r = $t->post('/api/devices/verify', json => { attestation => $att, maxAgeMs => 60000 });
-is_deeply($r->{json}, { valid => JSON::PP::true, reason => undef }, 'verify: valid');
+is_deeply($r->{json}, { valid => JSON::PP::true, reason => undef, signer => 'current' }, 'verify: valid, by the current identity');
 is($t->post('/api/devices/verify', json => { attestation => $att, maxAgeMs => 60000 })->{json}{reason}, 'replay', 'the same nonce again is a replay');
 my $fresh = $t->post('/api/devices/attest', token => $op, json => { data => { v => 1 } })->{json}{attestation};
 my $tampered = JSON::PP->new->decode(JSON::PP->new->encode($fresh));

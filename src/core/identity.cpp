@@ -113,6 +113,7 @@ Response identity_rotate(Call& call) {
                                               rotation->handover.c_str()));
     r.audit.push_back(AuditEvent{"identity_rotated", "", "", "", call.who.device_id, rotation->next->fingerprint()});
     r.rotation = std::move(rotation);
+    r.durable = true;  // its leaf, once the key is kept
     return r;
 }
 
