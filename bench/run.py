@@ -550,6 +550,117 @@ def dpop_rows():
     return rows
 
 
+def log_conf(zone, log):
+    """A zone with state= (and the pairing log when log is 'on'), the pairing routes and the log's, public."""
+    return f"""
+    device_pairing_zone zone=pairing:{zone} state=%DIR%/state log={log};
+    device_pairing_token_file %DIR%/operator-token;
+    device_pairing_identity %DIR%/identity.pem;
+    device_pairing_log_origin bench.example/pairing;
+    device_pairing_log_public on;
+    device_pairing_max_pairings 100000000;
+    server {{
+        listen 127.0.0.1:%PORT% backlog=4096;
+        location /pair {{ device_pairing on; }}
+        location /api/devices {{ device_pairing on; }}
+    }}"""
+
+
+def log_rows():
+    """The verifiable pairing log (issue #28): a pairing's latency with the
+    log on against off (state= both, rounds interleaved); at 1 000 000 leaves
+    the start, zone and disk bytes per leaf, and proofs, an entries page and
+    checkpoints through nginx (one pinned worker)."""
+    import http.client, random, struct
+    rows = []
+
+    def pair_latencies(s, n):
+        op = open(f'{s.dir}/operator-token').read().strip()
+        conn = http.client.HTTPConnection('127.0.0.1', s.port)
+        lat = []
+        for _ in range(n):
+            conn.request('GET', '/pair/refresh', headers={'Authorization': f'Bearer {op}'})
+            otp = json.loads(conn.getresponse().read())['otp']
+            t = time.perf_counter()
+            conn.request('POST', '/pair', body=json.dumps({'otp': otp}), headers={'Content-Type': 'application/json'})
+            r = conn.getresponse()
+            r.read()
+            lat.append((time.perf_counter() - t) * 1e6)
+            assert r.status == 200, r.status
+        lat.sort()
+        return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+
+    on = Nginx('log_on', log_conf('64m', 'on')).start()
+    off = Nginx('log_off', log_conf('64m', 'off')).start()
+    p50s = {'on': [], 'off': []}
+    p99s = {'on': [], 'off': []}
+    for _ in range(max(ROUNDS, 3)):
+        for name, s in (('off', off), ('on', on)):
+            p50, p99 = pair_latencies(s, 1000)
+            p50s[name].append(p50)
+            p99s[name].append(p99)
+    med = {k: (statistics.median(p50s[k]), statistics.median(p99s[k])) for k in p50s}
+    rows.append(('POST /pair (a pairing, fdatasync before the answer), log=off: p50 / p99',
+                 f'{med["off"][0]:,.0f} / {med["off"][1]:,.0f} µs'))
+    rows.append(('the same with log=on (the leaf in the same journal write, then PATH.log): p50 / p99',
+                 f'{med["on"][0]:,.0f} / {med["on"][1]:,.0f} µs ({med["on"][1] - med["off"][1]:+,.0f} µs at p99)'))
+    on.stop()
+    off.stop()
+
+    # A million leaves: PATH.log written here as the module writes it.
+    big = Nginx('log_1m', log_conf('64m', 'on'))
+    n = 1_000_000
+    with open(f'{big.dir}/state.log', 'wb') as fh:
+        for i in range(n):
+            leaf = json.dumps({'device_id': f'dev_{i:016x}', 'event': 'paired', 'method': 'otp', 'role': 'device',
+                               'seq': i, 'time': '2026-12-06T10:00:00Z'}, separators=(',', ':'), sort_keys=True).encode()
+            fh.write(struct.pack('<I', len(leaf)) + leaf + struct.pack('<IQ', len(leaf), i))
+    disk = os.path.getsize(f'{big.dir}/state.log')
+    t = time.time()
+    big.start()
+    started = time.time() - t
+    empty = Nginx('log_empty', log_conf('64m', 'on')).start()
+    op = open(f'{big.dir}/operator-token').read().strip()
+    used = lambda s, tok: (lambda st: st['zoneBytes'] - st['zoneFreeBytes'])(s.get_json('/api/devices/stats', tok))
+    per_leaf = (used(big, op) - used(empty, open(f'{empty.dir}/operator-token').read().strip())) / n
+    empty.stop()
+    rows.append(('nginx start with 1 000 000 leaves (PATH.log read, every hash made)', f'{started:.1f} s'))
+    rows.append(('zone bytes per leaf (slab pages used, 1 000 000 leaves vs none)', f'{per_leaf:.1f}'))
+    rows.append(('disk bytes per leaf (PATH.log; leaves of ~130 bytes)', f'{disk / n:.0f}'))
+
+    conn = http.client.HTTPConnection('127.0.0.1', big.port)
+    def latencies(paths):
+        lat = []
+        for p in paths:
+            t0 = time.perf_counter()
+            conn.request('GET', p)
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 200, (p, r.status)
+            lat.append((time.perf_counter() - t0) * 1e6)
+        lat.sort()
+        return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+    rnd = random.Random(7)
+    for label, paths in (
+            ('inclusion proof at 1 000 000 leaves (random leaf)',
+             [f'/api/devices/log/proof/inclusion?index={rnd.randrange(n)}&size={n}' for _ in range(2000)]),
+            ('consistency proof at 1 000 000 leaves (random older size)',
+             [f'/api/devices/log/proof/consistency?old={rnd.randrange(1, n)}&new={n}' for _ in range(2000)]),
+            ('entries, a page of 1 000 leaves (read in the thread pool)',
+             [f'/api/devices/log/entries?start={rnd.randrange(n - 1000)}&end=1000000' for _ in range(200)])):
+        p50, p99 = latencies(paths)
+        rows.append((f'{label}: p50 / p99 through nginx', f'{p50:,.0f} / {p99:,.0f} µs'))
+    t0 = big.cpu_ticks()
+    count, rps, p99, bad = wrk(f'http://127.0.0.1:{big.port}/api/devices/log/proof/inclusion?index=777777&size={n}')
+    rows.append(('inclusion proofs at 1 000 000 leaves, 1 pinned worker', f'{rps:,.0f}/s, {(big.cpu_ticks() - t0) / TICK * 1e6 / max(count, 1):.1f} µs CPU each'))
+    t0 = big.cpu_ticks()
+    count, rps, p99, bad = wrk(f'http://127.0.0.1:{big.port}/api/devices/log/checkpoint')
+    rows.append(('checkpoints signed (Ed25519, the root of 1 000 000 leaves), 1 pinned worker',
+                 f'{rps:,.0f}/s, {(big.cpu_ticks() - t0) / TICK * 1e6 / max(count, 1):.1f} µs CPU each'))
+    big.stop()
+    return rows
+
+
 def fleet_conf(redis_port, prefix='bench:'):
     return routes_conf(f'redis=127.0.0.1:{redis_port} redis_prefix={prefix}')
 
@@ -997,6 +1108,8 @@ print(base64.b64encode(ed25519.Ed25519PrivateKey.generate().public_key().public_
         print(f'route {label:42s} {rps:9.0f} req/s p99 {p99:7.0f} us', flush=True)
 
     dpop = dpop_rows()
+    print('bench: the pairing log', flush=True)
+    pairing_log = log_rows()
     for label, value in dpop:
         print(f'dpop {label:70s} {value}', flush=True)
 
@@ -1054,6 +1167,8 @@ print(base64.b64encode(ed25519.Ed25519PrivateKey.generate().public_key().public_
     md += [f'| {label} | {value} |' for label, value in engine_rows]
     md += ['', '| DPoP-bound tokens (RFC 9449) | value |', '|---|---:|']
     md += [f'| {label} | {value} |' for label, value in dpop]
+    md += ['', '| verifiable pairing log (log=on) | value |', '|---|---:|']
+    md += [f'| {label} | {value} |' for label, value in pairing_log]
     md += ['', '| OAuth device grant (RFC 8628) | value |', '|---|---:|']
     md += [f'| {label} | {value} |' for label, value in oauth]
     md += ['', 'A latency target is read at a fixed offered rate (wrk paced by bench/paced.lua): at saturation a '
