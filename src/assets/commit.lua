@@ -1,14 +1,18 @@
 
--- KEYS: the feed, the sequence, then each transaction's records and its
--- accounts' sets of live mailboxes. ARGV: origin, feed length cap, count.
-local a, k = 4, 2  -- the next transaction's first ARGV, its keys after KEYS[k]
+-- KEYS: the feed, the sequence, the pairing log, then each transaction's
+-- records and its accounts' sets of live mailboxes. ARGV: origin, feed
+-- length cap, count. A committed transaction's leaf templates (JSON split at
+-- a NUL where the leaf's index goes) are numbered by the log's length,
+-- pushed to it and named in the feed entry.
+local a, k = 4, 3  -- the next transaction's first ARGV, its keys after KEYS[k]
 local results, fields = {0}, {'o', ARGV[1]}
 local now_ms
 for t = 1, tonumber(ARGV[3]) do
-  local n, cap, guards = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local kv = a + 3         -- per key: before, after, expiry
+  local n, cap, guards, leaves = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local kv = a + 4         -- per key: before, after, expiry
   local gv = kv + 3 * n    -- per guard: member, expiry (its set: KEYS[k + n + 1 + g])
-  a = gv + 2 * guards
+  local lv = gv + 2 * guards  -- per leaf: its template
+  a = lv + leaves
   local outcome = 1
   for i = 1, n do
     if (redis.call('GET', KEYS[k + i]) or '') ~= ARGV[kv + 3 * (i - 1)] then
@@ -56,6 +60,15 @@ for t = 1, tonumber(ARGV[3]) do
       else
         redis.call('ZREM', set, member)
       end
+    end
+    for l = 0, leaves - 1 do
+      local template = ARGV[lv + l]
+      local seam = string.find(template, '\0', 1, true)
+      local index = redis.call('LLEN', KEYS[3])
+      local leaf = string.sub(template, 1, seam - 1) .. index .. string.sub(template, seam + 1)
+      redis.call('RPUSH', KEYS[3], leaf)
+      fields[#fields + 1] = KEYS[3] .. ':' .. index
+      fields[#fields + 1] = leaf
     end
   end
   results[t + 1] = outcome

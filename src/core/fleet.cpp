@@ -126,9 +126,33 @@ std::string fleet_account_key(std::string_view prefix, const uint8_t account_has
     return std::string(prefix) + "a:" + hex_encode(std::string_view((const char*)account_hash, 16));
 }
 
-FleetTransaction fleet_transaction(std::string_view prefix, const std::vector<RecordChange>& changes,
+std::string fleet_log_key(std::string_view prefix) { return str(prefix, "log"); }
+
+bool parse_fleet_log_field(std::string_view prefix, std::string_view field, uint64_t* index) {
+    const std::string head = str(prefix, "log:");
+    if (field.substr(0, head.size()) != head) return false;
+    const std::string_view digits = field.substr(head.size());
+    if (digits.empty() || digits.size() > 19) return false;
+    uint64_t n = 0;
+    for (char c : digits) {
+        if (c < '0' || c > '9') return false;
+        n = n * 10 + (uint64_t)(c - '0');
+    }
+    *index = n;
+    return true;
+}
+
+FleetTransaction fleet_transaction(std::string_view prefix, const std::vector<RecordChange>& all_changes,
                                    uint32_t account_cap) {
     FleetTransaction t;
+    std::vector<RecordChange> changes;  // the records; the leaves go apart
+    std::vector<std::string> leaves;
+    for (const RecordChange& change : all_changes) {
+        if (change.kind == Kind::LogLeaf)
+            leaves.push_back(change.after);
+        else
+            changes.push_back(change);
+    }
     for (const RecordChange& change : changes) t.keys.push_back(fleet_record_key(prefix, change.kind, change.key));
     // A mailbox made or gone: its account's set of live mailboxes follows.
     std::vector<std::string> guards;
@@ -143,10 +167,11 @@ FleetTransaction fleet_transaction(std::string_view prefix, const std::vector<Re
         guards.push_back(t.keys[i]);
         guards.push_back(change.after.empty() ? "0" : std::to_string((uint64_t)m.h.expires_s * 1000));
     }
-    t.args.reserve(3 + 3 * changes.size() + guards.size());
+    t.args.reserve(4 + 3 * changes.size() + guards.size() + leaves.size());
     t.args.push_back(std::to_string(changes.size()));
     t.args.push_back(std::to_string(account_cap));
     t.args.push_back(std::to_string(t.guard_keys.size()));
+    t.args.push_back(std::to_string(leaves.size()));
     for (const RecordChange& change : changes) {
         t.args.push_back(fleet_image(change.kind, change.before));
         t.args.push_back(fleet_image(change.kind, change.after));
@@ -166,12 +191,13 @@ FleetTransaction fleet_transaction(std::string_view prefix, const std::vector<Re
         t.args.push_back(std::to_string(expires_ms));
     }
     for (std::string& g : guards) t.args.push_back(std::move(g));
+    for (std::string& leaf : leaves) t.args.push_back(std::move(leaf));
     return t;
 }
 
 std::vector<std::string> fleet_commit(std::string_view prefix, std::string_view script_sha, std::string_view origin,
                                       const std::vector<const FleetTransaction*>& batch) {
-    size_t keys = 2, args = 0;
+    size_t keys = 3, args = 0;
     for (const FleetTransaction* t : batch) {
         keys += t->keys.size() + t->guard_keys.size();
         args += t->args.size();
@@ -183,6 +209,7 @@ std::vector<std::string> fleet_commit(std::string_view prefix, std::string_view 
     argv.push_back(std::to_string(keys));
     argv.push_back(fleet_feed_key(prefix));
     argv.push_back(fleet_seq_key(prefix));
+    argv.push_back(fleet_log_key(prefix));
     for (const FleetTransaction* t : batch) {
         argv.insert(argv.end(), t->keys.begin(), t->keys.end());
         argv.insert(argv.end(), t->guard_keys.begin(), t->guard_keys.end());

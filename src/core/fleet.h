@@ -32,6 +32,10 @@ std::string fleet_otp_key(std::string_view prefix);
 std::string fleet_seq_key(std::string_view prefix);
 std::string fleet_feed_key(std::string_view prefix);
 std::string fleet_epoch_key(std::string_view prefix);
+// The pairing log (log=on): a list of the leaves, in index order; a feed
+// entry names each leaf it added as "<prefix>log:<index>".
+std::string fleet_log_key(std::string_view prefix);
+bool parse_fleet_log_field(std::string_view prefix, std::string_view field, uint64_t* index);
 // One step of moving a fleet's keys from the layout before hash tags
 // (old_prefix) to the tagged one (src/assets/migrate.lua): an EVAL whose
 // reply is the next cursor ("0": done). Start with cursor "0".
@@ -68,7 +72,9 @@ std::string fleet_image(Kind kind, std::string_view bytes);
 // its own, in order (as if sent one after another): a worker sends the
 // transactions that arrived while its last batch was in flight. Every key
 // it touches is in KEYS (and, with the prefix's hash tag, in one slot): the
-// feed, the sequence, then each transaction's records and its accounts' sets.
+// feed, the sequence, the pairing log, then each transaction's records and
+// its accounts' sets. A committed transaction's leaves are numbered by the
+// script (the log's length) and pushed to the log: the fleet's commit order.
 // ARGV: origin, stream length cap, the number of transactions, then each
 // one's FleetTransaction args. Returns {seq (0: nothing committed), one
 // outcome per transaction}: kCommitted, kCapReached (a new mailbox would pass
@@ -83,9 +89,10 @@ constexpr size_t kMaxBatch = 64;        // transactions in one EVALSHA
 
 // One transaction's part of a batch. args: the number of keys, the
 // per-account cap of live pairings new mailboxes check (0: none), the number
-// of account guards; per key: before image, after image ("" = absent),
-// expiry in Unix ms (0: none); per guard (its set in guard_keys): the
-// mailbox's key, its expiry in Unix ms (0: it is removed).
+// of account guards, the number of leaves; per key: before image, after
+// image ("" = absent), expiry in Unix ms (0: none); per guard (its set in
+// guard_keys): the mailbox's key, its expiry in Unix ms (0: it is removed);
+// per leaf: its template (core/pairing_log.h).
 struct FleetTransaction {
     std::vector<std::string> keys;        // the record keys, in change order
     std::vector<std::string> guard_keys;  // per guard, the account's set of live mailboxes

@@ -17,6 +17,8 @@ DurableWriter* writer_of(ZoneCtx* zone) {
 
 }  // namespace
 
+DurableWriter* zone_writer(ZoneCtx* zone) { return writer_of(zone); }
+
 void DurableWriter::keep_worker(bool in_flight) {
     if (!in_flight) {
         if (keep_worker_timer_.timer_set) ngx_del_timer(&keep_worker_timer_);

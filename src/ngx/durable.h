@@ -48,6 +48,7 @@ class DurableWriter : public dp::ChangeLog {
 
 // This worker's writer, for the zone of the running cycle (set at its start).
 void set_worker_writer(ZoneCtx* zone, DurableWriter* writer);
+DurableWriter* zone_writer(ZoneCtx* zone);  // null: none (no state=, no redis=)
 
 // A held request's outcome: undoes its changes unless durable, then calls
 // the handler its route installed, which answers and releases the reference

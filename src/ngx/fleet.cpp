@@ -19,6 +19,19 @@ std::string origin_of(ZoneCtx* zone) {
 }
 
 bool apply_images(ZoneCtx* zone, const Images& images, const char* from) {
+    std::vector<dp::LogLeafEntry> leaves;
+    const bool records_valid = apply_records(zone, images, from, &leaves);
+    // The pairing log's leaves, in the fleet's order: one past the replica's
+    // tree is a gap (a rebuild reads the log again).
+    if (zone->log_on && !follow_log_leaves(zone, leaves)) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "device_pairing: redis %V: %s: the pairing log's leaves do not "
+                      "follow this host's tree", &zone->fleet->text, from);
+        return false;
+    }
+    return records_valid;
+}
+
+bool apply_records(ZoneCtx* zone, const Images& images, const char* from, std::vector<dp::LogLeafEntry>* leaves) {
     ZoneStore store(zone);
     store.attach(nullptr);  // from Redis: nothing to send back
     dp::StoreLock lock(store);
@@ -29,6 +42,11 @@ bool apply_images(ZoneCtx* zone, const Images& images, const char* from) {
     for (const auto& [key, image] : images) {
         dp::Kind kind;
         dp::Digest digest;
+        uint64_t index;
+        if (dp::parse_fleet_log_field(prefix, key, &index)) {
+            leaves->push_back(dp::LogLeafEntry{index, std::string(image)});
+            continue;
+        }
         if (!dp::parse_fleet_record_key(prefix, key, &kind, &digest)) continue;
         if (dp::fleet_apply(store, kind, digest, image, now_s, &problem)) continue;
         if (problem.empty()) {

@@ -6,6 +6,7 @@
 #include "ngx/fleet_follower.h"
 
 #include "core/otp.h"
+#include "core/tlog.h"
 #include "ngx/banner.h"
 #include "ngx/console.h"
 #include "ngx/fleet_writer.h"
@@ -16,6 +17,7 @@ namespace {
 
 constexpr size_t kScanCount = 1000;
 constexpr size_t kSweepSlice = 2048;  // records checked per hold of the zone lock
+constexpr uint64_t kLogPage = 1000;   // pairing log leaves per LRANGE of a rebuild
 
 // Worker 0's: the feed into the replica, and the replica rebuilt from
 // Redis's records on every (re)connect.
@@ -55,7 +57,8 @@ class FleetFollower {
     // (device_pairing_redis_stale applies, and the metrics show it) and a
     // rebuild starts after a pause. Down: the link is down; its reconnect
     // decides (connected()).
-    enum class State { Down, ReadingSeq, Migrating, Scanning, Fetching, ReadingOtp, Following, OutOfStep };
+    enum class State { Down, ReadingSeq, Migrating, Scanning, Fetching, ReadingOtp, CheckingLog, ReadingLog, Following,
+                       OutOfStep };
     static const char* name(State s) {
         switch (s) {
             case State::Down: return "the link is down";
@@ -64,6 +67,8 @@ class FleetFollower {
             case State::Scanning: return "scanning the records";
             case State::Fetching: return "reading the records";
             case State::ReadingOtp: return "reading the OTP";
+            case State::CheckingLog: return "checking the pairing log's last leaf";
+            case State::ReadingLog: return "reading the pairing log";
             case State::Following: return "reading the feed";
             case State::OutOfStep: return "out of step";
         }
@@ -151,6 +156,11 @@ class FleetFollower {
                 argv.insert(argv.end(), keys_.begin(), keys_.end());
                 break;
             case State::ReadingOtp: argv = {"GET", dp::fleet_otp_key(prefix_)}; break;
+            case State::CheckingLog: argv = {"LINDEX", dp::fleet_log_key(prefix_), std::to_string(log_from_ - 1)}; break;
+            case State::ReadingLog:
+                argv = {"LRANGE", dp::fleet_log_key(prefix_), std::to_string(log_from_),
+                        std::to_string(log_from_ + kLogPage - 1)};
+                break;
             case State::Following: {
                 uint64_t after;
                 bool resync_wanted;
@@ -232,8 +242,42 @@ class FleetFollower {
             }
             case State::ReadingOtp:
                 if (!apply_images(zone_, {{dp::fleet_otp_key(prefix_), text_of(reply)}}, "the OTP")) return false;
-                in_step();
+                if (!zone_->log_on) {
+                    in_step();
+                    return true;
+                }
+                // The pairing log: the tree kept in the zone goes on from its
+                // size if Redis holds the same last leaf, else it is made again.
+                log_from_ = log_tree_size(zone_, &last_leaf_);
+                enter(log_from_ ? State::CheckingLog : State::ReadingLog);
                 return true;
+            case State::CheckingLog:
+                if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL) return false;
+                if (reply->type == REDIS_REPLY_NIL || dp::tlog_leaf_hash(text_of(reply)) != last_leaf_) {
+                    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "device_pairing: redis %V: the pairing log does not "
+                                  "hold this host's leaf %uL as it was: the tree is made again from redis",
+                                  &zone_->fleet->text, log_from_ - 1);
+                    reset_log_tree(zone_);
+                    log_from_ = 0;
+                }
+                enter(State::ReadingLog);
+                return true;
+            case State::ReadingLog: {
+                if (!is_array(reply)) return false;
+                std::vector<dp::LogLeafEntry> leaves;
+                for (size_t i = 0; i < reply->elements; i++) {
+                    if (reply->element[i]->type != REDIS_REPLY_STRING) return false;
+                    leaves.push_back(dp::LogLeafEntry{log_from_ + i, std::string(text_of(reply->element[i]))});
+                }
+                if (!follow_log_leaves(zone_, leaves)) return false;
+                log_from_ += leaves.size();
+                if (leaves.size() == kLogPage) {
+                    enter(State::ReadingLog);
+                } else {
+                    in_step();
+                }
+                return true;
+            }
             case State::Following: {
                 // This host's own entries are applied too: its replica may
                 // have taken an older image since it made the change
@@ -368,6 +412,8 @@ class FleetFollower {
     uint64_t following_after_ = 0;  // Following: the sequence the XREAD in flight reads after
     std::string cursor_;            // Scanning, Fetching: the SCAN cursor
     std::vector<std::string> keys_; // Fetching: the keys the last SCAN found
+    uint64_t log_from_ = 0;         // CheckingLog, ReadingLog: the next leaf to read
+    dp::Digest last_leaf_{};        // CheckingLog: the hash of the tree's last leaf
     dp::FleetKeySet seen_;
     bool otp_checked_ = false;
     bool connected_before_ = false;

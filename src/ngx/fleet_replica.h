@@ -2,6 +2,8 @@
 // and the follower change it from Redis's records.
 #pragma once
 
+#include "core/persist/journal.h"
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -21,7 +23,10 @@ std::string origin_of(ZoneCtx* zone);
 // Applies Redis's images of some records to the replica. False when one of
 // them is not a valid record (logged with its key, the rest applied): the
 // replica no longer matches Redis and must be rebuilt.
+// Records first, then the pairing log's leaves the images name (log=on).
 bool apply_images(ZoneCtx* zone, const Images& images, const char* from);
+// The records alone; the leaves among the images are handed back.
+bool apply_records(ZoneCtx* zone, const Images& images, const char* from, std::vector<dp::LogLeafEntry>* leaves);
 // Out of step: the follower is rebuilding or has lost the feed (since when
 // is kept for device_pairing_redis_stale and the metrics).
 void set_out_of_step(ZoneCtx* zone, bool out);

@@ -32,6 +32,9 @@ class FleetWriter final : public DurableWriter {
     std::vector<dp::RecordChange>* collect_ = nullptr;  // set: committed changes go here
 
     bool up() const { return link_.up(); }
+    // A read of this worker's link (the pairing log's entries): false when
+    // the link is down (done is not called).
+    bool read(const std::vector<std::string>& argv, Reply done) { return link_.send(argv, std::move(done)); }
 
    private:
     // Unknown: the link failed or Redis erred; the change may have landed.

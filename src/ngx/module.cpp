@@ -657,9 +657,9 @@ char* zone_directive(ngx_conf_t* cf, ngx_command_t* cmd, void* conf) noexcept {
                            "must carry one", &prefix);
         return (char*)NGX_CONF_ERROR;
     }
-    if (log_on && !state.len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "log=on needs state=PATH: the pairing log is kept in PATH.log%s",
-                           fleet ? " (in fleet mode the log is not built yet)" : "");
+    if (log_on && !state.len && !fleet) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "log=on needs state=PATH (the leaves are kept in PATH.log) or "
+                           "redis= (in a list in Redis)");
         return (char*)NGX_CONF_ERROR;
     }
     if (fleet && state.len) {

@@ -4,7 +4,10 @@
 
 #include "core/api.h"
 #include "core/pairing_log.h"
+#include "core/fleet.h"
 #include "ngx/content.h"
+#include "ngx/durable.h"
+#include "ngx/fleet_writer.h"
 #include "ngx/threads.h"
 #include "ngx/zone.h"
 
@@ -140,21 +143,42 @@ bool load_pairing_log(ZoneCtx* zone, const dp::StatePaths& paths, std::string* e
     return ok && room;
 }
 
-void follow_log_leaves(ZoneCtx* zone, const std::vector<dp::LogLeafEntry>& leaves) {
-    if (leaves.empty()) return;
+bool follow_log_leaves(ZoneCtx* zone, const std::vector<dp::LogLeafEntry>& leaves) {
+    if (leaves.empty()) return true;
     ZoneStore store(zone);
     dp::StoreLock lock(store);
     ZoneLogTree tree(zone);
     std::vector<std::string> one(1);
     for (const dp::LogLeafEntry& leaf : leaves) {
-        if (leaf.index != tree.size() || log_of(zone).stalled) continue;
+        if (leaf.index < tree.size()) continue;  // had it (a rebuild read it already)
+        if (leaf.index > tree.size() || log_of(zone).stalled) return false;
         if (!tree.reserve(1)) {
             log_of(zone).stalled = 1;
-            return;
+            return false;
         }
         one[0] = leaf.bytes;
         tree.add(leaf.index, one, kNoOffset);
     }
+    return true;
+}
+
+uint64_t log_tree_size(ZoneCtx* zone, dp::Digest* last_leaf) {
+    ZoneStore store(zone);
+    dp::StoreReadLock lock(store);
+    ZoneLogTree tree(zone);
+    const uint64_t size = tree.size();
+    if (size) *last_leaf = tree.kept(0, size - 1);
+    return size;
+}
+
+void reset_log_tree(ZoneCtx* zone) {
+    ZoneStore store(zone);
+    dp::StoreLock lock(store);
+    ShmLog& log = log_of(zone);
+    log.size = 0;
+    log.stalled = 0;
+    for (ShmChunks& level : log.levels) level.count = 0;  // the chunks stay for the new tree
+    log.hints.count = 0;
 }
 
 namespace {
@@ -167,8 +191,47 @@ struct LogRead {
 
 }  // namespace
 
+namespace {
+
+void answer_and_finalize(ngx_http_request_t* r, bool ok, uint64_t first, const std::vector<std::string>& leaves) {
+    ngx_connection_t* c = r->connection;
+    ngx_int_t rc;
+    try {
+        rc = send_response(r, ok ? dp::log_entries_answer(first, leaves) : dp::unavailable("the pairing log could not be read"));
+    } catch (const std::exception&) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+// Fleet mode: the leaves are a list in Redis, read on this worker's link.
+ngx_int_t answer_fleet_log_entries(ngx_http_request_t* r, ZoneCtx* zone, uint64_t first, uint64_t end) {
+    auto* writer = dynamic_cast<FleetWriter*>(zone_writer(zone));
+    const std::vector<std::string> argv = {"LRANGE", dp::fleet_log_key(to_string(zone->fleet->prefix)),
+                                           std::to_string(first), std::to_string(end - 1)};
+    r->main->count++;
+    const bool sent = writer && writer->read(argv, [r, first, end](redisReply* reply) {
+        std::vector<std::string> leaves;
+        bool ok = is_array(reply) && reply->elements == end - first;
+        for (size_t i = 0; ok && i < reply->elements; i++) {
+            ok = reply->element[i]->type == REDIS_REPLY_STRING;
+            if (ok) leaves.emplace_back(text_of(reply->element[i]));
+        }
+        if (!ok) ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "device_pairing: the pairing log's leaves %uL to %uL "
+                               "could not be read from redis", first, end - 1);
+        answer_and_finalize(r, ok, first, leaves);
+    });
+    if (sent) return NGX_DONE;
+    r->main->count--;
+    return send_response(r, dp::unavailable("the pairing log could not be read: redis is not connected"));
+}
+
+}  // namespace
+
 ngx_int_t answer_log_entries(ngx_http_request_t* r, RequestCtx* ctx, uint64_t first, uint64_t end) {
     ZoneCtx* zone = zone_of(r);
+    if (zone->fleet) return answer_fleet_log_entries(r, zone, first, end);
     uint64_t from = 0, offset = 0;
     {
         ZoneStore store(zone);
@@ -188,17 +251,8 @@ ngx_int_t answer_log_entries(ngx_http_request_t* r, RequestCtx* ctx, uint64_t fi
         return true;
     };
     read->step.done = [r, job, first](bool ok, const std::string& error) {
-        ngx_connection_t* c = r->connection;
-        ngx_int_t rc;
-        if (!ok) ngx_log_error(NGX_LOG_ERR, c->log, 0, "device_pairing: the pairing log: %s", error.c_str());
-        try {
-            rc = send_response(r, ok ? dp::log_entries_answer(first, job->leaves)
-                                     : dp::unavailable("the pairing log could not be read"));
-        } catch (const std::exception& e) {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-        ngx_http_finalize_request(r, rc);
-        ngx_http_run_posted_requests(c);
+        if (!ok) ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "device_pairing: the pairing log: %s", error.c_str());
+        answer_and_finalize(r, ok, first, job->leaves);
     };
     r->main->count++;
     if (ngx_thread_task_post(pool, task) != NGX_OK) {

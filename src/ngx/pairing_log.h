@@ -70,9 +70,14 @@ class JournalLeaves final : public dp::LeafSink {
 // Recovery (the state lock held): PATH.log caught up from the journals,
 // then read into the zone's tree. False with *error.
 bool load_pairing_log(ZoneCtx* zone, const dp::StatePaths& paths, std::string* error);
-// Leaves a journal tail holds (a newer generation's appends, followed):
-// the next ones in order go into the tree; their file offsets are not known.
-void follow_log_leaves(ZoneCtx* zone, const std::vector<dp::LogLeafEntry>& leaves);
+// Leaves a journal tail or the fleet's feed holds, in order: those the tree
+// lacks go in (their file offsets are not known); false on a gap (a leaf
+// past the tree's next) or no room.
+bool follow_log_leaves(ZoneCtx* zone, const std::vector<dp::LogLeafEntry>& leaves);
+// Fleet mode's rebuild: the tree's size and last leaf hash, and a tree
+// started again (Redis no longer holds what it was built from).
+uint64_t log_tree_size(ZoneCtx* zone, dp::Digest* last_leaf);
+void reset_log_tree(ZoneCtx* zone);
 // The entries route: reads [first, end) from PATH.log in a thread and
 // answers (NGX_DONE: the request waits for it).
 ngx_int_t answer_log_entries(ngx_http_request_t* r, RequestCtx* ctx, uint64_t first, uint64_t end);

@@ -85,12 +85,12 @@ class FleetScript : public ::testing::Test {
     // One record changed from before to after (no expiry unless given).
     static FleetTransaction change(const std::string& key, const std::string& before, const std::string& after,
                                    uint64_t expires_ms = 0) {
-        return FleetTransaction{{key}, {}, {"1", "0", "0", before, after, std::to_string(expires_ms)}};
+        return FleetTransaction{{key}, {}, {"1", "0", "0", "0", before, after, std::to_string(expires_ms)}};
     }
     // A new mailbox of an account, under a cap.
     static FleetTransaction mint(const std::string& key, const std::string& account, uint32_t cap) {
         const std::string expires = std::to_string(now_ms() + 60000);
-        return FleetTransaction{{key}, {account}, {"1", std::to_string(cap), "1", "", "mailbox", expires, key, expires}};
+        return FleetTransaction{{key}, {account}, {"1", std::to_string(cap), "1", "0", "", "mailbox", expires, key, expires}};
     }
     static uint64_t now_ms() {
         return (uint64_t)std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -131,7 +131,7 @@ TEST_F(FleetScript, AStaleTransactionIsRefusedAloneAndChangesNothing) {
     const FleetTransaction made = change("dp:r:1:x", "", "now");
     ASSERT_EQ(commit({&made})->element[1]->integer, kCommitted);
     // Two records in one transaction, one of them stale: neither is written.
-    const FleetTransaction stale{{"dp:r:1:y", "dp:r:1:x"}, {}, {"2", "0", "0", "", "new y", "0", "then", "new x", "0"}};
+    const FleetTransaction stale{{"dp:r:1:y", "dp:r:1:x"}, {}, {"2", "0", "0", "0", "", "new y", "0", "then", "new x", "0"}};
     const FleetTransaction fresh = change("dp:r:1:z", "", "zed");
     const FleetTransaction after_stale = change("dp:r:1:y", "new y", "newer y");
     ReplyPtr r = commit({&stale, &fresh, &after_stale});
@@ -168,7 +168,7 @@ TEST_F(FleetScript, TheAccountCapCountsTheBatchsOwnMailboxes) {
     EXPECT_GT(command({"PTTL", "dp:a:alice"})->integer, 0) << "an account's set lives as long as its last mailbox";
 
     // One taken (removed with its guard): its place is free in the same batch.
-    const FleetTransaction taken{{"dp:r:2:m1"}, {"dp:a:alice"}, {"1", "0", "1", "mailbox", "", "0", "dp:r:2:m1", "0"}};
+    const FleetTransaction taken{{"dp:r:2:m1"}, {"dp:a:alice"}, {"1", "0", "1", "0", "mailbox", "", "0", "dp:r:2:m1", "0"}};
     r = commit({&taken, &m3});
     EXPECT_EQ(r->element[1]->integer, kCommitted);
     EXPECT_EQ(r->element[2]->integer, kCommitted);
@@ -176,3 +176,34 @@ TEST_F(FleetScript, TheAccountCapCountsTheBatchsOwnMailboxes) {
 }
 
 }  // namespace
+
+TEST_F(FleetScript, CommittedTransactionsNumberTheirLeavesInTheFleetsOrderAStaleOneLogsNothing) {
+    command({"DEL", fleet_log_key("dp:"), "dp:r:0:l1", "dp:r:0:l2"});
+    const std::string t1 = std::string("{\"event\":\"paired\",\"seq\":") + '\0' + "}";
+    const std::string t2 = std::string("{\"seq\":") + '\0' + ",\"z\":1}";
+    FleetTransaction first = change("dp:r:0:l1", "", "one"), stale = change("dp:r:0:l2", "not-there", "x"),
+                     second = change("dp:r:0:l2", "", "two");
+    for (FleetTransaction* t : {&first, &stale, &second}) t->args[3] = "2";
+    first.args.insert(first.args.end(), {t1, t2});
+    stale.args.insert(stale.args.end(), {t1, t1});
+    second.args.insert(second.args.end(), {t2, t1});
+    ReplyPtr r = commit({&first, &stale, &second});
+    ASSERT_EQ(r->elements, 4u);
+    ReplyPtr log = command({"LRANGE", fleet_log_key("dp:"), "0", "-1"});
+    ASSERT_EQ(log->elements, 4u) << "the stale transaction's leaves are not logged";
+    EXPECT_EQ(std::string(log->element[0]->str), "{\"event\":\"paired\",\"seq\":0}");
+    EXPECT_EQ(std::string(log->element[1]->str), "{\"seq\":1,\"z\":1}");
+    EXPECT_EQ(std::string(log->element[2]->str), "{\"seq\":2,\"z\":1}");
+    EXPECT_EQ(std::string(log->element[3]->str), "{\"event\":\"paired\",\"seq\":3}");
+    // The feed names each leaf with its index, after its transaction's records.
+    ReplyPtr entries = command({"XREVRANGE", fleet_feed_key("dp:"), "+", "-", "COUNT", "1"});
+    const redisReply* fields = entries->element[0]->element[1];
+    ASSERT_EQ(fields->elements, 2u + 2 * 6u);
+    uint64_t index = 0;
+    EXPECT_EQ(std::string(fields->element[4]->str), fleet_log_key("dp:") + ":0");
+    ASSERT_TRUE(parse_fleet_log_field("dp:", fields->element[12]->str, &index));
+    EXPECT_EQ(index, 3u);
+    EXPECT_EQ(std::string(fields->element[13]->str), "{\"event\":\"paired\",\"seq\":3}");
+    EXPECT_FALSE(parse_fleet_log_field("dp:", "dp:logx:1", &index));
+    EXPECT_FALSE(parse_fleet_log_field("dp:", "dp:log:", &index));
+}

@@ -9,6 +9,7 @@
 
 #include "core/encoding.h"
 #include "core/fleet.h"
+#include "core/pairing_log.h"
 #include "harness.h"
 #include "reply_view.h"
 
@@ -29,6 +30,7 @@ struct RecordingLog : ChangeLog {
 struct RedisModel {
     std::map<std::string, std::string> values;
     std::map<std::string, std::map<std::string, uint64_t>> accounts;
+    std::vector<std::string> log;  // the pairing log's leaves
     uint64_t seq = 0;
     uint64_t now_ms = (uint64_t)kT0;
     std::string get(const std::string& key) const {
@@ -42,15 +44,15 @@ struct RedisModel {
         auto key = [&](size_t i) -> const std::string& { return argv[3 + i]; };  // KEYS[i + 1]
         const size_t args = 3 + all_keys;  // ARGV[1] is argv[args]
         const size_t txs = std::stoul(argv[args + 2]);
-        size_t a = args + 3, k = 2;  // KEYS[1], KEYS[2]: the feed and the sequence
+        size_t a = args + 3, k = 3;  // KEYS[1..3]: the feed, the sequence, the pairing log
         std::vector<long long> outcomes;
         bool any = false;
         current->assign(txs, {});
         for (size_t t = 0; t < txs; t++) {
-            const size_t n = std::stoul(argv[a]), guards = std::stoul(argv[a + 2]);
+            const size_t n = std::stoul(argv[a]), guards = std::stoul(argv[a + 2]), leaves = std::stoul(argv[a + 3]);
             const uint64_t cap = std::stoull(argv[a + 1]);
-            const size_t kv = a + 3, gv = kv + 3 * n;
-            a = gv + 2 * guards;
+            const size_t kv = a + 4, gv = kv + 3 * n, lv = gv + 2 * guards;
+            a = lv + leaves;
             long long outcome = kCommitted;
             for (size_t i = 0; i < n; i++) {
                 if (get(key(k + i)) != argv[kv + 3 * i]) {
@@ -74,6 +76,7 @@ struct RedisModel {
                     else
                         values[key(k + i)] = after;
                 }
+                for (size_t l = 0; l < leaves; l++) log.push_back(leaf_from_template(argv[lv + l], log.size()));
                 for (size_t g = 0; g < guards; g++) {
                     const uint64_t expires = std::stoull(argv[gv + 1 + 2 * g]);
                     auto& live = accounts[key(k + n + g)];
@@ -181,16 +184,16 @@ TEST(Fleet, ACommitCarriesBeforeAfterAndExpiryPerKey) {
     const FleetTransaction t = fleet_transaction("dp:", log.changes, 16);
     const size_t n = log.changes.size();
     ASSERT_EQ(t.keys.size(), n);
-    ASSERT_EQ(t.args.size(), 3 + 3 * n) << "a pairing guards no account";
+    ASSERT_EQ(t.args.size(), 4 + 3 * n) << "a pairing guards no account";
     EXPECT_EQ(t.args[0], std::to_string(n));
     EXPECT_EQ(t.args[1], "16");
     EXPECT_EQ(t.args[2], "0");
     for (size_t i = 0; i < n; i++) {
         const RecordChange& ch = log.changes[i];
         EXPECT_EQ(t.keys[i], fleet_record_key("dp:", ch.kind, ch.key));
-        EXPECT_EQ(t.args[3 + 3 * i], fleet_image(ch.kind, ch.before));
-        EXPECT_EQ(t.args[4 + 3 * i], fleet_image(ch.kind, ch.after));
-        const std::string& expiry = t.args[5 + 3 * i];
+        EXPECT_EQ(t.args[4 + 3 * i], fleet_image(ch.kind, ch.before));
+        EXPECT_EQ(t.args[5 + 3 * i], fleet_image(ch.kind, ch.after));
+        const std::string& expiry = t.args[6 + 3 * i];
         if (ch.kind == Kind::Device) {
             EXPECT_EQ(expiry, "0") << "devices are never expired by Redis";
         }
@@ -214,13 +217,13 @@ TEST(Fleet, AMailboxMadeOrTakenGuardsItsAccount) {
     FleetTransaction t = fleet_transaction("dp:", log.changes, 16);
     size_t n = log.changes.size();
     ASSERT_EQ(t.args[2], "1");
-    ASSERT_EQ(t.args.size(), 3 + 3 * n + 2);
+    ASSERT_EQ(t.args.size(), 4 + 3 * n + 2);
     const std::string account = fleet_account_key("dp:", key_of("account", "alice").data());
     EXPECT_EQ(t.guard_keys, std::vector<std::string>{account}) << "the set is a key (KEYS), not an argument";
     size_t mailbox = 0;
     while (log.changes[mailbox].kind != Kind::Mailbox) mailbox++;
-    EXPECT_EQ(t.args[3 + 3 * n], t.keys[mailbox]);
-    EXPECT_EQ(t.args[4 + 3 * n], std::to_string((uint64_t)(to_s(kT0) + h.settings.mailbox_ttl_s) * 1000));
+    EXPECT_EQ(t.args[4 + 3 * n], t.keys[mailbox]);
+    EXPECT_EQ(t.args[5 + 3 * n], std::to_string((uint64_t)(to_s(kT0) + h.settings.mailbox_ttl_s) * 1000));
 
     log.changes.clear();
     ASSERT_EQ(h.call("DELETE", "/api/v1/device-pairing/" + field(minted, "pairing_id"), "", kT0, "", "ka").status, 204);
@@ -228,20 +231,20 @@ TEST(Fleet, AMailboxMadeOrTakenGuardsItsAccount) {
     n = log.changes.size();
     ASSERT_EQ(t.args[2], "1");
     EXPECT_EQ(t.guard_keys, std::vector<std::string>{account});
-    EXPECT_EQ(t.args[4 + 3 * n], "0");
+    EXPECT_EQ(t.args[5 + 3 * n], "0");
 }
 
-// A batch: every key it touches in KEYS (the feed, the sequence, then each
-// transaction's records and accounts' sets), then the origin, the feed's
-// cap, the count, and each transaction's args in the same order.
+// A batch: every key it touches in KEYS (the feed, the sequence, the
+// pairing log, then each transaction's records and accounts' sets), then the
+// origin, the feed's cap, the count, and each transaction's args in the same order.
 TEST(Fleet, ABatchLaysOutItsTransactionsInOrder) {
-    const FleetTransaction a{{"k1", "k2"}, {}, {"2", "0", "0", "b1", "a1", "0", "b2", "a2", "0"}};
-    const FleetTransaction b{{"k3"}, {"set3"}, {"1", "5", "1", "b3", "a3", "7", "k3", "7"}};
+    const FleetTransaction a{{"k1", "k2"}, {}, {"2", "0", "0", "1", "b1", "a1", "0", "b2", "a2", "0", "leaf"}};
+    const FleetTransaction b{{"k3"}, {"set3"}, {"1", "5", "1", "0", "b3", "a3", "7", "k3", "7"}};
     const std::vector<std::string> argv = fleet_commit("dp:", "sha", "origin", {&a, &b});
     const std::vector<std::string> expected = {
-        "EVALSHA", "sha", "6", fleet_feed_key("dp:"), fleet_seq_key("dp:"), "k1", "k2", "k3", "set3", "origin",
-        std::to_string(kFeedMaxLen), "2", "2", "0", "0", "b1", "a1", "0", "b2", "a2", "0", "1", "5", "1", "b3", "a3", "7",
-        "k3", "7"};
+        "EVALSHA", "sha", "7", fleet_feed_key("dp:"), fleet_seq_key("dp:"), fleet_log_key("dp:"), "k1", "k2", "k3", "set3",
+        "origin", std::to_string(kFeedMaxLen), "2", "2", "0", "0", "1", "b1", "a1", "0", "b2", "a2", "0", "leaf", "1", "5",
+        "1", "0", "b3", "a3", "7", "k3", "7"};
     EXPECT_EQ(argv, expected);
 }
 
@@ -495,4 +498,27 @@ TEST(FleetReplies, TheSequenceAndTheScanAreReadOrRefused) {
     EXPECT_FALSE(parse_scan(arr({str("17")}), &cursor, &keys));
     EXPECT_FALSE(parse_scan(arr({str("next"), arr({})}), &cursor, &keys)) << "a cursor is a number";
     EXPECT_FALSE(parse_scan(arr({str("0"), arr({ReplyView{}})}), &cursor, &keys)) << "a key is a string";
+}
+
+// The pairing log in fleet mode: each host's committed transactions carry
+// their leaves to the script, which numbers them in the fleet's order; a
+// transaction refused on a stale record logs nothing (its rerun does).
+TEST(Fleet, LeavesAreNumberedInTheFleetsCommitOrderAndOnlyWhenCommitted) {
+    TwoHosts fleet;
+    fleet.a.h.store.log_on = fleet.b.h.store.log_on = true;
+    Response first, second;
+    ASSERT_TRUE(fleet.a.run(fleet.redis, [&] { first = fleet.a.h.pair(fleet.otp, kT0 + 1000); }));
+    EXPECT_FALSE(fleet.b.run(fleet.redis, [&] { second = fleet.b.h.pair(fleet.otp, kT0 + 1000); }))
+        << "b read the OTP before a spent it: refused, nothing logged";
+    ASSERT_EQ(fleet.redis.log.size(), 1u);
+    std::string otp;
+    ASSERT_TRUE(fleet.b.run(fleet.redis, [&] { otp = fleet.b.h.new_otp(kT0 + 2000); }));
+    ASSERT_TRUE(fleet.b.run(fleet.redis, [&] { second = fleet.b.h.pair(otp, kT0 + 2000); }));
+    ASSERT_EQ(fleet.redis.log.size(), 2u);
+    for (size_t i = 0; i < 2; i++) {
+        std::string error;
+        Json leaf = parse_json_object(fleet.redis.log[i], &error);
+        EXPECT_EQ(json_integer_value(json_object_get(leaf.get(), "seq")), (json_int_t)i);
+        EXPECT_STREQ(json_string_value(json_object_get(leaf.get(), "event")), "paired");
+    }
 }
