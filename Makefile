@@ -36,6 +36,9 @@ TEST_PKGS  := libgtest-dev perl python3 python3-cryptography python3-jwcrypto ch
 BENCH_PKGS := wrk python3 redis-server
 CXXFLAGS   := -std=gnu++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -Isrc -I$(BUILD)/gen
 LIBS       := -lcrypto -ljansson -lqrencode -lz
+# The pairing log's verifier (tools/verify-log), on Debian's Go packages.
+VERIFY_LOG := $(BUILD)/verify-log
+GO_ENV     := GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE=$(BUILD)/gocache GOFLAGS=
 
 .PHONY: deps deb test-deb banner build asan ubsan run test unit integration test-asan test-ubsan test-sanitize test-valgrind browser-deps bench soak verify-log \
         device-key clean fuzz fuzz-smoke
@@ -183,8 +186,6 @@ test: unit fuzz-smoke integration test-sanitize test-deb
 # The pairing log's verifier (tools/verify-log), built on Debian's copy of
 # Go's sumdb/note and sumdb/tlog: t/25 runs it; auditors run
 # make verify-log URL=https://gateway [TOKEN=t] [PIN=base64-key] [STATE=file] [ENTRIES=1]
-VERIFY_LOG := $(BUILD)/verify-log
-GO_ENV     := GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE=$(BUILD)/gocache GOFLAGS=
 $(VERIFY_LOG): tools/verify-log/main.go | $(BUILD)/.test-deps
 	cd tools/verify-log && $(GO_ENV) go build -o $@ .
 verify-log: $(VERIFY_LOG)
