@@ -411,25 +411,41 @@ bool read_log_leaves(const std::string& path, uint64_t offset, uint64_t first, u
         *error = "cannot open " + path + ": " + strerror(errno);
         return false;
     }
-    bool ok = true;
-    std::string record;
-    for (uint64_t index = first; ok && index < first + count; index++) {
-        char head[4];
-        ok = pread_all(fd, head, 4, offset);
-        const uint32_t len = ok ? load_le<uint32_t>(head) : 0;
-        ok = ok && len <= kMaxLogLeaf;
-        if (ok) {
-            record.resize(len + kLogTrailer);
-            ok = pread_all(fd, record.data(), record.size(), offset + 4) &&
-                 load_le<uint32_t>(record.data() + len) == len && load_le<uint64_t>(record.data() + len + 4) == index;
+    // Read a chunk at a time (a page of 1 000 leaves is one or two reads).
+    std::string buf;
+    uint64_t base = offset;  // the file offset of buf[0]
+    size_t pos = 0;
+    uint64_t index = first;
+    bool ok = true, eof = false;
+    while (ok && index < first + count) {
+        const size_t have = buf.size() - pos;
+        const uint32_t len = have >= 4 ? load_le<uint32_t>(buf.data() + pos) : 0;
+        if (len > kMaxLogLeaf) {
+            ok = false;
+        } else if (have >= 4 + len + kLogTrailer) {
+            const char* trailer = buf.data() + pos + 4 + len;
+            ok = load_le<uint32_t>(trailer) == len && load_le<uint64_t>(trailer + 4) == index;
+            if (ok) {
+                out->emplace_back(buf.data() + pos + 4, len);
+                pos += 4 + len + kLogTrailer;
+                index++;
+            }
+        } else if (eof) {
+            ok = false;
+        } else {  // the record runs past what was read: more
+            buf.erase(0, pos);
+            base += pos;
+            pos = 0;
+            const size_t old = buf.size(), want = kLogReadChunk / 4;
+            buf.resize(old + want);
+            ssize_t got;
+            do got = pread(fd, buf.data() + old, want, (off_t)(base + old));
+            while (got < 0 && errno == EINTR);
+            eof = got <= 0;
+            buf.resize(old + (got > 0 ? (size_t)got : 0));
         }
-        if (!ok) {
-            *error = path + ": no record of leaf " + std::to_string(index) + " at offset " + std::to_string(offset);
-            break;
-        }
-        out->emplace_back(record.data(), len);
-        offset += 4 + len + kLogTrailer;
     }
+    if (!ok) *error = path + ": no record of leaf " + std::to_string(index) + " where it was expected";
     close(fd);
     return ok;
 }
