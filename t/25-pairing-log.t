@@ -12,14 +12,9 @@ use MIME::Base64;
 use JSON::PP;
 use DPTest;
 
-my $verifier = $ENV{DP_VERIFY_LOG} // ((__FILE__ =~ s{t/25-pairing-log\.t$}{}r) . 'build/verify-log');
--x $verifier or BAIL_OUT("no verifier at $verifier: make build/verify-log");
+DPTest::verifier();
 
-sub verify {
-    my ($t, @args) = @_;
-    my $out = `$verifier -url @{[ $t->url ]} @args 2>&1`;
-    return ($? == 0, $out);
-}
+sub verify { my ($t, @args) = @_; $t->verify_log(@args) }
 
 sub leaves {
     my ($t, $token) = @_;

@@ -12,13 +12,8 @@ use MIME::Base64;
 use JSON::PP;
 use DPTest;
 
-my $verifier = $ENV{DP_VERIFY_LOG} // ((__FILE__ =~ s{t/26-identity-rotation\.t$}{}r) . 'build/verify-log');
--x $verifier or BAIL_OUT("no verifier at $verifier: make build/verify-log");
-sub verify {
-    my ($t, @args) = @_;
-    my $out = `$verifier -url @{[ $t->url ]} @args 2>&1`;
-    return ($? == 0, $out);
-}
+DPTest::verifier();
+sub verify { my ($t, @args) = @_; $t->verify_log(@args) }
 
 my $t = DPTest->new(workers => 2);
 $t->standard(zone => 'zone=pairing:4m state=%%DIR%%/state log=on',
@@ -67,6 +62,8 @@ is_deeply([ map { $_->{retiredBy} } @verdicts[0, 1] ], [ 0, 1 ], '... and which 
 my @leaves = map { decode_json(decode_base64($_->{leaf})) } @{ $t->get('/api/devices/log/entries?start=0&end=100', token => $owner)->{json}{entries} };
 my @rotations = grep { $_->{event} eq 'identity_rotated' } @leaves;
 is_deeply([ map { $_->{key} } @rotations ], [ $k1, $k2 ], 'each rotation is a leaf naming the new key');
+is_deeply([ map { $_->{handover} } @rotations ], $t->get('/api/devices/identity')->{json}{handovers},
+          '... and holding its hand-over note');
 
 # restart: the chain and the key stay
 $t->stop;

@@ -15,8 +15,7 @@ use DPTest;
 
 my $REDIS = '/usr/bin/redis-server';
 plan skip_all => 'redis-server is not installed (make test installs it)' unless -x $REDIS;
-my $verifier = $ENV{DP_VERIFY_LOG} // ((__FILE__ =~ s{t/27-fleet-log\.t$}{}r) . 'build/verify-log');
--x $verifier or BAIL_OUT("no verifier at $verifier: make build/verify-log");
+DPTest::verifier();
 
 my $rdir = DPTest->new->dir;
 my $rport = DPTest::free_port();
@@ -38,11 +37,7 @@ sub wait_for_size {
     while (time - $start < 10) { return 1 if size_of(checkpoint($h, $token)) == $n; sleep 0.02 }
     return 0;
 }
-sub verify {
-    my ($h, @args) = @_;
-    my $out = `$verifier -url @{[ $h->url ]} @args 2>&1`;
-    return ($? == 0, $out);
-}
+sub verify { my ($h, @args) = @_; $h->verify_log(@args) }
 sub leaves {
     my ($h, $token) = @_;
     my $r = $h->get('/api/devices/log/entries?start=0&end=1000', token => $token);

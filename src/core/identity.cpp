@@ -119,8 +119,7 @@ Response identity_rotate(Call& call) {
 
 void log_identity_rotation(Store& store, const IdentityRotation& rotation, int64_t now_ms) {
     StoreLock lock(store);
-    log_event(store, AuditEvent{"identity_rotated", "", "", "", rotation.actor, base64_encode(rotation.next->public_raw())},
-              now_ms);
+    log_event(store, AuditEvent{"identity_rotated", "", "", "", rotation.actor, rotation.handover}, now_ms);
 }
 
 Response attest(Call& call) {

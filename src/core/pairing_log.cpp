@@ -1,5 +1,7 @@
 #include "core/pairing_log.h"
 
+#include <functional>
+
 #include "core/dpop.h"
 #include "core/encoding.h"
 
@@ -55,7 +57,12 @@ std::string leaf_template(const AuditEvent& e, std::string_view jkt, int64_t now
     set_text(o, "actor", e.actor);
     set_text(o, "jkt", std::string(jkt));
     if (e.event == "renamed") set_text(o, "name", e.detail);
-    if (e.event == "identity_rotated") set_text(o, "key", e.detail);  // the new public key
+    // A rotation's leaf is its hand-over note (signed by both keys) and the new key.
+    if (e.event == "identity_rotated") {
+        set_text(o, "handover", e.detail);
+        const size_t at = e.detail.find("\nnew ");
+        if (at != std::string::npos) set_text(o, "key", e.detail.substr(at + 5, e.detail.find('\n', at + 5) - at - 5));
+    }
     std::string text = json_canonical(o);
     // Strings are escaped ("\"seq\":0" inside one reads \"seq\":0): the mark
     // is found only as the member.
@@ -115,38 +122,51 @@ Response log_checkpoint(Call& call) {
     return r;
 }
 
-Response log_inclusion_proof(Call& call) {
+namespace {
+
+// A proof route: two sizes from the query (`first`, `second`), checked
+// against the log's size under the lock, the proof made there too.
+Response proof_route(Call& call, const char* first_name, const char* second_name,
+                     const std::function<std::optional<std::string>(uint64_t, uint64_t)>& bad,
+                     const std::function<std::vector<Digest>(uint64_t, uint64_t, const SubtreeHash&)>& prove) {
     TlogStorage* tree = call.store.log_tree();
     if (!tree) return log_off();
-    const auto index = count_arg(call.req, "index"), size = count_arg(call.req, "size");
-    if (!index || !size) return bad_range("index and size must be decimal numbers");
+    const auto first = count_arg(call.req, first_name), second = count_arg(call.req, second_name);
+    if (!first || !second)
+        return bad_range(std::string(first_name) + " and " + second_name + " must be decimal numbers");
     std::vector<Digest> proof;
     {
         StoreReadLock lock(call.store);
-        if (*size > tree->size())
-            return bad_range("size " + std::to_string(*size) + " is beyond the log's " + std::to_string(tree->size()));
-        if (*index >= *size) return bad_range("index must be below size");
-        proof = tlog_inclusion_proof(*index, *size, tlog_subtrees(*tree));
+        if (*second > tree->size())
+            return bad_range(std::string(second_name) + " " + std::to_string(*second) + " is beyond the log's " +
+                             std::to_string(tree->size()));
+        if (auto why = bad(*first, *second)) return bad_range(*why);
+        proof = prove(*first, *second, tlog_subtrees(*tree));
     }
-    return json_response(200, json_pack("{s:I, s:I, s:o}", "index", (json_int_t)*index, "size", (json_int_t)*size,
-                                        "hashes", hashes_json(proof)));
+    return json_response(200, json_pack("{s:I, s:I, s:o}", first_name, (json_int_t)*first, second_name,
+                                        (json_int_t)*second, "hashes", hashes_json(proof)));
+}
+
+}  // namespace
+
+Response log_inclusion_proof(Call& call) {
+    return proof_route(
+        call, "index", "size",
+        [](uint64_t index, uint64_t size) -> std::optional<std::string> {
+            if (index >= size) return "index must be below size";
+            return std::nullopt;
+        },
+        tlog_inclusion_proof);
 }
 
 Response log_consistency_proof(Call& call) {
-    TlogStorage* tree = call.store.log_tree();
-    if (!tree) return log_off();
-    const auto old_size = count_arg(call.req, "old"), new_size = count_arg(call.req, "new");
-    if (!old_size || !new_size) return bad_range("old and new must be decimal numbers");
-    std::vector<Digest> proof;
-    {
-        StoreReadLock lock(call.store);
-        if (*new_size > tree->size())
-            return bad_range("new " + std::to_string(*new_size) + " is beyond the log's " + std::to_string(tree->size()));
-        if (*old_size == 0 || *old_size > *new_size) return bad_range("old must be at least 1 and at most new");
-        proof = tlog_consistency_proof(*old_size, *new_size, tlog_subtrees(*tree));
-    }
-    return json_response(200, json_pack("{s:I, s:I, s:o}", "old", (json_int_t)*old_size, "new", (json_int_t)*new_size,
-                                        "hashes", hashes_json(proof)));
+    return proof_route(
+        call, "old", "new",
+        [](uint64_t old_size, uint64_t new_size) -> std::optional<std::string> {
+            if (old_size == 0 || old_size > new_size) return "old must be at least 1 and at most new";
+            return std::nullopt;
+        },
+        tlog_consistency_proof);
 }
 
 Result<LogRange> log_entries_range(Call& call) {

@@ -413,6 +413,19 @@ sub is_problem {
     return $ok;
 }
 
+# tools/verify-log (Go's sumdb/note and sumdb/tlog), built by make: its
+# path, and a run against this nginx: (true when it says ok, its output).
+sub verifier {
+    my $path = $ENV{DP_VERIFY_LOG} // (__FILE__ =~ s{t/lib/DPTest\.pm$}{}r) . 'build/verify-log';
+    -x $path or Test::More::BAIL_OUT("no verifier at $path: make build/verify-log");
+    return $path;
+}
+sub verify_log {
+    my ($self, @args) = @_;
+    my $out = `@{[ verifier() ]} -url @{[ $self->url ]} @args 2>&1`;
+    return ($? == 0, $out);
+}
+
 # Runs a Python snippet with Debian's python3 (python3-cryptography).
 sub python {
     my ($self, $code, @args) = @_;

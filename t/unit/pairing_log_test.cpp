@@ -105,8 +105,10 @@ TEST(PairingLogLeaves, CanonicalNumberedAndWithoutSecrets) {
     Json paired = leaf_json(leaf_from_template(leaf_template(AuditEvent{"paired", "dev_1", "owner", "otp", "", "detail"}, "", kT0), 0));
     EXPECT_EQ(json_object_size(paired.get()), 6u) << "event, seq, time, device_id, role, method";
     EXPECT_EQ(json_object_get(paired.get(), "jkt"), nullptr);
-    Json rotated = leaf_json(leaf_from_template(leaf_template(AuditEvent{"identity_rotated", "", "", "", "", "KEY"}, "", kT0), 3));
-    EXPECT_EQ(member(rotated, "key"), "KEY");
+    const std::string note = "o identity hand-over\nold OLD\nnew NEW\nsize 3\n\n\u2014 o sig\n";
+    Json rotated = leaf_json(leaf_from_template(leaf_template(AuditEvent{"identity_rotated", "", "", "", "", note}, "", kT0), 3));
+    EXPECT_EQ(member(rotated, "key"), "NEW");
+    EXPECT_EQ(member(rotated, "handover"), note) << "the hand-over itself is the log's entry";
 }
 
 TEST(PairingLogLeaves, EachDurableEventIsALeafOfItsOwnTransactionAndNothingElseIs) {
