@@ -97,6 +97,11 @@ $t->start;
 is(checkpoint($t, $op), $before, 'kill -9 and a restart keep the tree byte for byte');
 $t->reload;
 is(checkpoint($t, $op), $before, 'a reload keeps it');
+$t->standard(zone => 'zone=pairing:6m state=%%DIR%%/state compact=1k log=on',
+             server => 'device_pairing_log_origin gateway.example/pairing;');
+$t->reload;
+for (1 .. 50) { last if $t->get('/api/devices/stats', token => $op)->{json}{zoneBytes} > 5_000_000; select undef, undef, undef, 0.1 }
+is(checkpoint($t, $op), $before, 'a reload that resizes the zone copies the tree');
 ok(!-e "$t->{dir}/state.journal.1", 'the journal was compacted');
 my $grown = 0;
 for (1 .. 30) { $t->pair_device; $grown++ }    # compactions run (compact=1k) while leaves are added

@@ -65,6 +65,13 @@ is_deeply([ map { $_->{key} } @rotations ], [ $k1, $k2 ], 'each rotation is a le
 is_deeply([ map { $_->{handover} } @rotations ], $t->get('/api/devices/identity')->{json}{handovers},
           '... and holding its hand-over note');
 
+# a reload that resizes the zone: the new zone takes the rotated key
+$t->standard(zone => 'zone=pairing:6m state=%%DIR%%/state log=on',
+             server => 'device_pairing_log_origin gateway.example/pairing;');
+$t->reload;
+for (1 .. 50) { last if $t->get('/api/devices/stats', token => $owner)->{json}{zoneBytes} > 5_000_000; select undef, undef, undef, 0.1 }
+is($t->get('/api/devices/identity')->{json}{publicKey}, $k2, 'a resized zone keeps the rotated key') for 1 .. 3;
+
 # restart: the chain and the key stay
 $t->stop;
 $t->start;

@@ -105,7 +105,43 @@ uint64_t ZoneLogTree::read_start(uint64_t first, uint64_t* from) {
     return 0;
 }
 
+namespace {
+
+// Under the state lock: leaves PATH.log holds past the zone's tree (appended
+// by another zone on this state=: a resized zone's workers finishing their
+// last batch) go into the tree first, so numbering goes on from the file.
+bool catch_up_tree(ZoneCtx* zone, const dp::StatePaths& paths, uint64_t file_next, std::string* error) {
+    uint64_t size, from = 0, offset = 0;
+    {
+        ZoneStore store(zone);
+        dp::StoreLock lock(store);
+        ZoneLogTree tree(zone);
+        size = tree.size();
+        if (size >= file_next) return true;
+        if (size) offset = tree.read_start(size - 1, &from);
+    }
+    std::vector<std::string> leaves;
+    if (!dp::read_log_leaves(paths.log, offset, from, file_next - from, &leaves, error)) return false;
+    for (uint64_t i = from; i < size; i++) offset += record_bytes(leaves[i - from]);
+    leaves.erase(leaves.begin(), leaves.begin() + (ptrdiff_t)(size - from));
+    ZoneStore store(zone);
+    dp::StoreLock lock(store);
+    ZoneLogTree tree(zone);
+    if (!tree.reserve(leaves.size())) {
+        *error = "the zone has no room for the pairing log's hashes (device_pairing_zone size=)";
+        return false;
+    }
+    tree.add(size, leaves, offset);
+    return true;
+}
+
+}  // namespace
+
 bool JournalLeaves::next_index(size_t count, uint64_t* first, std::string* error) {
+    const dp::StatePaths paths(to_string(zone_->state_path));
+    uint64_t file_next = 0, end = 0;
+    if (!dp::catch_up_log_file(paths, &file_next, &end, error) || !catch_up_tree(zone_, paths, file_next, error))
+        return false;
     ZoneStore store(zone_);
     dp::StoreLock lock(store);
     ZoneLogTree tree(zone_);
@@ -169,6 +205,29 @@ uint64_t log_tree_size(ZoneCtx* zone, dp::Digest* last_leaf) {
     const uint64_t size = tree.size();
     if (size) *last_leaf = tree.kept(0, size - 1);
     return size;
+}
+
+bool copy_log_tree(ZoneCtx* from, ZoneCtx* to) {
+    ZoneStore old_store(from), new_store(to);
+    dp::StoreLock old_lock(old_store);
+    dp::StoreLock new_lock(new_store);
+    const ShmLog& src = log_of(from);
+    ShmLog& dst = log_of(to);
+    auto copy = [&](const ShmChunks& s, ShmChunks& d, size_t size) {
+        if (!s.count) return true;
+        if (!ensure(to->shpool, d, s.count, size)) return false;
+        const uint64_t per = kChunkBytes / size;
+        for (uint64_t k = 0; k * per < s.count; k++) ngx_memcpy(d.chunks[k], s.chunks[k], kChunkBytes);
+        d.count = s.count;
+        return true;
+    };
+    for (int level = 0; level < kLogLevels; level++)
+        if (!copy(src.levels[level], dst.levels[level], 32)) return false;
+    if (!copy(src.hints, dst.hints, 8)) return false;
+    dst.size = src.size;
+    dst.stalled = src.stalled;
+    to->sh->identity = from->sh->identity;
+    return true;
 }
 
 void reset_log_tree(ZoneCtx* zone) {

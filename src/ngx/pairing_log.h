@@ -78,6 +78,9 @@ bool follow_log_leaves(ZoneCtx* zone, const std::vector<dp::LogLeafEntry>& leave
 // started again (Redis no longer holds what it was built from).
 uint64_t log_tree_size(ZoneCtx* zone, dp::Digest* last_leaf);
 void reset_log_tree(ZoneCtx* zone);
+// A resize: the new zone takes the old one's tree (and rotated identity) as
+// it is; false when it has no room for them.
+bool copy_log_tree(ZoneCtx* from, ZoneCtx* to);
 // The entries route: reads [first, end) from PATH.log in a thread and
 // answers (NGX_DONE: the request waits for it).
 ngx_int_t answer_log_entries(ngx_http_request_t* r, RequestCtx* ctx, uint64_t first, uint64_t end);

@@ -464,6 +464,11 @@ ngx_int_t take_over(ZoneStore& store, ZoneCtx* ctx, ZoneCtx* old, uint32_t now_s
                       &ctx->shm_zone->shm.name, error.c_str());
         return NGX_ERROR;
     }
+    if (!copy_log_tree(old, ctx)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\" is too small for the pairing log's tree",
+                      &ctx->shm_zone->shm.name);
+        return NGX_ERROR;
+    }
     {
         dp::StoreLock lock(store);
         dp::SharedState& state = store.shared_for_persistence();
