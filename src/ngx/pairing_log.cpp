@@ -140,8 +140,11 @@ bool catch_up_tree(ZoneCtx* zone, const dp::StatePaths& paths, uint64_t file_nex
 bool JournalLeaves::next_index(size_t count, uint64_t* first, std::string* error) {
     const dp::StatePaths paths(to_string(zone_->state_path));
     uint64_t file_next = 0, end = 0;
-    if (!dp::catch_up_log_file(paths, &file_next, &end, error) || !catch_up_tree(zone_, paths, file_next, error))
-        return false;
+    if (!dp::log_file_end(paths, &file_next, &end, error)) return false;
+    // Behind the tree: an earlier copy failed, the journal has the leaves
+    // (read whole, so only then); ahead of it: another zone appended.
+    if (file_next < ZoneLogTree(zone_).size() && !dp::catch_up_log_file(paths, &file_next, &end, error)) return false;
+    if (!catch_up_tree(zone_, paths, file_next, error)) return false;
     ZoneStore store(zone_);
     dp::StoreLock lock(store);
     ZoneLogTree tree(zone_);

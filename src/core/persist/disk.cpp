@@ -450,6 +450,10 @@ bool read_log_leaves(const std::string& path, uint64_t offset, uint64_t first, u
     return ok;
 }
 
+bool log_file_end(const StatePaths& paths, uint64_t* next, uint64_t* end_offset, std::string* error) {
+    return log_file_next(paths.log, next, end_offset, error);
+}
+
 bool catch_up_log_file(const StatePaths& paths, uint64_t* next, uint64_t* end_offset, std::string* error) {
     if (!log_file_next(paths.log, next, end_offset, error)) return false;
     std::vector<std::string> missing;

@@ -72,9 +72,14 @@ class LeafSink {
     // append or the next start copies them from the journal).
     virtual void durable(uint64_t first, const std::vector<std::string>& leaves, uint64_t file_offset) = 0;
 };
+// Under the lock: the index after PATH.log's last complete record and where
+// it ends (from the last record's trailer: two small reads; a torn tail is
+// found by a scan and cut).
+bool log_file_end(const StatePaths& paths, uint64_t* next, uint64_t* end_offset, std::string* error);
 // Under the lock: PATH.log gets the journals' leaves it lacks (from the
 // next index it expects), in order; *next is then the log's size. False
 // when the journals do not hold the leaves that follow the file's last.
+// Reads both journals whole: for a start, a compaction, a file found behind.
 bool catch_up_log_file(const StatePaths& paths, uint64_t* next, uint64_t* end_offset, std::string* error);
 
 // What makes an append durable before it is acknowledged: fdatasync(2).
