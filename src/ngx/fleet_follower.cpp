@@ -57,8 +57,8 @@ class FleetFollower {
     // (device_pairing_redis_stale applies, and the metrics show it) and a
     // rebuild starts after a pause. Down: the link is down; its reconnect
     // decides (connected()).
-    enum class State { Down, ReadingSeq, Migrating, Scanning, Fetching, ReadingOtp, CheckingLog, ReadingLog, Confirming,
-                       Following, OutOfStep };
+    enum class State { Down, ReadingSeq, Migrating, Scanning, Fetching, ReadingOtp, CheckingLog, ReadingLog, Following,
+                       OutOfStep };
     static const char* name(State s) {
         switch (s) {
             case State::Down: return "the link is down";
@@ -69,7 +69,6 @@ class FleetFollower {
             case State::ReadingOtp: return "reading the OTP";
             case State::CheckingLog: return "checking the pairing log's last leaf";
             case State::ReadingLog: return "reading the pairing log";
-            case State::Confirming: return "asking for the records the scan did not find";
             case State::Following: return "reading the feed";
             case State::OutOfStep: return "out of step";
         }
@@ -161,12 +160,6 @@ class FleetFollower {
             case State::ReadingLog:
                 argv = {"LRANGE", dp::fleet_log_key(prefix_), std::to_string(log_from_),
                         std::to_string(log_from_ + kLogPage - 1)};
-                break;
-            case State::Confirming:
-                keys_.assign(unseen_.end() - (ptrdiff_t)std::min<size_t>(kScanCount, unseen_.size()), unseen_.end());
-                unseen_.resize(unseen_.size() - keys_.size());
-                argv = {"MGET"};
-                argv.insert(argv.end(), keys_.begin(), keys_.end());
                 break;
             case State::Following: {
                 uint64_t after;
@@ -269,21 +262,6 @@ class FleetFollower {
                 }
                 enter(State::ReadingLog);
                 return true;
-            case State::Confirming: {
-                // Gone from Redis: removed here; there after all (made while
-                // the scan ran, by this host or another): kept as Redis has it.
-                if (!is_array(reply) || reply->elements != keys_.size()) return false;
-                Images images;
-                for (size_t i = 0; i < keys_.size(); i++)
-                    images.emplace_back(keys_[i], reply->element[i]->type == REDIS_REPLY_STRING ? text_of(reply->element[i])
-                                                                                               : std::string_view());
-                if (!apply_images(zone_, images, "a record the scan did not find")) return false;
-                if (unseen_.empty())
-                    now_in_step();
-                else
-                    enter(State::Confirming);
-                return true;
-            }
             case State::ReadingLog: {
                 if (!is_array(reply)) return false;
                 std::vector<dp::LogLeafEntry> leaves;
@@ -331,16 +309,10 @@ class FleetFollower {
         return false;
     }
 
-    // The rebuild's end: records the scan did not find are asked for again
-    // (a record made while the scan ran is kept, one Redis no longer has
-    // leaves the replica), which is then in step from the feed sequence read first.
+    // The rebuild's end: what Redis no longer has leaves the replica, which
+    // is in step from the feed sequence read first.
     void in_step() {
         sweep();
-        if (!unseen_.empty()) return enter(State::Confirming);
-        now_in_step();
-    }
-
-    void now_in_step() {
         {
             ZoneStore store(zone_);
             dp::StoreLock lock(store);
@@ -369,12 +341,12 @@ class FleetFollower {
         if (!resync_timer_.timer_set) ngx_add_timer(&resync_timer_, kFirstRetryMs * 10);
     }
 
-    // Records the replica holds that the scan did not find: their Redis keys,
-    // a slice of records per hold of the zone lock (other workers write between).
+    // Records the replica holds that Redis no longer has go: a slice of
+    // records per hold of the zone lock (other workers write between).
     void sweep() {
         ZoneStore store(zone_);
+        store.attach(nullptr);
         seen_.seal();
-        unseen_.clear();
         for (size_t k = 0; k < dp::kKindCount; k++) {
             const dp::Kind kind = (dp::Kind)k;
             if (kind == dp::Kind::AccountCount || dp::local_kind(kind)) continue;  // derived, or this host's own
@@ -382,12 +354,15 @@ class FleetFollower {
             bool first = true;
             size_t visited;
             do {
-                dp::StoreReadLock lock(store);
+                dp::StoreLock lock(store);
+                std::vector<dp::Digest> gone;
                 visited = store.visit_after(kind, first ? nullptr : &last, kSweepSlice, [&](const dp::RecordHeader* h) {
                     memcpy(last.data(), h->key, 32);
-                    if (!seen_.contains(kind, last)) unseen_.push_back(dp::fleet_record_key(prefix_, kind, last));
+                    if (!seen_.contains(kind, last)) gone.push_back(last);
                 });
                 first = false;
+                for (const dp::Digest& key : gone)
+                    if (const dp::RecordHeader* h = store.find(kind, key)) store.remove(h);
             } while (visited == kSweepSlice);
         }
         seen_.clear();
@@ -437,7 +412,6 @@ class FleetFollower {
     uint64_t following_after_ = 0;  // Following: the sequence the XREAD in flight reads after
     std::string cursor_;            // Scanning, Fetching: the SCAN cursor
     std::vector<std::string> keys_; // Fetching: the keys the last SCAN found
-    std::vector<std::string> unseen_;  // Confirming: keys of records the scan did not find, still to ask for
     uint64_t log_from_ = 0;         // CheckingLog, ReadingLog: the next leaf to read
     dp::Digest last_leaf_{};        // CheckingLog: the hash of the tree's last leaf
     dp::FleetKeySet seen_;

@@ -70,9 +70,10 @@ class JournalWriter final : public DurableWriter {
         for (const dp::RecordChange& c : changes) leaf_count += c.kind == dp::Kind::LogLeaf;
         leaves_.pending.reserve(leaves_.pending.size() + leaf_count);
         pending_ += bytes;
-        for (const dp::RecordChange& c : changes) {
+        for (dp::RecordChange& c : changes) {
             pending_max_seq_ = std::max(pending_max_seq_, c.seq);
-            if (c.kind == dp::Kind::LogLeaf) leaves_.pending.push_back(c.after);  // reserved: no throw
+            // Moved, not copied (no allocation); an undo never reads a leaf.
+            if (c.kind == dp::Kind::LogLeaf) leaves_.pending.push_back(std::move(c.after));
         }
         if (held)
             for (dp::RecordChange& c : changes) held->push_back(std::move(c));
