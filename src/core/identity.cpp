@@ -67,12 +67,17 @@ bool parse_identity_file(std::string_view text, IdentityFile* f, std::string* er
     return true;
 }
 
+std::string handover_field(std::string_view note, std::string_view name) {
+    const std::string mark = "\n" + std::string(name) + " ";
+    const size_t at = note.find(mark);
+    const size_t end = at == std::string_view::npos ? at : note.find('\n', at + mark.size());
+    return end == std::string_view::npos ? std::string() : std::string(note.substr(at + mark.size(), end - at - mark.size()));
+}
+
 std::vector<std::string> retired_keys(const std::vector<std::string>& handovers) {
     std::vector<std::string> keys;
     for (const std::string& note : handovers) {
-        const size_t at = note.find("\nold ");
-        const size_t end = at == std::string::npos ? at : note.find('\n', at + 5);
-        auto raw = end == std::string::npos ? std::nullopt : base64_decode_strict(note.substr(at + 5, end - at - 5));
+        auto raw = base64_decode_strict(handover_field(note, "old"));
         keys.push_back(raw ? *raw : std::string());
     }
     return keys;
@@ -189,24 +194,18 @@ Response verify(Call& call) {
     auto verdict = [](bool valid, const char* reason) {
         return json_response(200, json_pack("{s:b, s:s?}", "valid", valid, "reason", reason));
     };
-    // Which key made it: this gateway's current identity, one it had before
-    // a rotation (the hand-over that retired it), or another.
-    auto signer = [&](Response r) {
+    // A valid one says which key made it: this gateway's current identity,
+    // one it had before a rotation (the hand-over that retired it), or another.
+    auto valid = [&]() {
         const Settings& s = call.settings;
-        json_t* o = nullptr;
-        if (s.identity && *key == s.identity->public_raw()) {
-            o = json_pack("{s:s}", "signer", "current");
-        } else {
-            const auto& earlier = s.earlier_identity_keys;
-            auto it = std::find(earlier.begin(), earlier.end(), *key);
-            o = it == earlier.end() ? json_pack("{s:s}", "signer", "other")
-                                    : json_pack("{s:s, s:I}", "signer", "earlier", "retiredBy",
-                                                (json_int_t)(it - earlier.begin()));
-        }
-        Json body(json_loads(r.body.c_str(), 0, nullptr));
-        json_object_update(body.get(), o);
-        json_decref(o);
-        return json_response(r.status, body.release());
+        const auto& earlier = s.earlier_identity_keys;
+        const auto it = std::find(earlier.begin(), earlier.end(), *key);
+        json_t* o = json_pack("{s:b, s:n}", "valid", 1, "reason");
+        const bool current = s.identity && *key == s.identity->public_raw();
+        json_object_set_new(o, "signer", json_string(current ? "current" : it != earlier.end() ? "earlier" : "other"));
+        if (!current && it != earlier.end())
+            json_object_set_new(o, "retiredBy", json_integer((json_int_t)(it - earlier.begin())));
+        return json_response(200, o);
     };
     if (!json_ijson_exact(data))
         return bad_request("the attested data holds an integer beyond 2^53, which RFC 8785 cannot carry exactly");
@@ -234,7 +233,7 @@ Response verify(Call& call) {
                                            [&](NonceRecord* n) { n->h.expires_s = nonce_expires; })) {
         return quota_full("attestation nonces");  // without its nonce no attestation is valid
     }
-    return signer(verdict(true, nullptr));
+    return valid();
 }
 
 }  // namespace dp

@@ -32,6 +32,9 @@ struct IdentityFile {
 };
 std::string encode_identity_file(const IdentityFile& file);
 bool parse_identity_file(std::string_view text, IdentityFile* file, std::string* error);
+// A line of a hand-over note's text ("old", "new", "size"): what follows
+// the name, or empty.
+std::string handover_field(std::string_view note, std::string_view name);
 // The public keys the hand-overs retired, oldest first (their "old" lines).
 std::vector<std::string> retired_keys(const std::vector<std::string>& handovers);
 

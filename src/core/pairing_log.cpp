@@ -4,6 +4,7 @@
 
 #include "core/dpop.h"
 #include "core/encoding.h"
+#include "core/identity.h"
 
 namespace dp {
 
@@ -60,8 +61,7 @@ std::string leaf_template(const AuditEvent& e, std::string_view jkt, int64_t now
     // A rotation's leaf is its hand-over note (signed by both keys) and the new key.
     if (e.event == "identity_rotated") {
         set_text(o, "handover", e.detail);
-        const size_t at = e.detail.find("\nnew ");
-        if (at != std::string::npos) set_text(o, "key", e.detail.substr(at + 5, e.detail.find('\n', at + 5) - at - 5));
+        set_text(o, "key", handover_field(e.detail, "new"));
     }
     std::string text = json_canonical(o);
     // Strings are escaped ("\"seq\":0" inside one reads \"seq\":0): the mark

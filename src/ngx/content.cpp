@@ -233,9 +233,6 @@ ngx_int_t rotate_identity(ngx_http_request_t* r, RequestCtx* ctx, dp::Response&&
     auto job = std::make_shared<RotationJob>();
     job->resp = std::move(resp);
     ctx->pending_read = job;
-    ngx_thread_task_t* task = new_thread_task(r->pool, r->connection->log, &job->step);
-    ngx_thread_pool_t* pool = default_thread_pool((ngx_cycle_t*)ngx_cycle);
-    if (!task || !pool) return send_response(r, dp::unavailable("the identity could not be rotated"));
     RotationJob* j = job.get();
     j->step.work = [zone, j](std::string* error) { return keep_rotated_identity(zone, *j->resp.rotation, error); };
     j->step.done = [r, ctx, zone, j](bool ok, const std::string& error) {
@@ -244,7 +241,7 @@ ngx_int_t rotate_identity(ngx_http_request_t* r, RequestCtx* ctx, dp::Response&&
         try {
             if (!ok) {
                 ngx_log_error(NGX_LOG_ERR, c->log, 0, "device_pairing: identity rotation: %s", error.c_str());
-                rc = send_response(r, dp::problem(error == "another rotation came first" ? 409 : 503,
+                rc = send_response(r, dp::problem(error == kAnotherRotationFirst ? 409 : 503,
                                                   "rotation_failed", "Identity not rotated", error + "; nothing changed"));
             } else {
                 refresh_identity(zone, srv_conf(r)->settings);
@@ -267,12 +264,8 @@ ngx_int_t rotate_identity(ngx_http_request_t* r, RequestCtx* ctx, dp::Response&&
         ngx_http_finalize_request(r, rc);
         ngx_http_run_posted_requests(c);
     };
-    r->main->count++;
-    if (ngx_thread_task_post(pool, task) != NGX_OK) {
-        r->main->count--;
-        return send_response(r, dp::unavailable("the identity could not be rotated"));
-    }
-    return NGX_DONE;
+    if (post_request_step(r, &j->step)) return NGX_DONE;
+    return send_response(r, dp::unavailable("the identity could not be rotated"));
 }
 
 }  // namespace

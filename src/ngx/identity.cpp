@@ -62,7 +62,7 @@ bool keep_rotated_identity(ZoneCtx* zone, const dp::IdentityRotation& rotation, 
         dp::StoreLock lock(store);  // a thread: never a read lock (its slot is the event loop's)
         const ShmIdentity& id = zone->sh->identity;
         if (id.generation != rotation.from_generation) {
-            *error = "another rotation came first";
+            *error = kAnotherRotationFirst;
             return false;
         }
         f.handovers = chain_of(id);

@@ -14,6 +14,8 @@ namespace dpngx {
 struct ZoneCtx;
 
 constexpr size_t kHandoverChainBytes = 16384;  // about 40 hand-overs
+// keep_rotated_identity's error when it lost to a rotation made meanwhile (409).
+constexpr const char* kAnotherRotationFirst = "another rotation came first";
 
 struct ShmIdentity {
     uint64_t generation;        // 0: the configured key is current

@@ -47,8 +47,6 @@ bool ensure(ngx_slab_pool_t* pool, ShmChunks& a, uint64_t count, size_t size) {
 
 ShmLog& log_of(ZoneCtx* zone) { return zone->sh->log; }
 
-uint64_t record_bytes(std::string_view leaf) { return 4 + leaf.size() + 12; }  // dp::encode_log_records
-
 }  // namespace
 
 uint64_t ZoneLogTree::size() { return log_of(zone_).size; }
@@ -77,18 +75,21 @@ bool ZoneLogTree::reserve(uint64_t count) {
 }
 
 void ZoneLogTree::add(uint64_t first, const std::vector<std::string>& leaves, uint64_t offset) {
-    ShmLog& log = log_of(zone_);
     for (const std::string& leaf : leaves) {
-        if (first % kLogHintEvery == 0) {
-            ngx_memcpy(element(log.hints, first / kLogHintEvery, 8), &offset, 8);
-            log.hints.count = first / kLogHintEvery + 1;
-        }
-        dp::tlog_append(*this, dp::tlog_leaf_hash(leaf));
-        if (offset != kNoOffset) offset += record_bytes(leaf);
-        first++;
-        // Keys are sorted and strings escaped: this is only ever the member.
-        if (leaf.find("\"event\":\"identity_rotated\"") != std::string::npos) note_rotation_leaf(zone_, first);
+        add(first++, leaf, offset);
+        if (offset != kNoOffset) offset += dp::log_record_bytes(leaf.size());
     }
+}
+
+void ZoneLogTree::add(uint64_t index, std::string_view leaf, uint64_t offset) {
+    ShmLog& log = log_of(zone_);
+    if (index % kLogHintEvery == 0) {
+        ngx_memcpy(element(log.hints, index / kLogHintEvery, 8), &offset, 8);
+        log.hints.count = index / kLogHintEvery + 1;
+    }
+    dp::tlog_append(*this, dp::tlog_leaf_hash(leaf));
+    // Keys are sorted and strings escaped: this is only ever the member.
+    if (leaf.find("\"event\":\"identity_rotated\"") != std::string_view::npos) note_rotation_leaf(zone_, index + 1);
 }
 
 uint64_t ZoneLogTree::read_start(uint64_t first, uint64_t* from) {
@@ -122,7 +123,7 @@ bool catch_up_tree(ZoneCtx* zone, const dp::StatePaths& paths, uint64_t file_nex
     }
     std::vector<std::string> leaves;
     if (!dp::read_log_leaves(paths.log, offset, from, file_next - from, &leaves, error)) return false;
-    for (uint64_t i = from; i < size; i++) offset += record_bytes(leaves[i - from]);
+    for (uint64_t i = from; i < size; i++) offset += dp::log_record_bytes(leaves[i - from].size());
     leaves.erase(leaves.begin(), leaves.begin() + (ptrdiff_t)(size - from));
     ZoneStore store(zone);
     dp::StoreLock lock(store);
@@ -137,14 +138,8 @@ bool catch_up_tree(ZoneCtx* zone, const dp::StatePaths& paths, uint64_t file_nex
 
 }  // namespace
 
-bool JournalLeaves::next_index(size_t count, uint64_t* first, std::string* error) {
-    const dp::StatePaths paths(to_string(zone_->state_path));
-    uint64_t file_next = 0, end = 0;
-    if (!dp::log_file_end(paths, &file_next, &end, error)) return false;
-    // Behind the tree: an earlier copy failed, the journal has the leaves
-    // (read whole, so only then); ahead of it: another zone appended.
-    if (file_next < ZoneLogTree(zone_).size() && !dp::catch_up_log_file(paths, &file_next, &end, error)) return false;
-    if (!catch_up_tree(zone_, paths, file_next, error)) return false;
+bool JournalLeaves::next_index(uint64_t file_next, size_t count, uint64_t* first, std::string* error) {
+    if (!catch_up_tree(zone_, dp::StatePaths(to_string(zone_->state_path)), file_next, error)) return false;
     ZoneStore store(zone_);
     dp::StoreLock lock(store);
     ZoneLogTree tree(zone_);
@@ -169,13 +164,10 @@ bool load_pairing_log(ZoneCtx* zone, const dp::StatePaths& paths, std::string* e
     dp::StoreLock lock(store);
     ZoneLogTree tree(zone);
     bool room = true, torn = false;
-    std::vector<std::string> one(1);
     const bool ok = dp::scan_log_file(
         paths.log,
         [&](uint64_t index, uint64_t offset, std::string_view leaf) {
-            if (!room || !(room = tree.reserve(1))) return;
-            one[0].assign(leaf);
-            tree.add(index, one, offset);
+            if (room && (room = tree.reserve(1))) tree.add(index, leaf, offset);
         },
         &end, &torn, error);
     if (ok && !room) *error = "the zone is too small for the pairing log's " + std::to_string(next) + " leaves";
@@ -187,7 +179,6 @@ bool follow_log_leaves(ZoneCtx* zone, const std::vector<dp::LogLeafEntry>& leave
     ZoneStore store(zone);
     dp::StoreLock lock(store);
     ZoneLogTree tree(zone);
-    std::vector<std::string> one(1);
     for (const dp::LogLeafEntry& leaf : leaves) {
         if (leaf.index < tree.size()) continue;  // had it (a rebuild read it already)
         if (leaf.index > tree.size() || log_of(zone).stalled) return false;
@@ -195,8 +186,7 @@ bool follow_log_leaves(ZoneCtx* zone, const std::vector<dp::LogLeafEntry>& leave
             log_of(zone).stalled = 1;
             return false;
         }
-        one[0] = leaf.bytes;
-        tree.add(leaf.index, one, kNoOffset);
+        tree.add(leaf.index, leaf.bytes, kNoOffset);
     }
     return true;
 }
@@ -302,9 +292,6 @@ ngx_int_t answer_log_entries(ngx_http_request_t* r, RequestCtx* ctx, uint64_t fi
     }
     auto read = std::make_shared<LogRead>();
     ctx->pending_read = read;
-    ngx_thread_task_t* task = new_thread_task(r->pool, r->connection->log, &read->step);
-    ngx_thread_pool_t* pool = default_thread_pool((ngx_cycle_t*)ngx_cycle);
-    if (!task || !pool) return send_response(r, dp::unavailable("the pairing log could not be read"));
     const std::string path = dp::StatePaths(to_string(zone->state_path)).log;
     LogRead* job = read.get();
     read->step.work = [job, path, offset, from, first, end](std::string* error) {
@@ -316,12 +303,8 @@ ngx_int_t answer_log_entries(ngx_http_request_t* r, RequestCtx* ctx, uint64_t fi
         if (!ok) ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "device_pairing: the pairing log: %s", error.c_str());
         answer_and_finalize(r, ok, first, job->leaves);
     };
-    r->main->count++;
-    if (ngx_thread_task_post(pool, task) != NGX_OK) {
-        r->main->count--;
-        return send_response(r, dp::unavailable("the pairing log could not be read"));
-    }
-    return NGX_DONE;
+    if (post_request_step(r, &read->step)) return NGX_DONE;
+    return send_response(r, dp::unavailable("the pairing log could not be read"));
 }
 
 }  // namespace dpngx

@@ -46,6 +46,7 @@ class ZoneLogTree final : public dp::TlogStorage {
     // Appends durable leaves (reserve()d) and their offset hints; offset:
     // where the first one's record starts, kNoOffset when not known.
     void add(uint64_t first, const std::vector<std::string>& leaves, uint64_t offset);
+    void add(uint64_t index, std::string_view leaf, uint64_t offset);  // one
     // Where to start reading for leaf `first`: the record offset of an
     // earlier or equal leaf (*from) with a known hint.
     uint64_t read_start(uint64_t first, uint64_t* from);
@@ -60,7 +61,7 @@ class JournalLeaves final : public dp::LeafSink {
     explicit JournalLeaves(ZoneCtx* zone) : zone_(zone) {}
     std::vector<std::string> pending, writing;  // templates collected; those of the batch in flight
     const std::vector<std::string>& templates() override { return writing; }
-    bool next_index(size_t count, uint64_t* first, std::string* error) override;
+    bool next_index(uint64_t file_next, size_t count, uint64_t* first, std::string* error) override;
     void durable(uint64_t first, const std::vector<std::string>& leaves, uint64_t file_offset) override;
 
    private:

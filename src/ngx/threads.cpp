@@ -48,4 +48,14 @@ ngx_thread_pool_t* default_thread_pool(ngx_cycle_t* cycle) {
     return ngx_thread_pool_get(cycle, &pool_name);
 }
 
+bool post_request_step(ngx_http_request_t* r, ThreadStep* step) {
+    ngx_thread_task_t* task = new_thread_task(r->pool, r->connection->log, step);
+    ngx_thread_pool_t* pool = default_thread_pool((ngx_cycle_t*)ngx_cycle);
+    if (!task || !pool) return false;
+    r->main->count++;
+    if (ngx_thread_task_post(pool, task) == NGX_OK) return true;
+    r->main->count--;
+    return false;
+}
+
 }  // namespace dpngx

@@ -24,5 +24,10 @@ struct ThreadStep {
 ngx_thread_task_t* new_thread_task(ngx_cycle_t* cycle, ThreadStep* step);
 ngx_thread_task_t* new_thread_task(ngx_pool_t* pool, ngx_log_t* log, ThreadStep* step);
 ngx_thread_pool_t* default_thread_pool(ngx_cycle_t* cycle);
+// A request's step in the pool "default": the request is held (one
+// reference) until step->done runs, which answers and finalizes it. The
+// step must outlive the task (the request's context keeps it). False when it
+// could not be posted (nothing held).
+bool post_request_step(ngx_http_request_t* r, ThreadStep* step);
 
 }  // namespace dpngx

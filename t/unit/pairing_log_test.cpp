@@ -258,7 +258,7 @@ struct CountingSink : LeafSink {
     std::vector<std::pair<uint64_t, std::string>> durable_leaves;
     uint64_t last_offset = 0;
     const std::vector<std::string>& templates() override { return batch; }
-    bool next_index(size_t, uint64_t* first, std::string* error) override {
+    bool next_index(uint64_t, size_t, uint64_t* first, std::string* error) override {
         if (!room) *error = "no room";
         *first = size;
         return room;

@@ -60,27 +60,6 @@ std::string unpredictable_tmp_name(const std::string& path) {
 
 }  // namespace
 
-bool PosixDisk::write_atomically(const std::string& path, const std::string& bytes, std::string* error) {
-    // A name nobody can predict, created exclusively and never through a
-    // symlink: a planted link cannot redirect the write.
-    std::string tmp = unpredictable_tmp_name(path);
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        *error = "cannot create " + tmp + ": " + strerror(errno);
-        return false;
-    }
-    bool ok = write_all(fd, bytes);
-    int saved = errno;
-    close(fd);
-    if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
-        if (ok) saved = errno;
-        unlink(tmp.c_str());
-        *error = "cannot write " + path + ": " + strerror(saved);
-        return false;
-    }
-    return true;
-}
-
 namespace {
 
 // The header of the state file in place (32 bytes, not the whole file).
@@ -101,7 +80,38 @@ void sync_directory_of(const std::string& path) {
     }
 }
 
+// Replaces path by a temporary file renamed over it: a name nobody can
+// predict, created exclusively and never through a symlink, so a planted
+// link cannot redirect the write. With sync: the file is fsynced before the
+// rename and its directory after.
+bool replace_file(const std::string& path, std::string_view bytes, bool sync, std::string* error) {
+    const std::string tmp = unpredictable_tmp_name(path);
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        *error = "cannot create " + tmp + ": " + strerror(errno);
+        return false;
+    }
+    bool ok = write_all(fd, bytes) && (!sync || fsync(fd) == 0);
+    int saved = errno;
+    close(fd);
+    if (ok && rename(tmp.c_str(), path.c_str()) != 0) {
+        ok = false;
+        saved = errno;
+    }
+    if (!ok) {
+        unlink(tmp.c_str());
+        *error = "cannot write " + path + ": " + strerror(saved);
+        return false;
+    }
+    if (sync) sync_directory_of(path);
+    return true;
+}
+
 }  // namespace
+
+bool PosixDisk::write_atomically(const std::string& path, const std::string& bytes, std::string* error) {
+    return replace_file(path, bytes, false, error);
+}
 
 int (*journal_sync)(int fd) = fdatasync;
 
@@ -378,7 +388,7 @@ bool scan_log_file(const std::string& path,
         while (buf.size() - pos >= 4) {
             const uint32_t len = load_le<uint32_t>(buf.data() + pos);
             if (len > kMaxLogLeaf) break;  // damage: judged below
-            if (buf.size() - pos < 4 + len + kLogTrailer) break;
+            if (buf.size() - pos < log_record_bytes(len)) break;
             const char* trailer = buf.data() + pos + 4 + len;
             if (load_le<uint32_t>(trailer) != len || load_le<uint64_t>(trailer + 4) != index) {
                 *error = path + ": the record at offset " + std::to_string(base + pos) + " is not pairing log leaf " +
@@ -387,7 +397,7 @@ bool scan_log_file(const std::string& path,
                 return false;
             }
             visit(index++, base + pos, std::string_view(buf.data() + pos + 4, len));
-            pos += 4 + len + kLogTrailer;
+            pos += log_record_bytes(len);
         }
         buf.erase(0, pos);
         base += pos;
@@ -422,12 +432,12 @@ bool read_log_leaves(const std::string& path, uint64_t offset, uint64_t first, u
         const uint32_t len = have >= 4 ? load_le<uint32_t>(buf.data() + pos) : 0;
         if (len > kMaxLogLeaf) {
             ok = false;
-        } else if (have >= 4 + len + kLogTrailer) {
+        } else if (have >= log_record_bytes(len)) {
             const char* trailer = buf.data() + pos + 4 + len;
             ok = load_le<uint32_t>(trailer) == len && load_le<uint64_t>(trailer + 4) == index;
             if (ok) {
                 out->emplace_back(buf.data() + pos + 4, len);
-                pos += 4 + len + kLogTrailer;
+                pos += log_record_bytes(len);
                 index++;
             }
         } else if (eof) {
@@ -448,10 +458,6 @@ bool read_log_leaves(const std::string& path, uint64_t offset, uint64_t first, u
     if (!ok) *error = path + ": no record of leaf " + std::to_string(index) + " where it was expected";
     close(fd);
     return ok;
-}
-
-bool log_file_end(const StatePaths& paths, uint64_t* next, uint64_t* end_offset, std::string* error) {
-    return log_file_next(paths.log, next, end_offset, error);
 }
 
 bool catch_up_log_file(const StatePaths& paths, uint64_t* next, uint64_t* end_offset, std::string* error) {
@@ -478,19 +484,7 @@ bool settle_log_file(const StatePaths& paths, std::string* error) {
 }
 
 bool write_file_durably(const std::string& path, std::string_view bytes, std::string* error) {
-    const std::string tmp = unpredictable_tmp_name(path);
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    bool ok = fd >= 0 && write_all(fd, bytes) && fsync(fd) == 0;
-    const int saved = errno;
-    if (fd >= 0) close(fd);
-    ok = ok && rename(tmp.c_str(), path.c_str()) == 0;
-    if (!ok) {
-        *error = "cannot write " + path + ": " + strerror(ok ? errno : saved);
-        unlink(tmp.c_str());
-        return false;
-    }
-    sync_directory_of(path);
-    return true;
+    return replace_file(path, bytes, true, error);
 }
 
 bool copy_log_file(const StatePaths& from, const StatePaths& to, std::string* error) {
@@ -537,9 +531,10 @@ bool append_journal(const StatePaths& paths, std::string_view bytes, std::string
     // acknowledged) may keep a leaf without its event, never the reverse.
     std::string write;
     std::vector<std::string> rendered;
-    uint64_t first_leaf = 0;
+    uint64_t first_leaf = 0, file_next = 0, file_end = 0;
     if (ok && leaves && !leaves->templates().empty()) {
-        ok = leaves->next_index(leaves->templates().size(), &first_leaf, error);
+        ok = log_file_next(paths.log, &file_next, &file_end, error) &&
+             leaves->next_index(file_next, leaves->templates().size(), &first_leaf, error);
         if (ok) {
             for (const std::string& t : leaves->templates()) rendered.push_back(leaf_from_template(t, first_leaf + rendered.size()));
             write = encode_log_leaves(first_leaf, rendered);
@@ -559,19 +554,15 @@ bool append_journal(const StatePaths& paths, std::string_view bytes, std::string
     close(fd);
     if (ok && !rendered.empty()) {
         // The copy in PATH.log is not synced: the journal holds the leaves
-        // until a compaction settles the file.
-        // A file behind (an earlier copy failed) is caught up from the
-        // journal, these leaves with the rest: where they start is not known
-        // then (the zone's hints mark it so).
-        uint64_t next = 0, end = 0;
+        // until a compaction settles the file. A file behind (an earlier copy
+        // failed) is caught up from the journal, these leaves with the rest:
+        // where they start is not known then (the zone's hints mark it so).
         std::string copy_error;
         uint64_t offset = UINT64_MAX;
-        if (log_file_next(paths.log, &next, &end, &copy_error)) {
-            if (next == first_leaf && append_log_records(paths.log, first_leaf, rendered, &copy_error))
-                offset = end;
-            else if (next < first_leaf)
-                (void)catch_up_log_file(paths, &next, &end, &copy_error);
-        }
+        if (file_next == first_leaf && append_log_records(paths.log, first_leaf, rendered, &copy_error))
+            offset = file_end;
+        else if (file_next < first_leaf)
+            (void)catch_up_log_file(paths, &file_next, &file_end, &copy_error);
         leaves->durable(first_leaf, rendered, offset);
     }
     if (ok && st.st_size == 0) sync_directory_of(paths.journal);  // a new journal's name is durable too

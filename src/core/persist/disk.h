@@ -45,6 +45,7 @@ struct StatePaths {
 // durable in the journal before it was written here; the journal keeps it
 // until a compaction, which first makes this file durable up to it.
 std::string encode_log_records(uint64_t first_index, const std::vector<std::string>& leaves);
+inline uint64_t log_record_bytes(size_t leaf_size) { return 4 + leaf_size + 12; }  // a leaf's record
 // Reads the file a chunk at a time: visit(index, offset, leaf) for each
 // record; a record cut short at the end is a torn tail (*torn, *valid_bytes
 // where it starts). A record whose index is not its position is refused,
@@ -65,17 +66,16 @@ class LeafSink {
    public:
     virtual ~LeafSink() = default;
     virtual const std::vector<std::string>& templates() = 0;
-    // The next leaf's index, once there is room for count more (false: *error).
-    virtual bool next_index(size_t count, uint64_t* first, std::string* error) = 0;
+    // PATH.log holds leaves [0, file_next): the sink takes those it lacks
+    // (another zone appended them) and answers the next leaf's index once
+    // there is room for count more (false: *error). An index past file_next
+    // means the file is behind (a copy failed): the append catches it up.
+    virtual bool next_index(uint64_t file_next, size_t count, uint64_t* first, std::string* error) = 0;
     // They are durable (in the journal); file_offset: where the first one's
     // record starts in PATH.log, UINT64_MAX when the copy failed (a later
     // append or the next start copies them from the journal).
     virtual void durable(uint64_t first, const std::vector<std::string>& leaves, uint64_t file_offset) = 0;
 };
-// Under the lock: the index after PATH.log's last complete record and where
-// it ends (from the last record's trailer: two small reads; a torn tail is
-// found by a scan and cut).
-bool log_file_end(const StatePaths& paths, uint64_t* next, uint64_t* end_offset, std::string* error);
 // Under the lock: PATH.log gets the journals' leaves it lacks (from the
 // next index it expects), in order; *next is then the log's size. False
 // when the journals do not hold the leaves that follow the file's last.
