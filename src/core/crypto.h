@@ -87,5 +87,8 @@ std::string ed25519_device_id(std::string_view public_raw);
 // ECDSA P-256 with SHA-256 (JWS "ES256"): the key as 65 raw bytes
 // (0x04 || X || Y), the signature as R || S (64 bytes).
 bool es256_verify(std::string_view public_raw, std::string_view message, std::string_view signature);
+// A JWS ECDSA signature R || S (two 32-byte integers) as the DER
+// ECDSA-Sig-Value OpenSSL verifies; returns its length (at most 72).
+size_t es256_der_signature(std::string_view rs, unsigned char out[72]);
 
 }  // namespace dp

@@ -156,6 +156,118 @@ std::optional<std::string> expected_htu(const Settings& settings, const Request&
 
 }  // namespace
 
+namespace {
+
+void skip_space(std::string_view text, size_t* at) {
+    while (*at < text.size() && (text[*at] == ' ' || text[*at] == '\t' || text[*at] == '\n' || text[*at] == '\r')) ++*at;
+}
+
+// A string of printable ASCII without escapes, after its opening quote.
+bool scan_plain_string(std::string_view text, size_t* at, std::string_view* out) {
+    const size_t start = *at;
+    while (*at < text.size() && text[*at] != '"') {
+        const unsigned char c = (unsigned char)text[*at];
+        if (c < 0x20 || c >= 0x80 || c == '\\') return false;
+        ++*at;
+    }
+    if (*at == text.size()) return false;
+    *out = text.substr(start, *at - start);
+    ++*at;
+    return true;
+}
+
+// -?(0|[1-9][0-9]*), at most 18 digits, not followed by a fraction or exponent.
+bool scan_plain_integer(std::string_view text, size_t* at, int64_t* out) {
+    const bool negative = *at < text.size() && text[*at] == '-';
+    if (negative) ++*at;
+    const size_t start = *at;
+    int64_t value = 0;
+    const auto digit_at = [&](size_t i) { return i < text.size() && text[i] >= '0' && text[i] <= '9'; };
+    while (digit_at(*at) && *at - start < 18) value = value * 10 + (text[(*at)++] - '0');
+    const size_t digits = *at - start;
+    if (digits == 0 || digit_at(*at) || (digits > 1 && text[start] == '0')) return false;  // a 19th digit: refused unread
+    if (*at < text.size() && (text[*at] == '.' || text[*at] == 'e' || text[*at] == 'E')) return false;
+    *out = negative ? -value : value;
+    return true;
+}
+
+std::optional<std::string_view>* string_claim(ProofClaims* c, std::string_view name) {
+    if (name == "jti") return &c->jti;
+    if (name == "htm") return &c->htm;
+    if (name == "htu") return &c->htu;
+    if (name == "ath") return &c->ath;
+    if (name == "nonce") return &c->nonce;
+    return nullptr;
+}
+
+std::optional<std::string_view> string_member(const json_t* o, const char* name) {
+    const json_t* v = member_of(o, name, JSON_STRING);
+    if (!v) return std::nullopt;
+    return std::string_view(json_string_value(v), json_string_length(v));
+}
+
+}  // namespace
+
+bool scan_flat_claims(std::string_view text, ProofClaims* out) {
+    ProofClaims c;
+    size_t at = 0;
+    skip_space(text, &at);
+    if (at == text.size() || text[at++] != '{') return false;
+    skip_space(text, &at);
+    if (at < text.size() && text[at] == '}') {
+        ++at;
+    } else {
+        for (;;) {
+            std::string_view name;
+            if (at == text.size() || text[at++] != '"' || !scan_plain_string(text, &at, &name)) return false;
+            skip_space(text, &at);
+            if (at == text.size() || text[at++] != ':') return false;
+            skip_space(text, &at);
+            if (name == "iat") {
+                int64_t iat;
+                if (c.iat || !scan_plain_integer(text, &at, &iat)) return false;
+                c.iat = iat;
+            } else {
+                std::optional<std::string_view>* slot = string_claim(&c, name);
+                std::string_view value;
+                if (!slot || *slot || at == text.size() || text[at++] != '"' || !scan_plain_string(text, &at, &value))
+                    return false;
+                *slot = value;
+            }
+            skip_space(text, &at);
+            if (at == text.size()) return false;
+            const char next = text[at++];
+            if (next == '}') break;
+            if (next != ',') return false;
+            skip_space(text, &at);
+        }
+    }
+    skip_space(text, &at);
+    if (at != text.size()) return false;
+    *out = c;
+    return true;
+}
+
+ProofClaims claims_of(const json_t* object) {
+    ProofClaims c;
+    c.jti = string_member(object, "jti");
+    c.htm = string_member(object, "htm");
+    c.htu = string_member(object, "htu");
+    c.ath = string_member(object, "ath");
+    c.nonce = string_member(object, "nonce");
+    if (const json_t* iat = member_of(object, "iat", JSON_INTEGER)) c.iat = json_integer_value(iat);
+    return c;
+}
+
+bool parse_proof_claims(std::string_view text, ProofClaims* out, Json* tree) {
+    if (scan_flat_claims(text, out)) return true;
+    std::string why;
+    *tree = parse_json_object(text, &why);
+    if (!*tree) return false;
+    *out = claims_of(tree->get());
+    return true;
+}
+
 const char* dpop_failure_name(DpopFailure f) { return kFailureNames[(size_t)f < (size_t)DpopFailure::Count ? (size_t)f : 0]; }
 
 std::optional<std::string> normalize_http_uri(std::string_view uri) {
@@ -242,54 +354,50 @@ DpopFailure check_proof(const Request& req, const Settings& settings, std::strin
     auto claims_text = base64url_decode(std::string_view(jwt).substr(dot1 + 1, dot2 - dot1 - 1));
     auto signature = base64url_decode(std::string_view(jwt).substr(dot2 + 1));
     if (!claims_text || !signature) return DpopFailure::Malformed;
-    std::string why;
-    Json claims = parse_json_object(*claims_text, &why);
-    if (!claims) return DpopFailure::Malformed;
+    ProofClaims claims;
+    Json tree;
+    if (!parse_proof_claims(*claims_text, &claims, &tree)) return DpopFailure::Malformed;
     const std::string_view signed_part = std::string_view(jwt).substr(0, dot2);
     const bool valid = header->es256 ? es256_verify(header->key, signed_part, *signature)
                                      : ed25519_verify(header->key, signed_part, *signature);
     if (!valid) return DpopFailure::Signature;
 
     // The claims: this request, now, this token, this host's nonce.
-    const json_t* jti = member_of(claims.get(), "jti", JSON_STRING);
-    const json_t* htm = member_of(claims.get(), "htm", JSON_STRING);
-    const json_t* htu = member_of(claims.get(), "htu", JSON_STRING);
-    const json_t* iat = member_of(claims.get(), "iat", JSON_INTEGER);
-    if (!jti || !json_string_length(jti) || json_string_length(jti) > 256 || !htm || !htu || !iat)
+    if (!claims.jti || claims.jti->empty() || claims.jti->size() > 256 || !claims.htm || !claims.htu || !claims.iat)
         return DpopFailure::Malformed;
-    if (req.method != json_string_value(htm)) return DpopFailure::Request;
-    auto expected = expected_htu(settings, req), presented = normalize_http_uri(json_string_value(htu));
+    if (req.method != *claims.htm) return DpopFailure::Request;
+    auto expected = expected_htu(settings, req), presented = normalize_http_uri(*claims.htu);
     if (!expected || !presented || *expected != *presented) return DpopFailure::Request;
-    const int64_t now_s = req.now_ms / 1000, issued = json_integer_value(iat);
+    const int64_t now_s = req.now_ms / 1000, issued = *claims.iat;
     if (issued < now_s - (int64_t)settings.dpop_window_s || issued > now_s + (int64_t)settings.dpop_window_s)
         return DpopFailure::Time;
-    const json_t* ath = json_object_get(claims.get(), "ath");
     if (!token.empty()) {
         const Digest token_hash = sha256(token);
-        if (!json_is_string(ath) ||
-            json_string_value(ath) != base64url_encode(std::string_view((const char*)token_hash.data(), 32)))
+        if (!claims.ath || *claims.ath != base64url_encode(std::string_view((const char*)token_hash.data(), 32)))
             return DpopFailure::TokenHash;
     }
-    if (settings.dpop_nonce) {
-        const json_t* nonce = member_of(claims.get(), "nonce", JSON_STRING);
-        if (!nonce || !dpop_nonce_fresh(settings, req.host_id, json_string_value(nonce), now_s)) return DpopFailure::Nonce;
-    }
+    if (settings.dpop_nonce && (!claims.nonce || !dpop_nonce_fresh(settings, req.host_id, *claims.nonce, now_s)))
+        return DpopFailure::Nonce;
     out->jkt = header->jkt;
-    out->jti = json_string_value(jti);
+    out->jti = *claims.jti;
     out->iat = (uint32_t)issued;
     return DpopFailure::None;
 }
 
 DpopFailure remember_proof(Store& store, const Settings& settings, const DpopProof& proof, uint32_t now_s) {
     const Digest key = key_of("dpop-jti", std::string((const char*)proof.jkt.data(), 32) + proof.jti);
-    const RecordHeader* seen = store.find(Kind::DpopJti, key);
-    if (seen && record_live(seen, now_s)) return DpopFailure::Replay;
-    if (seen) store.remove(seen);
     // Kept until no proof with this iat is accepted any more.
     const uint32_t until = std::max(proof.iat, now_s) + settings.dpop_window_s + 1;
-    if (!insert_record<DpopJtiRecord>(store, Kind::DpopJti, key, now_s, [&](DpopJtiRecord* r) { r->h.expires_s = until; }))
-        return DpopFailure::Full;
-    return DpopFailure::None;
+    const auto remember = [&] {
+        return insert_record<DpopJtiRecord>(store, Kind::DpopJti, key, now_s, [&](DpopJtiRecord* r) { r->h.expires_s = until; });
+    };
+    // The insert looks for the key itself: one lookup when the jti is new.
+    if (remember()) return DpopFailure::None;
+    const RecordHeader* seen = store.find(Kind::DpopJti, key);
+    if (!seen) return DpopFailure::Full;
+    if (record_live(seen, now_s)) return DpopFailure::Replay;
+    store.remove(seen);  // a record whose window ended, not yet swept
+    return remember() ? DpopFailure::None : DpopFailure::Full;
 }
 
 std::string dpop_nonce(const Settings& settings, uint64_t host_id, int64_t now_s) {

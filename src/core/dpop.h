@@ -50,6 +50,28 @@ std::optional<std::string> normalize_http_uri(std::string_view uri);
 // another key type or a malformed one.
 std::optional<Digest> jwk_thumbprint(const json_t* jwk);
 
+// The claims a proof's checks read, each present only with the type it
+// must have (a jti that is a number reads as no jti). Views into the
+// decoded claims text, or into the parsed tree kept beside them.
+struct ProofClaims {
+    std::optional<std::string_view> jti, htm, htu, ath, nonce;
+    std::optional<int64_t> iat;
+    bool operator==(const ProofClaims& o) const {
+        return jti == o.jti && htm == o.htm && htu == o.htu && ath == o.ath && nonce == o.nonce && iat == o.iat;
+    }
+};
+// The usual claims text — one flat object of exactly these members, ASCII
+// strings without escapes, integers of at most 18 digits, no duplicates —
+// read without building a tree; false for anything else, which
+// parse_proof_claims gives to jansson. Where it says true, jansson reads
+// the same (t/fuzz/dpop_claims.cpp checks that).
+bool scan_flat_claims(std::string_view text, ProofClaims* out);
+// The claims of a parsed object (views into it).
+ProofClaims claims_of(const json_t* object);
+// A proof's claims: the flat scan, else jansson into *tree (which the
+// views then point into). False: not a JSON object.
+bool parse_proof_claims(std::string_view text, ProofClaims* out, Json* tree);
+
 // RFC 9449 4.3 for the request's one DPoP header: typ, alg, public jwk,
 // signature, htm, htu (against device_pairing_url or the request's
 // scheme://Host, and its path), iat within the window, ath when a token is

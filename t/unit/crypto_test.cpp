@@ -1,6 +1,7 @@
 // Secrets, keys, QR codes and the operator's files.
 #include <gtest/gtest.h>
 #include <openssl/bn.h>
+#include <openssl/ecdsa.h>
 
 #include "core/crypto.h"
 #include "core/files.h"
@@ -154,6 +155,28 @@ TEST(Crypto, P256PointsOnTheCurveOnly) {
         "04ffffffff00000001000000000000000000000000ffffffffffffffffffffffff"
         "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5");
     EXPECT_FALSE(p256_public_key_ok(x_is_p));
+}
+
+TEST(Crypto, Es256SignaturesAsDerAgreeWithOpenSsl) {
+    // R || S with every shape DER cares about: leading zero bytes, the top
+    // bit set (a zero byte added), zero itself, all ones; against i2d.
+    std::vector<std::string> halves = {std::string(32, '\0'), std::string(32, '\xff'), std::string(32, '\x7f'),
+                                       std::string(31, '\0') + '\x80', std::string(31, '\0') + '\x01'};
+    std::string leading = std::string(5, '\0') + std::string(27, '\x9c');
+    halves.push_back(leading);
+    for (int i = 0; i < 50; i++) halves.push_back(random_bytes(32));
+    for (const std::string& r : halves)
+        for (const std::string& s : {halves[0], halves[1], halves[3], halves[5], halves.back()}) {
+            ECDSA_SIG* sig = ECDSA_SIG_new();
+            ECDSA_SIG_set0(sig, BN_bin2bn((const unsigned char*)r.data(), 32, nullptr),
+                           BN_bin2bn((const unsigned char*)s.data(), 32, nullptr));
+            unsigned char expected[80], *end = expected;
+            const int expected_len = i2d_ECDSA_SIG(sig, &end);
+            ECDSA_SIG_free(sig);
+            unsigned char der[72];
+            const size_t len = es256_der_signature(r + s, der);
+            ASSERT_EQ(std::string((char*)der, len), std::string((char*)expected, expected_len)) << hex_encode(r + s);
+        }
 }
 
 TEST(Qr, TerminalAndSvg) {

@@ -158,6 +158,59 @@ TEST_P(DpopProofs, EveryCheckOfSection43) {
     EXPECT_EQ(check(settings, "a.b"), DpopFailure::Malformed);
 }
 
+TEST(DpopClaims, TheFlatScanReadsTheUsualShapeAndLeavesTheRestToJansson) {
+    ProofClaims c;
+    ASSERT_TRUE(scan_flat_claims(" {\"jti\":\"a-1\", \"htm\":\"GET\",\"htu\":\"http://gw/x\",\n\"iat\":1800000000,"
+                                 "\"ath\":\"h\",\"nonce\":\"n\"} ", &c));
+    EXPECT_EQ(*c.jti, "a-1");
+    EXPECT_EQ(*c.htm, "GET");
+    EXPECT_EQ(*c.htu, "http://gw/x");
+    EXPECT_EQ(*c.iat, 1800000000);
+    EXPECT_EQ(*c.ath, "h");
+    EXPECT_EQ(*c.nonce, "n");
+    ASSERT_TRUE(scan_flat_claims("{\"iat\":-0}", &c));
+    EXPECT_EQ(*c.iat, 0);
+    EXPECT_FALSE(c.jti);
+    ASSERT_TRUE(scan_flat_claims("{}", &c));
+    // Every shape the scan leaves to jansson, and what jansson then makes of it.
+    struct Case {
+        const char* text;
+        bool object;   // jansson reads an object
+        const char* jti;  // what it reads as the jti, or null
+    };
+    for (const Case& k : std::vector<Case>{
+             {"{\"jti\":\"a\\u0062\"}", true, "ab"},            // an escape
+             {"{\"jti\":\"\xc3\xa9\"}", true, "\xc3\xa9"},      // not ASCII
+             {"{\"jti\":\"a\",\"x\":[1]}", true, "a"},          // another member
+             {"{\"jti\":1}", true, nullptr},                    // the wrong type
+             {"{\"iat\":1.5,\"jti\":\"a\"}", true, "a"},        // a fraction
+             {"{\"iat\":1e3,\"jti\":\"a\"}", true, "a"},        // an exponent
+             {"{\"iat\":01,\"jti\":\"a\"}", false, nullptr},     // a leading zero
+             {"{\"iat\":1234567890123456789}", true, nullptr},  // 19 digits
+             {"{\"jti\":\"a\",\"jti\":\"b\"}", false, nullptr},  // a duplicate
+             {"{\"jti\":\"a\"} x", false, nullptr},             // trailing text
+             {"{\"jti\":\"a\",}", false, nullptr},
+             {"{\"jti\":\"a\"", false, nullptr},
+             {"[1]", false, nullptr},
+         }) {
+        EXPECT_FALSE(scan_flat_claims(k.text, &c)) << k.text;
+        Json tree;
+        ProofClaims parsed;
+        EXPECT_EQ(parse_proof_claims(k.text, &parsed, &tree), k.object) << k.text;
+        if (k.object) {
+            EXPECT_EQ(parsed.jti ? std::string(*parsed.jti) : "<none>", k.jti ? k.jti : "<none>") << k.text;
+        }
+    }
+    // A scanned text reads the same through jansson.
+    const char* flat = "{\"jti\":\"q\",\"htm\":\"POST\",\"htu\":\"https://a/b\",\"iat\":-17}";
+    ProofClaims scanned, through_jansson;
+    ASSERT_TRUE(scan_flat_claims(flat, &scanned));
+    std::string why;
+    Json tree = parse_json_object(flat, &why);
+    ASSERT_TRUE(tree);
+    EXPECT_EQ(claims_of(tree.get()), scanned);
+}
+
 TEST(DpopReplay, AJtiIsAcceptedOncePerKeyWithinItsWindow) {
     MemoryStore store;
     Settings settings;
@@ -174,6 +227,22 @@ TEST(DpopReplay, AJtiIsAcceptedOncePerKeyWithinItsWindow) {
     EXPECT_EQ(remember(other_key, now + 30), DpopFailure::None) << "keyed by key and jti";
     EXPECT_EQ(remember(p, now + 62), DpopFailure::None) << "past the window the proof's iat fails anyway";
     EXPECT_EQ(store.count(Kind::DpopJti), 2u);
+}
+
+TEST(DpopReplay, NoRoomIsFullNotAReplay) {
+    MemoryStore store;
+    store.capacity = 1;
+    Settings settings;
+    const uint32_t now = (uint32_t)(kT0 / 1000);
+    auto remember = [&](const char* jti, uint32_t at) {
+        StoreLock lock(store);
+        return remember_proof(store, settings, DpopProof{sha256("key"), jti, at}, at);
+    };
+    EXPECT_EQ(remember("j1", now), DpopFailure::None);
+    EXPECT_EQ(remember("j2", now + 1), DpopFailure::Full) << "refused rather than unchecked";
+    EXPECT_EQ(remember("j1", now + 1), DpopFailure::Replay);
+    EXPECT_EQ(remember("j1", now + 62), DpopFailure::None) << "its window over: the old record gives way";
+    EXPECT_EQ(store.count(Kind::DpopJti), 1u);
 }
 
 TEST(DpopNonce, FreshOnlyOnTheHostThatMadeIt) {
