@@ -1,8 +1,8 @@
-// The index of the records found by their SHA-256 key (devices and revoked
-// tokens for the gate, mailboxes for the relay): (kind, key) -> record in one
-// probe, whatever the number of records. An rbtree walk at a million devices
-// touches ~20 nodes on ~20 pages per lookup; this reads one slot line and the
-// record.
+// The index of the records found by their SHA-256 key (devices, revoked
+// tokens and DPoP proofs' jti for the gate, mailboxes for the relay):
+// (kind, key) -> record in one probe, whatever the number of records. An
+// rbtree walk at a million devices touches ~20 nodes on ~20 pages per
+// lookup; this reads one slot line and the record.
 //
 // Open addressing with linear probing and backward-shift deletion (no
 // tombstones), over slots in memory the caller owns (the zone's slab). A slot
@@ -43,7 +43,13 @@ class DigestTable {
     // chunk a keyed record of the indexed kinds takes), so a zone full of them
     // still leaves the table below its refusal point most of the time.
     static uint64_t capacity_for(size_t store_bytes);
-    static bool indexes(Kind kind) { return kind == Kind::Device || kind == Kind::Revoked || kind == Kind::Mailbox; }
+    // The replay cache holds a gate's whole window of proofs (hundreds of
+    // thousands at full speed): a tree walk there was the gate's largest cost
+    // after the signature. Its records are 128-byte chunks within half the
+    // zone (kDpopShareDivisor), so they take at most half the slots.
+    static bool indexes(Kind kind) {
+        return kind == Kind::Device || kind == Kind::Revoked || kind == Kind::Mailbox || kind == Kind::DpopJti;
+    }
 
     RecordHeader* find(Kind kind, const uint8_t* key) const;
     // False when the table is 7/8 full (long probe runs): the store is full.

@@ -56,6 +56,7 @@ TEST(DigestTable, CapacityIsOneSlotPer128BytesWithAFloor) {
     EXPECT_TRUE(DigestTable::indexes(Kind::Device));
     EXPECT_TRUE(DigestTable::indexes(Kind::Revoked));
     EXPECT_TRUE(DigestTable::indexes(Kind::Mailbox));  // the relay's deposit and poll
+    EXPECT_TRUE(DigestTable::indexes(Kind::DpopJti));  // the gate's replay check
     EXPECT_FALSE(DigestTable::indexes(Kind::Limiter));
 }
 
