@@ -34,7 +34,7 @@ my $locations = <<'LOC';
             proxy_pass http://127.0.0.1:%%PORT2%%;
         }
 LOC
-my $t = DPTest->new(workers => 2)->standard(
+my %conf = (
     http => <<"HTTP",
     device_pairing_audit_log %%DIR%%/audit.log;
     device_pairing_oauth_client dpop-cli "DPoP CLI";
@@ -48,6 +48,7 @@ my $t = DPTest->new(workers => 2)->standard(
     }
 HTTP
     server => $locations . '        location = /metrics { device_pairing_metrics; }');
+my $t = DPTest->new(workers => 2)->standard(%conf);
 $t->start;
 my $owner = $t->pair_device;
 my $url = $t->url;
@@ -167,6 +168,18 @@ is(with_proof('GET', "$nurl/dpop/x", $token, proof('k1', 'ES256', 'GET', "$nurl/
 refused(with_proof('GET', "$nurl/dpop/x", $token,
                    proof('k1', 'ES256', 'GET', "$nurl/dpop/x", token => $token, nonce => substr($nonce, 0, -4) . (substr($nonce, -4) eq 'AAAA' ? 'BBBB' : 'AAAA'))),
         'use_dpop_nonce', 'a forged nonce');
+
+# A reload that resizes the zone copies the replay cache (it is in no state
+# file): the proof seen before is refused after it, by either worker.
+my $op = $t->operator_token;
+$t->standard(%conf, zone => 'zone=pairing:2m state=%%DIR%%/state');
+$t->reload;
+for (1 .. 50) { last if $t->get('/api/devices/stats', token => $op)->{json}{zoneBytes} > 1_500_000; select undef, undef, undef, 0.1 }
+ok($t->get('/api/devices/stats', token => $op)->{json}{zoneBytes} > 1_500_000, 'the zone was resized');
+%seen = ();
+$seen{ with_proof('GET', '/dpop/x', $token, $replayed)->{status} }++ for 1 .. 4;
+is_deeply(\%seen, { 401 => 4 }, 'a proof seen before the resize is refused after it');
+is(with_proof('GET', '/dpop/x', $token, good())->{status}, 200, 'a fresh proof still passes');
 
 # Metrics, audit log.
 my $metrics = $t->get('/metrics')->{content};

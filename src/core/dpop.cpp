@@ -400,6 +400,15 @@ DpopFailure remember_proof(Store& store, const Settings& settings, const DpopPro
     return remember() ? DpopFailure::None : DpopFailure::Full;
 }
 
+void copy_remembered_proofs(Store& from, Store& to, uint32_t now_s) {
+    from.for_each(Kind::DpopJti, [&](const RecordHeader* seen) {
+        if (!record_live(seen, now_s)) return;
+        Digest key;
+        memcpy(key.data(), seen->key, 32);
+        insert_record<DpopJtiRecord>(to, Kind::DpopJti, key, now_s, [&](DpopJtiRecord* r) { r->h.expires_s = seen->expires_s; });
+    });
+}
+
 std::string dpop_nonce(const Settings& settings, uint64_t host_id, int64_t now_s) {
     const std::string payload = nonce_payload((uint64_t)now_s, host_id);
     return base64url_encode(payload + nonce_mac(settings, payload));

@@ -82,6 +82,10 @@ DpopFailure check_proof(const Request& req, const Settings& settings, std::strin
 // Replay when it was seen, Full when there is no room.
 DpopFailure remember_proof(Store& store, const Settings& settings, const DpopProof& proof, uint32_t now_s);
 
+// A resizing reload's new zone keeps the proofs the old one still
+// remembers (the replay cache is in no state file). Both stores locked.
+void copy_remembered_proofs(Store& from, Store& to, uint32_t now_s);
+
 // A server nonce (RFC 9449 8, 9): this host's, for the window; any other
 // host refuses it, so a proof replayed to another host of a fleet fails.
 std::string dpop_nonce(const Settings& settings, uint64_t host_id, int64_t now_s);

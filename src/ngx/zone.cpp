@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "core/dpop.h"
 #include "core/otp.h"
 #include "core/persist/disk.h"
 #include "core/files.h"
@@ -42,7 +43,17 @@ ngx_queue_t* link_of(const dp::RecordHeader* record) {
     return reinterpret_cast<ngx_queue_t*>(reinterpret_cast<u_char*>(node_of(record)) - kQueueLink);
 }
 
+dp::RecordHeader* record_of_link(ngx_queue_t* link) {
+    return record_of(reinterpret_cast<ngx_rbtree_node_t*>(reinterpret_cast<u_char*>(link) + kQueueLink));
+}
+
 size_t link_size(dp::Kind kind) { return dp::expiring_kind(kind) ? kQueueLink : 0; }
+
+// The DPoP replay cache is found through the digest table, leaves by its
+// expiry queue and is never listed in key order: it keeps no tree. (A proof
+// per request walked and rebalanced a tree of the window's proofs: ~20 pages
+// touched, the gate's largest cost after the signature.)
+bool kept_in_order(dp::Kind kind) { return kind != dp::Kind::DpopJti; }
 
 ngx_rbtree_key_t tree_key(const uint8_t* digest) {
     ngx_rbtree_key_t k;
@@ -267,7 +278,7 @@ dp::RecordHeader* ZoneStore::do_insert(dp::Kind kind, const dp::Digest& key,
         ngx_slab_free_locked(zone_->shpool, block);
         throw;
     }
-    ngx_rbtree_insert(&sh->trees[(size_t)kind], node);  // visible only once complete
+    if (kept_in_order(kind)) ngx_rbtree_insert(&sh->trees[(size_t)kind], node);  // visible only once complete
     if (digest_indexed) by_digest().insert(record);
     if (entry) {
         entry->record = record;
@@ -300,7 +311,7 @@ void ZoneStore::do_remove(dp::RecordHeader* record) {
     }
     if (dp::DigestTable::indexes(kind)) by_digest().remove(record);
     ngx_rbtree_node_t* node = node_of(record);
-    ngx_rbtree_delete(&zone_->sh->trees[(size_t)kind], node);
+    if (kept_in_order(kind)) ngx_rbtree_delete(&zone_->sh->trees[(size_t)kind], node);
     if (link_size(kind)) {
         ngx_queue_remove(link_of(record));
     }
@@ -341,10 +352,19 @@ void ZoneStore::requeue(dp::RecordHeader* record) {
 const dp::RecordHeader* ZoneStore::oldest(dp::Kind kind) {
     ngx_queue_t* q = &zone_->sh->expiry[(size_t)kind];
     if (!link_size(kind) || ngx_queue_empty(q)) return nullptr;
-    return record_of(reinterpret_cast<ngx_rbtree_node_t*>(reinterpret_cast<u_char*>(ngx_queue_head(q)) + kQueueLink));
+    return record_of_link(ngx_queue_head(q));
 }
 
 void ZoneStore::for_each(dp::Kind kind, const std::function<void(const dp::RecordHeader*)>& visit) {
+    if (!kept_in_order(kind)) {  // in expiry order instead
+        ngx_queue_t* q = &zone_->sh->expiry[(size_t)kind];
+        for (ngx_queue_t* l = ngx_queue_head(q); l != ngx_queue_sentinel(q);) {
+            ngx_queue_t* next = ngx_queue_next(l);  // the visitor may remove this one
+            visit(record_of_link(l));
+            l = next;
+        }
+        return;
+    }
     ngx_rbtree_t* tree = &zone_->sh->trees[(size_t)kind];
     if (tree->root == tree->sentinel) return;
     visit_from(tree, ngx_rbtree_min(tree->root, tree->sentinel), SIZE_MAX,
@@ -354,7 +374,7 @@ void ZoneStore::for_each(dp::Kind kind, const std::function<void(const dp::Recor
 size_t ZoneStore::visit_after(dp::Kind kind, const dp::Digest* after, size_t limit,
                               const std::function<void(const dp::RecordHeader*)>& visit) {
     ngx_rbtree_t* tree = &zone_->sh->trees[(size_t)kind];
-    if (tree->root == tree->sentinel) return 0;
+    if (tree->root == tree->sentinel) return 0;  // also a kind not kept in order: nothing to page through
     ngx_rbtree_node_t* start =
         after ? first_after(tree, tree_key(after->data()),
                             [&](ngx_rbtree_node_t* n) { return ngx_memcmp(record_of(n)->key, after->data(), 32); })
@@ -463,6 +483,10 @@ ngx_int_t take_over(ZoneStore& store, ZoneCtx* ctx, ZoneCtx* old, uint32_t now_s
         ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\": cannot take over the old zone: %s",
                       &ctx->shm_zone->shm.name, error.c_str());
         return NGX_ERROR;
+    }
+    {
+        dp::StoreLock old_lock(old_store), lock(store);
+        dp::copy_remembered_proofs(old_store, store, now_s);
     }
     if (!copy_log_tree(old, ctx)) {
         ngx_log_error(NGX_LOG_EMERG, log, 0, "device_pairing_zone \"%V\" is too small for the pairing log's tree",

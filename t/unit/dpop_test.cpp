@@ -245,6 +245,25 @@ TEST(DpopReplay, NoRoomIsFullNotAReplay) {
     EXPECT_EQ(store.count(Kind::DpopJti), 1u);
 }
 
+TEST(DpopReplay, AResizedZoneRemembersWhatTheOldOneSaw) {
+    MemoryStore old_zone, new_zone;
+    Settings settings;
+    const uint32_t now = (uint32_t)(kT0 / 1000);
+    auto remember = [&](Store& store, const char* jti, uint32_t at) {
+        StoreLock lock(store);
+        return remember_proof(store, settings, DpopProof{sha256("key"), jti, at}, at);
+    };
+    EXPECT_EQ(remember(old_zone, "early", now - 100), DpopFailure::None);  // its window is over
+    EXPECT_EQ(remember(old_zone, "seen", now), DpopFailure::None);
+    {
+        StoreLock a(old_zone), b(new_zone);
+        copy_remembered_proofs(old_zone, new_zone, now + 1);
+    }
+    EXPECT_EQ(new_zone.count(Kind::DpopJti), 1u) << "only the live one";
+    EXPECT_EQ(remember(new_zone, "seen", now + 2), DpopFailure::Replay);
+    EXPECT_EQ(remember(new_zone, "seen", now + 62), DpopFailure::None) << "and only for its window";
+}
+
 TEST(DpopNonce, FreshOnlyOnTheHostThatMadeIt) {
     Settings settings;
     settings.secret_key = sha256("zone key");
