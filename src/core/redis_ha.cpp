@@ -130,6 +130,12 @@ int wait_target(int configured, const std::vector<std::string>& seen, const std:
     return std::max(configured, std::min(live, 64));
 }
 
+bool conflict_master_current(std::string_view link_master, uint64_t link_named_ms, std::string_view followed_master,
+                             uint64_t followed_named_ms) {
+    if (link_master.empty() || followed_master.empty() || link_master == followed_master) return true;
+    return link_named_ms > followed_named_ms;
+}
+
 bool error_means_rediscover(std::string_view error) {
     for (std::string_view code : {"READONLY", "LOADING", "MASTERDOWN"})
         if (error.substr(0, code.size()) == code && (error.size() == code.size() || error[code.size()] == ' '))

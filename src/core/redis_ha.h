@@ -67,6 +67,17 @@ bool wait_confirmed(const ReplyView& reply, int replicas);
 // no longer counted.
 int wait_target(int configured, const std::vector<std::string>& seen, const std::vector<std::string>& down);
 
+// Whether the records a commit's conflict brings back may go into the
+// replica: they come from the master that commit link writes to, and in a
+// failover the old master still answers until Sentinel demotes it, holding
+// none of what the new one took since (taken in, they removed a device
+// just paired through the new master, and the same host answered 404 for
+// it). Trusted: the master the follower reads, or one the link was sent to
+// after the follower's was named (ms on one clock). Without sentinels (no
+// names), always.
+bool conflict_master_current(std::string_view link_master, uint64_t link_named_ms, std::string_view followed_master,
+                             uint64_t followed_named_ms);
+
 // Which sentinel to ask next: each in turn, from the one after the last
 // that failed, so one down sentinel costs one connection attempt.
 inline size_t next_sentinel(size_t last, size_t count) { return count ? (last + 1) % count : 0; }

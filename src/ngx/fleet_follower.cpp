@@ -101,6 +101,7 @@ class FleetFollower {
             ZoneStore store(zone_);
             dp::StoreLock lock(store);
             char (&named)[sizeof(dp::SharedState::fleet_master)] = store.shared_for_persistence().fleet_master;
+            zone_->sh->fleet_master_named_ms = ngx_current_msec;
             before = fixed_text(named);
             if (before == now) return;
             set_fixed_text(named, now);

@@ -68,6 +68,7 @@ void FleetWriter::post() {
 void FleetWriter::send_changes(std::vector<dp::RecordChange> changes, std::function<void(bool)> done) {
     auto held = std::make_shared<std::vector<dp::RecordChange>>(std::move(changes));
     const bool sent = send(*held, 0, [this, held, done](Outcome outcome, const Images& images) {
+        if (outcome == Outcome::Conflict && !conflict_master_current()) outcome = Outcome::NotSent;
         if (outcome != Outcome::Committed) undo_changes(zone_, *held);
         if (outcome == Outcome::Conflict && !apply_images(zone_, images, "a commit's conflict")) request_resync(zone_);
         if (outcome == Outcome::Unknown) request_resync(zone_);
@@ -195,7 +196,24 @@ void FleetWriter::end_batch() {
 // A request's batch was answered. On a conflict (another host changed what
 // the route read) its changes are undone and Redis's records taken, so the
 // content side can run the route again on them.
+// A conflict met on a master the follower has left (the old one, in a
+// failover) says nothing of the fleet: its records are not taken, the
+// change is undone and answered 503, and this link asks the sentinels again.
+bool FleetWriter::conflict_master_current() {
+    std::string followed;
+    {
+        ZoneStore store(zone_);
+        dp::StoreReadLock lock(store);
+        followed = fixed_text(store.shared().fleet_master);
+    }
+    if (dp::conflict_master_current(link_.master_text(), link_.named_at(), followed, zone_->sh->fleet_master_named_ms))
+        return true;
+    if (link_.up()) link_.rediscover("the follower reads a newer master");
+    return false;
+}
+
 void FleetWriter::finish(ngx_http_request_t* r, Outcome outcome, const Images& images) {
+    if (outcome == Outcome::Conflict && !conflict_master_current()) outcome = Outcome::NotSent;
     switch (outcome) {
         case Outcome::Committed: return settle(zone_, r, {WriteResult::Durable});
         case Outcome::CapReached: return settle(zone_, r, {WriteResult::AccountFull});

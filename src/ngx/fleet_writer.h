@@ -70,6 +70,7 @@ class FleetWriter final : public DurableWriter {
     std::vector<dp::RecordChange> background_;
     std::vector<Queued> queued_;  // waiting for the batch in flight to be answered
     bool batch_in_flight_ = false;
+    bool conflict_master_current();
     time_t last_error_log_ = 0;  // Redis's refusals are logged once a minute
 };
 

@@ -33,6 +33,9 @@ struct SharedZone {
     dp::SharedState state;
     ShmLog log;  // the pairing log's tree (log=on)
     ShmIdentity identity;  // the identity once rotated
+    // Fleet mode with sentinels: when the follower's link was last sent to
+    // SharedState::fleet_master (ngx_current_msec), for the writers' conflicts.
+    ngx_msec_t fleet_master_named_ms;
     // The readers-writer protocol beside the slab mutex (see ZoneStore).
     ngx_atomic_t writer;                      // pid of the process writing, 0: none
     ngx_atomic_t reader_slots;                // process slots that have ever read

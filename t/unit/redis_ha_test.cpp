@@ -119,3 +119,16 @@ TEST(RedisHa, HashTag) {
     EXPECT_FALSE(has_hash_tag("dp:{}:x{y}")) << "Redis takes the first {...}: an empty one hashes the whole key";
     EXPECT_FALSE(has_hash_tag("dp:{open"));
 }
+
+TEST(RedisHa, AConflictIsTakenOnlyFromTheMasterTheFollowerReadsOrANewerOne) {
+    // Without sentinels there are no names: always.
+    EXPECT_TRUE(conflict_master_current("", 0, "", 0));
+    EXPECT_TRUE(conflict_master_current("10.0.0.1:6379", 5, "", 0)) << "the follower has named none yet";
+    EXPECT_TRUE(conflict_master_current("10.0.0.1:6379", 5, "10.0.0.1:6379", 900)) << "the same master";
+    // A failover: the follower moved to the new master at 900; this link is
+    // still on the old one, sent there at 5: its records are stale.
+    EXPECT_FALSE(conflict_master_current("10.0.0.1:6379", 5, "10.0.0.2:6379", 900));
+    EXPECT_FALSE(conflict_master_current("10.0.0.1:6379", 900, "10.0.0.2:6379", 900)) << "named at the same time";
+    // The link went to the new master before the follower did: trusted.
+    EXPECT_TRUE(conflict_master_current("10.0.0.2:6379", 901, "10.0.0.1:6379", 900));
+}
