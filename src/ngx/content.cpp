@@ -246,9 +246,10 @@ ngx_int_t rotate_identity(ngx_http_request_t* r, RequestCtx* ctx, dp::Response&&
             } else {
                 refresh_identity(zone, srv_conf(r)->settings);
                 ZoneStore store(zone);
-                collect_changes(zone, ctx);
-                dp::log_identity_rotation(store, *j->resp.rotation, now_ms());
-                collect_changes(zone, nullptr);
+                {
+                    CollectingChanges collecting(zone, ctx);
+                    dp::log_identity_rotation(store, *j->resp.rotation, now_ms());
+                }
                 if (hold_until_durable(r, zone, ctx, std::move(j->resp), answer_settled)) {
                     ngx_http_finalize_request(r, NGX_DONE);  // the hold took its own reference
                     ngx_http_run_posted_requests(c);
@@ -284,10 +285,11 @@ ngx_int_t run_route(ngx_http_request_t* r, RequestCtx* ctx, std::string body) {
     ctx->poll_changes_seen = zone_changes(zone);  // read first: a change after it wakes a parked poll
     ZoneStore store(zone);
     refresh_identity(zone, srv_conf(r)->settings);
-    collect_changes(zone, ctx);
-    dp::Response resp = dp::api_handle(store, *srv_conf(r)->settings, ctx->route, req, client_addr(r));
+    dp::Response resp = [&] {
+        CollectingChanges collecting(zone, ctx);
+        return dp::api_handle(store, *srv_conf(r)->settings, ctx->route, req, client_addr(r));
+    }();
     if (resp.rotation) return rotate_identity(r, ctx, std::move(resp));
-    collect_changes(zone, nullptr);
     // The writer could not take a transaction (an allocation failed): the
     // store undid it, so the answer built on it is not sent.
     if (store.take_commit_failure()) resp = dp::unavailable("the change could not be recorded and was undone; try again");

@@ -59,6 +59,18 @@ void undo_changes(ZoneCtx* zone, std::vector<dp::RecordChange>& changes);
 
 // The request whose route runs now collects the changes it commits (null: none).
 void collect_changes(ZoneCtx* zone, RequestCtx* ctx);
+// For a scope: the request collects its changes until the scope ends, also
+// when it ends by an exception (else the writer would keep a pointer to a
+// request that is gone, and give it other work's changes).
+struct CollectingChanges {
+    CollectingChanges(ZoneCtx* zone, RequestCtx* ctx) : zone_(zone) { collect_changes(zone, ctx); }
+    ~CollectingChanges() { collect_changes(zone_, nullptr); }
+    CollectingChanges(const CollectingChanges&) = delete;
+    CollectingChanges& operator=(const CollectingChanges&) = delete;
+
+   private:
+    ZoneCtx* zone_;
+};
 // A durable answer with changes is held until they are written (true: the
 // request now waits, and `settled` answers it); anything else is answered now.
 bool hold_until_durable(ngx_http_request_t* r, ZoneCtx* zone, RequestCtx* ctx, dp::Response&& resp,
