@@ -3,6 +3,7 @@
 #include <cstring>
 #include <memory>
 #include <unordered_map>
+#include <utility>
 
 #include "core/json.h"
 
@@ -191,12 +192,14 @@ bool scan_plain_integer(std::string_view text, size_t* at, int64_t* out) {
     return true;
 }
 
+// The string claims, named once for the scan and for jansson's reading.
+constexpr std::pair<const char*, std::optional<std::string_view> ProofClaims::*> kStringClaims[] = {
+    {"jti", &ProofClaims::jti}, {"htm", &ProofClaims::htm}, {"htu", &ProofClaims::htu},
+    {"ath", &ProofClaims::ath}, {"nonce", &ProofClaims::nonce}};
+
 std::optional<std::string_view>* string_claim(ProofClaims* c, std::string_view name) {
-    if (name == "jti") return &c->jti;
-    if (name == "htm") return &c->htm;
-    if (name == "htu") return &c->htu;
-    if (name == "ath") return &c->ath;
-    if (name == "nonce") return &c->nonce;
+    for (const auto& [claim, member] : kStringClaims)
+        if (name == claim) return &(c->*member);
     return nullptr;
 }
 
@@ -250,11 +253,7 @@ bool scan_flat_claims(std::string_view text, ProofClaims* out) {
 
 ProofClaims claims_of(const json_t* object) {
     ProofClaims c;
-    c.jti = string_member(object, "jti");
-    c.htm = string_member(object, "htm");
-    c.htu = string_member(object, "htu");
-    c.ath = string_member(object, "ath");
-    c.nonce = string_member(object, "nonce");
+    for (const auto& [claim, member] : kStringClaims) c.*member = string_member(object, claim);
     if (const json_t* iat = member_of(object, "iat", JSON_INTEGER)) c.iat = json_integer_value(iat);
     return c;
 }
@@ -384,13 +383,20 @@ DpopFailure check_proof(const Request& req, const Settings& settings, std::strin
     return DpopFailure::None;
 }
 
+namespace {
+
+// A proof's jti remembered until `until`; false: already there, or no room.
+bool insert_seen(Store& store, const Digest& key, uint32_t now_s, uint32_t until) {
+    return insert_record<DpopJtiRecord>(store, Kind::DpopJti, key, now_s, [&](DpopJtiRecord* r) { r->h.expires_s = until; });
+}
+
+}  // namespace
+
 DpopFailure remember_proof(Store& store, const Settings& settings, const DpopProof& proof, uint32_t now_s) {
     const Digest key = key_of("dpop-jti", std::string((const char*)proof.jkt.data(), 32) + proof.jti);
     // Kept until no proof with this iat is accepted any more.
     const uint32_t until = std::max(proof.iat, now_s) + settings.dpop_window_s + 1;
-    const auto remember = [&] {
-        return insert_record<DpopJtiRecord>(store, Kind::DpopJti, key, now_s, [&](DpopJtiRecord* r) { r->h.expires_s = until; });
-    };
+    const auto remember = [&] { return insert_seen(store, key, now_s, until); };
     // The insert looks for the key itself: one lookup when the jti is new.
     if (remember()) return DpopFailure::None;
     const RecordHeader* seen = store.find(Kind::DpopJti, key);
@@ -405,7 +411,7 @@ void copy_remembered_proofs(Store& from, Store& to, uint32_t now_s) {
         if (!record_live(seen, now_s)) return;
         Digest key;
         memcpy(key.data(), seen->key, 32);
-        insert_record<DpopJtiRecord>(to, Kind::DpopJti, key, now_s, [&](DpopJtiRecord* r) { r->h.expires_s = seen->expires_s; });
+        insert_seen(to, key, now_s, seen->expires_s);
     });
 }
 

@@ -193,25 +193,26 @@ void FleetWriter::end_batch() {
         keep_worker(false);
 }
 
-// A request's batch was answered. On a conflict (another host changed what
-// the route read) its changes are undone and Redis's records taken, so the
-// content side can run the route again on them.
 // A conflict met on a master the follower has left (the old one, in a
 // failover) says nothing of the fleet: its records are not taken, the
 // change is undone and answered 503, and this link asks the sentinels again.
 bool FleetWriter::conflict_master_current() {
     std::string followed;
+    ngx_msec_t followed_named_ms;
     {
         ZoneStore store(zone_);
         dp::StoreReadLock lock(store);
         followed = fixed_text(store.shared().fleet_master);
+        followed_named_ms = zone_->sh->fleet_master_named_ms;
     }
-    if (dp::conflict_master_current(link_.master_text(), link_.named_at(), followed, zone_->sh->fleet_master_named_ms))
-        return true;
+    if (dp::conflict_master_current(link_.master_text(), link_.named_at(), followed, followed_named_ms)) return true;
     if (link_.up()) link_.rediscover("the follower reads a newer master");
     return false;
 }
 
+// A request's batch was answered. On a conflict (another host changed what
+// the route read) its changes are undone and Redis's records taken, so the
+// content side can run the route again on them.
 void FleetWriter::finish(ngx_http_request_t* r, Outcome outcome, const Images& images) {
     if (outcome == Outcome::Conflict && !conflict_master_current()) outcome = Outcome::NotSent;
     switch (outcome) {
